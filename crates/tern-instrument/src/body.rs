@@ -1,0 +1,1042 @@
+//! The per-function rewrite: makes one function able to save its frame and return (unwind), and
+//! later to rebuild that frame and jump back into the middle of its body (rewind).
+//!
+//! Structured control flow forbids jumping into a block, so the rewind enters every enclosing
+//! block from its top and skips what it must not re-execute. The body of every block that
+//! contains a resume point is cut into *segments* separated by *items* (a call that may unwind,
+//! a poll, or a nested block that contains one). At every item boundary the block's operand
+//! stack lives in locals (spill slots, one per nesting depth, stack position and type), so a
+//! segment has the type `[] -> []` and can be wrapped in `if (state == running)`. Saving every
+//! local therefore saves the operand stack too, and the rewind only has to skip segments and the
+//! items that do not contain the target resume point.
+
+use std::collections::HashMap;
+
+use wasm_encoder::reencode::{Reencode, RoundtripReencoder};
+use wasm_encoder::{BlockType, Function, Instruction, MemArg};
+use wasmparser::{
+    AbstractHeapType, FuncValidator, FunctionBody, HeapType, Operator, RefType, ValType,
+    ValidatorResources,
+};
+
+use crate::{Error, Result, STATE_REWINDING};
+
+/// Module-level facts the rewrite needs.
+pub struct ModuleFacts<'a> {
+    pub types: &'a [Option<wasmparser::FuncType>],
+    pub func_types: &'a [u32],
+    pub unwinds: &'a [bool],
+    /// Signature id per type index (for indirect calls).
+    pub type_sig: &'a [Option<u32>],
+    pub sig_unwinds: &'a [bool],
+    pub flag_memory: u32,
+    pub frames_memory: u32,
+    pub state_global: u32,
+    pub sp_global: u32,
+    /// (table, stack-pointer global) for funcref, externref and exnref locals.
+    pub ref_tables: [(u32, u32); 3],
+}
+
+pub struct Rewritten {
+    pub body: Vec<u8>,
+    pub resume_points: u32,
+    pub polls: u32,
+}
+
+enum Node {
+    Op(usize),
+    Plain(Box<Construct>),
+    Item(Item),
+}
+
+enum Item {
+    Poll {
+        rp: u32,
+    },
+    Call {
+        op: usize,
+        rp: u32,
+        stack: Vec<ValType>,
+        inputs: usize,
+        outputs: Vec<ValType>,
+    },
+    Block {
+        c: Box<Construct>,
+        stack: Vec<ValType>,
+        inputs: usize,
+        outputs: Vec<ValType>,
+        lo: u32,
+        hi: u32,
+    },
+}
+
+impl Item {
+    /// The level's stack after the item: what was under its inputs, then its outputs.
+    fn stack_after(&self) -> Vec<ValType> {
+        match self {
+            Item::Poll { .. } => Vec::new(),
+            Item::Call {
+                stack,
+                inputs,
+                outputs,
+                ..
+            }
+            | Item::Block {
+                stack,
+                inputs,
+                outputs,
+                ..
+            } => {
+                let mut s = stack[..stack.len() - inputs].to_vec();
+                s.extend_from_slice(outputs);
+                s
+            }
+        }
+    }
+    fn stack_before(&self) -> &[ValType] {
+        match self {
+            Item::Poll { .. } => &[],
+            Item::Call { stack, .. } | Item::Block { stack, .. } => stack,
+        }
+    }
+}
+
+struct Construct {
+    open: usize,
+    params: Vec<ValType>,
+    bodies: Vec<Vec<Node>>,
+}
+
+/// A block being built while the operators stream past.
+struct Open {
+    open: usize,
+    params: Vec<ValType>,
+    results: Vec<ValType>,
+    bodies: Vec<Vec<Node>>,
+    current: Vec<Node>,
+    base: usize,
+    reachable: bool,
+    entered_reachable: bool,
+    first_rp: u32,
+    stack: Vec<ValType>,
+    inputs: usize,
+}
+
+const SYNTH: u32 = u32::MAX;
+
+pub fn rewrite(
+    facts: &ModuleFacts<'_>,
+    func_index: u32,
+    entry_poll: bool,
+    body: &FunctionBody<'_>,
+    mut validator: FuncValidator<ValidatorResources>,
+) -> Result<Rewritten> {
+    let ty = facts.types[facts.func_types[func_index as usize] as usize]
+        .as_ref()
+        .ok_or_else(|| Error::Encode(format!("function {func_index} has no function type")))?;
+    let mut locals: Vec<ValType> = ty.params().to_vec();
+    let mut groups = Vec::new();
+    let mut reader = body.get_locals_reader()?;
+    for _ in 0..reader.get_count() {
+        let pos = reader.original_position();
+        let (count, t) = reader.read()?;
+        validator.define_locals(pos, count, t)?;
+        groups.push((count, t));
+        for _ in 0..count {
+            locals.push(t);
+        }
+    }
+    for t in &locals {
+        if let ValType::Ref(r) = t {
+            if !r.is_nullable() {
+                return Err(Error::Unsupported(format!(
+                    "a non-nullable reference local in function {func_index}"
+                )));
+            }
+            ref_class(*r).ok_or_else(|| {
+                Error::Unsupported(format!("a local of type {r} in function {func_index}"))
+            })?;
+        }
+    }
+
+    let mut ops = Vec::new();
+    let mut reader = body.get_operators_reader()?;
+    let mut next_rp = 0u32;
+    let mut polls = 0u32;
+    let mut stack: Vec<Open> = vec![Open {
+        open: usize::MAX,
+        params: Vec::new(),
+        results: ty.results().to_vec(),
+        bodies: Vec::new(),
+        current: Vec::new(),
+        base: 0,
+        reachable: true,
+        entered_reachable: true,
+        first_rp: 0,
+        stack: Vec::new(),
+        inputs: 0,
+    }];
+    if entry_poll {
+        stack[0]
+            .current
+            .push(Node::Item(Item::Poll { rp: next_rp }));
+        next_rp += 1;
+        polls += 1;
+    }
+    let mut root: Option<Vec<Node>> = None;
+    while !reader.eof() {
+        let offset = reader.original_position();
+        let op = reader.read()?;
+        let index = ops.len();
+        let top = stack
+            .last_mut()
+            .ok_or_else(|| Error::Encode("unbalanced blocks".into()))?;
+        let reachable = top.reachable;
+        let level = |v: &FuncValidator<ValidatorResources>, base: usize| level_types(v, base);
+        match &op {
+            Operator::Block { blockty }
+            | Operator::Loop { blockty }
+            | Operator::If { blockty }
+            | Operator::TryTable {
+                try_table: wasmparser::TryTable { ty: blockty, .. },
+            } => {
+                let (params, results) = block_sig(facts, *blockty)?;
+                let is_if = matches!(op, Operator::If { .. });
+                let inputs = params.len() + usize::from(is_if);
+                let (level_stack, base) = if reachable {
+                    let s = level(&validator, top.base)?;
+                    let height = validator.operand_stack_height() as usize;
+                    (s, height - inputs)
+                } else {
+                    (Vec::new(), 0)
+                };
+                let mut open = Open {
+                    open: index,
+                    params,
+                    results,
+                    bodies: Vec::new(),
+                    current: Vec::new(),
+                    base,
+                    reachable,
+                    entered_reachable: reachable,
+                    first_rp: next_rp,
+                    stack: level_stack,
+                    inputs,
+                };
+                if reachable && matches!(op, Operator::Loop { .. }) {
+                    open.current.push(Node::Item(Item::Poll { rp: next_rp }));
+                    next_rp += 1;
+                    polls += 1;
+                }
+                stack.push(open);
+            }
+            Operator::Else => {
+                let top = stack
+                    .last_mut()
+                    .ok_or_else(|| Error::Encode("else outside if".into()))?;
+                let then = std::mem::take(&mut top.current);
+                top.bodies.push(then);
+                top.reachable = top.entered_reachable;
+            }
+            Operator::End => {
+                let mut done = stack
+                    .pop()
+                    .ok_or_else(|| Error::Encode("unbalanced end".into()))?;
+                let body = std::mem::take(&mut done.current);
+                done.bodies.push(body);
+                match stack.last_mut() {
+                    None => {
+                        let mut bodies = done.bodies;
+                        root = bodies.pop();
+                    }
+                    Some(parent) => {
+                        let c = Box::new(Construct {
+                            open: done.open,
+                            params: done.params,
+                            bodies: done.bodies,
+                        });
+                        if done.entered_reachable && next_rp > done.first_rp {
+                            parent.current.push(Node::Item(Item::Block {
+                                c,
+                                stack: done.stack,
+                                inputs: done.inputs,
+                                outputs: done.results,
+                                lo: done.first_rp,
+                                hi: next_rp - 1,
+                            }));
+                        } else {
+                            parent.current.push(Node::Plain(c));
+                        }
+                    }
+                }
+            }
+            _ => {
+                let call = if reachable {
+                    call_shape(facts, &op)
+                } else {
+                    None
+                };
+                let top = stack
+                    .last_mut()
+                    .ok_or_else(|| Error::Encode("unbalanced blocks".into()))?;
+                match call {
+                    Some((inputs, outputs)) => {
+                        let s = level(&validator, top.base)?;
+                        top.current.push(Node::Item(Item::Call {
+                            op: index,
+                            rp: next_rp,
+                            stack: s,
+                            inputs,
+                            outputs,
+                        }));
+                        next_rp += 1;
+                    }
+                    None => top.current.push(Node::Op(index)),
+                }
+                if ends_reachability(&op) {
+                    top.reachable = false;
+                }
+            }
+        }
+        validator.op(offset, &op)?;
+        ops.push(op);
+    }
+    let root = root.ok_or_else(|| Error::Encode("function body has no end".into()))?;
+
+    let mut e = Emitter::new(facts, &ops, &locals);
+    e.function(func_index, ty.results(), &root)?;
+    let mut new_groups: Vec<(u32, wasm_encoder::ValType)> = Vec::new();
+    for (count, t) in groups {
+        new_groups.push((count, enc_ty(t)?));
+    }
+    for t in &e.new_locals {
+        let t = enc_ty(*t)?;
+        match new_groups.last_mut() {
+            Some((n, last)) if *last == t => *n += 1,
+            _ => new_groups.push((1, t)),
+        }
+    }
+    let mut f = Function::new(new_groups);
+    for i in &e.code {
+        f.instruction(i);
+    }
+    Ok(Rewritten {
+        body: f.into_raw_body(),
+        resume_points: next_rp,
+        polls,
+    })
+}
+
+fn level_types(v: &FuncValidator<ValidatorResources>, base: usize) -> Result<Vec<ValType>> {
+    let height = v.operand_stack_height() as usize;
+    let mut out = Vec::with_capacity(height.saturating_sub(base));
+    for k in base..height {
+        match v.get_operand_type(height - 1 - k) {
+            Some(Some(t)) => out.push(t),
+            _ => {
+                return Err(Error::Encode(
+                    "operand of unknown type in reachable code".into(),
+                ))
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn block_sig(
+    facts: &ModuleFacts<'_>,
+    bt: wasmparser::BlockType,
+) -> Result<(Vec<ValType>, Vec<ValType>)> {
+    Ok(match bt {
+        wasmparser::BlockType::Empty => (Vec::new(), Vec::new()),
+        wasmparser::BlockType::Type(t) => (Vec::new(), vec![t]),
+        wasmparser::BlockType::FuncType(i) => {
+            let ft = facts
+                .types
+                .get(i as usize)
+                .and_then(|t| t.as_ref())
+                .ok_or_else(|| Error::Encode(format!("block type {i} is not a function type")))?;
+            (ft.params().to_vec(), ft.results().to_vec())
+        }
+    })
+}
+
+/// For a call that may unwind: (number of operands it pops, types it pushes).
+fn call_shape(facts: &ModuleFacts<'_>, op: &Operator<'_>) -> Option<(usize, Vec<ValType>)> {
+    let (type_index, extra) = match op {
+        Operator::Call { function_index } => {
+            if !*facts.unwinds.get(*function_index as usize)? {
+                return None;
+            }
+            (*facts.func_types.get(*function_index as usize)?, 0)
+        }
+        Operator::CallIndirect { type_index, .. } | Operator::CallRef { type_index } => {
+            let sig = (*facts.type_sig.get(*type_index as usize)?)?;
+            if !*facts.sig_unwinds.get(sig as usize)? {
+                return None;
+            }
+            (*type_index, 1)
+        }
+        _ => return None,
+    };
+    let ft = facts.types.get(type_index as usize)?.as_ref()?;
+    Some((ft.params().len() + extra, ft.results().to_vec()))
+}
+
+fn ends_reachability(op: &Operator<'_>) -> bool {
+    matches!(
+        op,
+        Operator::Br { .. }
+            | Operator::BrTable { .. }
+            | Operator::Return
+            | Operator::Unreachable
+            | Operator::Throw { .. }
+            | Operator::ThrowRef
+            | Operator::Rethrow { .. }
+            | Operator::ReturnCall { .. }
+            | Operator::ReturnCallIndirect { .. }
+            | Operator::ReturnCallRef { .. }
+    )
+}
+
+/// Which of Tern's reference tables holds a local of this type.
+fn ref_class(r: RefType) -> Option<usize> {
+    match r.heap_type() {
+        HeapType::Abstract { shared: false, ty } => match ty {
+            AbstractHeapType::Func => Some(0),
+            AbstractHeapType::Extern => Some(1),
+            AbstractHeapType::Exn => Some(2),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+fn enc_ty(t: ValType) -> Result<wasm_encoder::ValType> {
+    RoundtripReencoder
+        .val_type(t)
+        .map_err(|e| Error::Encode(e.to_string()))
+}
+
+/// A spill slot: nesting depth, whether it stages block parameters, stack position, type.
+type SlotKey = (u32, bool, usize, ValType);
+
+struct Emitter<'a> {
+    facts: &'a ModuleFacts<'a>,
+    ops: &'a [Operator<'a>],
+    locals: &'a [ValType],
+    new_locals: Vec<ValType>,
+    slots: HashMap<SlotKey, u32>,
+    rp: u32,
+    fp: u32,
+    code: Vec<Instruction<'a>>,
+    /// Labels as emitted: an original label's id, or SYNTH for one Tern added.
+    labels: Vec<u32>,
+    /// Labels of the original code, innermost last.
+    orig: Vec<u32>,
+    next_label: u32,
+}
+
+fn arg(offset: u64, memory_index: u32) -> MemArg {
+    MemArg {
+        offset,
+        align: 0,
+        memory_index,
+    }
+}
+
+impl<'a> Emitter<'a> {
+    fn new(facts: &'a ModuleFacts<'a>, ops: &'a [Operator<'a>], locals: &'a [ValType]) -> Self {
+        let base = locals.len() as u32;
+        Emitter {
+            facts,
+            ops,
+            locals,
+            new_locals: vec![ValType::I32, ValType::I32],
+            slots: HashMap::new(),
+            rp: base,
+            fp: base + 1,
+            code: Vec::new(),
+            labels: Vec::new(),
+            orig: Vec::new(),
+            next_label: 0,
+        }
+    }
+
+    fn slot(&mut self, depth: u32, staging: bool, pos: usize, t: ValType) -> u32 {
+        let t = match t {
+            ValType::Ref(r) => ValType::Ref(r.nullable()),
+            t => t,
+        };
+        let next = self.locals.len() as u32 + self.new_locals.len() as u32;
+        *self
+            .slots
+            .entry((depth, staging, pos, t))
+            .or_insert_with(|| {
+                self.new_locals.push(t);
+                next
+            })
+    }
+
+    fn push_synth(&mut self, i: Instruction<'a>) {
+        self.code.push(i);
+        self.labels.push(SYNTH);
+    }
+
+    fn end_synth(&mut self) {
+        self.code.push(Instruction::End);
+        self.labels.pop();
+    }
+
+    fn depth_of_label(&self, position: usize) -> u32 {
+        (self.labels.len() - 1 - position) as u32
+    }
+
+    fn map_depth(&self, d: u32) -> Result<u32> {
+        let target = *self
+            .orig
+            .len()
+            .checked_sub(1 + d as usize)
+            .and_then(|i| self.orig.get(i))
+            .ok_or_else(|| Error::Encode(format!("branch depth {d} out of range")))?;
+        let pos = self
+            .labels
+            .iter()
+            .rposition(|&l| l == target)
+            .ok_or_else(|| Error::Encode("branch target vanished".into()))?;
+        Ok(self.depth_of_label(pos))
+    }
+
+    fn spill(&mut self, depth: u32, types: &[ValType], from: usize) {
+        for (k, t) in types.iter().enumerate().rev() {
+            let l = self.slot(depth, false, from + k, *t);
+            self.code.push(Instruction::LocalSet(l));
+        }
+    }
+
+    fn reload(&mut self, depth: u32, staging: bool, types: &[ValType], from: usize) {
+        for (k, t) in types.iter().enumerate() {
+            let l = self.slot(depth, staging, from + k, *t);
+            self.code.push(Instruction::LocalGet(l));
+            if let ValType::Ref(r) = t {
+                if !r.is_nullable() {
+                    self.code.push(Instruction::RefAsNonNull);
+                }
+            }
+        }
+    }
+
+    fn function(&mut self, func_index: u32, results: &[ValType], root: &[Node]) -> Result<()> {
+        let func_label = self.next_label;
+        self.next_label += 1;
+        self.labels.push(func_label);
+        self.orig.push(func_label);
+        // `block $unwind`: every resume point branches out of it to save the frame.
+        self.labels.push(SYNTH);
+        let unwind_label = self.labels.len() - 1;
+        self.body(root, 0, &[], unwind_label)?;
+        self.code.push(Instruction::Return);
+        self.code.push(Instruction::End);
+        self.labels.pop();
+        let body = std::mem::take(&mut self.code);
+        // The frame layout covers the spill slots, known only now that the body is emitted; the
+        // prologue that rebuilds the frame therefore goes in front afterwards.
+        let (slots, size) = layout_of(&self.saved_locals());
+        self.code.push(Instruction::Block(BlockType::Empty));
+        self.code
+            .push(Instruction::GlobalGet(self.facts.state_global));
+        self.code.push(Instruction::I32Const(STATE_REWINDING));
+        self.code.push(Instruction::I32Eq);
+        self.code.push(Instruction::If(BlockType::Empty));
+        self.restore_frame(&slots, size)?;
+        self.code.push(Instruction::End);
+        self.code.extend(body);
+        self.save_frame(func_index, &slots, size)?;
+        for t in results {
+            self.code.push(dummy(*t)?);
+        }
+        self.code.push(Instruction::End);
+        Ok(())
+    }
+
+    fn body(
+        &mut self,
+        nodes: &[Node],
+        depth: u32,
+        params: &[ValType],
+        unwind: usize,
+    ) -> Result<()> {
+        let items: Vec<usize> = nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| matches!(n, Node::Item(_)))
+            .map(|(i, _)| i)
+            .collect();
+        let Some(&first) = items.first() else {
+            for n in nodes {
+                self.plain(n)?;
+            }
+            return Ok(());
+        };
+        for (k, t) in params.iter().enumerate().rev() {
+            let l = self.slot(depth, true, k, *t);
+            self.code.push(Instruction::LocalSet(l));
+        }
+        self.guard_open();
+        self.reload(depth, true, params, 0);
+        for n in &nodes[..first] {
+            self.plain(n)?;
+        }
+        let before = item_of(&nodes[first])?.stack_before().to_vec();
+        self.spill(depth, &before, 0);
+        self.end_synth();
+        for (j, &ix) in items.iter().enumerate() {
+            let item = item_of(&nodes[ix])?;
+            self.item(item, depth, unwind)?;
+            let after = item.stack_after();
+            match items.get(j + 1) {
+                Some(&next) => {
+                    self.guard_open();
+                    self.reload(depth, false, &after, 0);
+                    for n in &nodes[ix + 1..next] {
+                        self.plain(n)?;
+                    }
+                    let before = item_of(&nodes[next])?.stack_before().to_vec();
+                    self.spill(depth, &before, 0);
+                    self.end_synth();
+                }
+                None => {
+                    self.reload(depth, false, &after, 0);
+                    for n in &nodes[ix + 1..] {
+                        self.plain(n)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `if (state == running)`: code that a rewind skips.
+    fn guard_open(&mut self) {
+        self.code
+            .push(Instruction::GlobalGet(self.facts.state_global));
+        self.code.push(Instruction::I32Eqz);
+        self.push_synth(Instruction::If(BlockType::Empty));
+    }
+
+    /// Inside a `block $skip`: leave it when rewinding to a resume point outside [lo, hi].
+    fn skip_unless_target(&mut self, lo: u32, hi: u32) {
+        self.code
+            .push(Instruction::GlobalGet(self.facts.state_global));
+        self.push_synth(Instruction::If(BlockType::Empty));
+        self.code.push(Instruction::LocalGet(self.rp));
+        self.code.push(Instruction::I32Const(lo as i32));
+        self.code.push(Instruction::I32Sub);
+        self.code.push(Instruction::I32Const((hi - lo) as i32));
+        self.code.push(Instruction::I32GtU);
+        self.code.push(Instruction::BrIf(1));
+        self.end_synth();
+    }
+
+    fn start_unwind(&mut self, rp: u32, unwind: usize) {
+        self.code.push(Instruction::I32Const(rp as i32));
+        self.code.push(Instruction::LocalSet(self.rp));
+        self.code.push(Instruction::Br(self.depth_of_label(unwind)));
+    }
+
+    fn item(&mut self, item: &Item, depth: u32, unwind: usize) -> Result<()> {
+        match item {
+            Item::Poll { rp } => self.poll(*rp, unwind),
+            Item::Call {
+                op,
+                rp,
+                stack,
+                inputs,
+                outputs,
+            } => {
+                self.push_synth(Instruction::Block(BlockType::Empty));
+                self.skip_unless_target(*rp, *rp);
+                let under = stack.len() - inputs;
+                self.reload(depth, false, &stack[under..], under);
+                let i = self.instruction(*op)?;
+                self.code.push(i);
+                self.code
+                    .push(Instruction::GlobalGet(self.facts.state_global));
+                self.push_synth(Instruction::If(BlockType::Empty));
+                self.start_unwind(*rp, unwind);
+                self.end_synth();
+                self.spill(depth, outputs, under);
+                self.end_synth();
+            }
+            Item::Block {
+                c,
+                stack,
+                inputs,
+                outputs,
+                lo,
+                hi,
+            } => {
+                self.push_synth(Instruction::Block(BlockType::Empty));
+                self.skip_unless_target(*lo, *hi);
+                let under = stack.len() - inputs;
+                self.reload(depth, false, &stack[under..], under);
+                self.construct(c, Some((depth + 1, unwind)))?;
+                self.spill(depth, outputs, under);
+                self.end_synth();
+            }
+        }
+        Ok(())
+    }
+
+    /// A safe point with no call: unwind if the host asked for a capture; finish the rewind if
+    /// this is where the capture happened.
+    fn poll(&mut self, rp: u32, unwind: usize) {
+        let flag = self.facts.flag_memory;
+        self.code.push(Instruction::I32Const(0));
+        self.code.push(Instruction::I32Load(arg(0, flag)));
+        self.push_synth(Instruction::If(BlockType::Empty));
+        self.code
+            .push(Instruction::GlobalGet(self.facts.state_global));
+        self.push_synth(Instruction::If(BlockType::Empty));
+        self.code.push(Instruction::LocalGet(self.rp));
+        self.code.push(Instruction::I32Const(rp as i32));
+        self.code.push(Instruction::I32Eq);
+        self.push_synth(Instruction::If(BlockType::Empty));
+        self.code.push(Instruction::I32Const(0));
+        self.code
+            .push(Instruction::GlobalSet(self.facts.state_global));
+        self.code.push(Instruction::I32Const(0));
+        self.code.push(Instruction::I32Const(0));
+        self.code.push(Instruction::I32Load(arg(0, flag)));
+        self.code
+            .push(Instruction::I32Const(!(crate::FLAG_REWIND as i32)));
+        self.code.push(Instruction::I32And);
+        self.code.push(Instruction::I32Store(arg(0, flag)));
+        self.end_synth();
+        self.code.push(Instruction::Else);
+        self.code
+            .push(Instruction::I32Const(crate::STATE_UNWINDING));
+        self.code
+            .push(Instruction::GlobalSet(self.facts.state_global));
+        self.start_unwind(rp, unwind);
+        self.end_synth();
+        self.end_synth();
+    }
+
+    /// Emit a block-like construct. With `rewind`, its bodies are segmented (it contains resume
+    /// points); without, it is copied as is.
+    fn construct(&mut self, c: &Construct, rewind: Option<(u32, usize)>) -> Result<()> {
+        let opener = self.instruction(c.open)?;
+        self.code.push(opener);
+        let id = self.next_label;
+        self.next_label += 1;
+        self.labels.push(id);
+        self.orig.push(id);
+        for (k, b) in c.bodies.iter().enumerate() {
+            if k > 0 {
+                self.code.push(Instruction::Else);
+            }
+            match rewind {
+                Some((depth, unwind)) => self.body(b, depth, &c.params, unwind)?,
+                None => {
+                    for n in b {
+                        self.plain(n)?;
+                    }
+                }
+            }
+        }
+        self.code.push(Instruction::End);
+        self.labels.pop();
+        self.orig.pop();
+        Ok(())
+    }
+
+    fn plain(&mut self, n: &Node) -> Result<()> {
+        match n {
+            Node::Op(i) => {
+                let i = self.instruction(*i)?;
+                self.code.push(i);
+            }
+            Node::Plain(c) => self.construct(c, None)?,
+            Node::Item(_) => {
+                return Err(Error::Encode(
+                    "resume point outside a segmented body".into(),
+                ))
+            }
+        }
+        Ok(())
+    }
+
+    /// Re-encode one original operator, renumbering its branch targets.
+    fn instruction(&mut self, index: usize) -> Result<Instruction<'a>> {
+        let op = self.ops[index].clone();
+        let conv = |e: wasm_encoder::reencode::Error| Error::Encode(e.to_string());
+        Ok(match op {
+            Operator::Br { relative_depth } => Instruction::Br(self.map_depth(relative_depth)?),
+            Operator::BrIf { relative_depth } => Instruction::BrIf(self.map_depth(relative_depth)?),
+            Operator::BrOnNull { relative_depth } => {
+                Instruction::BrOnNull(self.map_depth(relative_depth)?)
+            }
+            Operator::BrOnNonNull { relative_depth } => {
+                Instruction::BrOnNonNull(self.map_depth(relative_depth)?)
+            }
+            Operator::BrTable { targets } => {
+                let mut ls = Vec::with_capacity(targets.len() as usize);
+                for t in targets.targets() {
+                    ls.push(self.map_depth(t?)?);
+                }
+                Instruction::BrTable(ls.into(), self.map_depth(targets.default())?)
+            }
+            Operator::BrOnCast {
+                relative_depth,
+                from_ref_type,
+                to_ref_type,
+            } => Instruction::BrOnCast {
+                relative_depth: self.map_depth(relative_depth)?,
+                from_ref_type: RoundtripReencoder.ref_type(from_ref_type).map_err(conv)?,
+                to_ref_type: RoundtripReencoder.ref_type(to_ref_type).map_err(conv)?,
+            },
+            Operator::BrOnCastFail {
+                relative_depth,
+                from_ref_type,
+                to_ref_type,
+            } => Instruction::BrOnCastFail {
+                relative_depth: self.map_depth(relative_depth)?,
+                from_ref_type: RoundtripReencoder.ref_type(from_ref_type).map_err(conv)?,
+                to_ref_type: RoundtripReencoder.ref_type(to_ref_type).map_err(conv)?,
+            },
+            Operator::TryTable { try_table } => {
+                let mut catches = Vec::with_capacity(try_table.catches.len());
+                for c in try_table.catches {
+                    catches.push(match c {
+                        wasmparser::Catch::One { tag, label } => wasm_encoder::Catch::One {
+                            tag,
+                            label: self.map_depth(label)?,
+                        },
+                        wasmparser::Catch::OneRef { tag, label } => wasm_encoder::Catch::OneRef {
+                            tag,
+                            label: self.map_depth(label)?,
+                        },
+                        wasmparser::Catch::All { label } => wasm_encoder::Catch::All {
+                            label: self.map_depth(label)?,
+                        },
+                        wasmparser::Catch::AllRef { label } => wasm_encoder::Catch::AllRef {
+                            label: self.map_depth(label)?,
+                        },
+                    });
+                }
+                let bt = RoundtripReencoder.block_type(try_table.ty).map_err(conv)?;
+                Instruction::TryTable(bt, catches.into())
+            }
+            Operator::Try { .. }
+            | Operator::Catch { .. }
+            | Operator::CatchAll
+            | Operator::Delegate { .. }
+            | Operator::Rethrow { .. } => {
+                return Err(Error::Unsupported(
+                    "legacy exception handling (try/catch/delegate)".into(),
+                ))
+            }
+            op => RoundtripReencoder.instruction(op).map_err(conv)?,
+        })
+    }
+
+    /// Every local this frame saves, in order: the original locals, then Tern's own except the
+    /// frame pointer (which only lives while saving or restoring).
+    fn saved_locals(&self) -> Vec<(u32, ValType)> {
+        let mut out: Vec<(u32, ValType)> = self
+            .locals
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (i as u32, *t))
+            .collect();
+        let base = self.locals.len() as u32;
+        for (k, t) in self.new_locals.iter().enumerate() {
+            let l = base + k as u32;
+            if l != self.fp {
+                out.push((l, *t));
+            }
+        }
+        out
+    }
+
+    fn save_frame(
+        &mut self,
+        func_index: u32,
+        slots: &[(u32, ValType, u32)],
+        size: u32,
+    ) -> Result<()> {
+        let frames = self.facts.frames_memory;
+        let fp = self.fp;
+        let c = &mut self.code;
+        c.push(Instruction::GlobalGet(self.facts.sp_global));
+        c.push(Instruction::LocalSet(fp));
+        // Grow the frame memory when this frame would not fit.
+        c.push(Instruction::LocalGet(fp));
+        c.push(Instruction::I32Const(size as i32));
+        c.push(Instruction::I32Add);
+        c.push(Instruction::MemorySize(frames));
+        c.push(Instruction::I32Const(16));
+        c.push(Instruction::I32Shl);
+        c.push(Instruction::I32GtU);
+        c.push(Instruction::If(BlockType::Empty));
+        c.push(Instruction::I32Const((size / 65536 + 1) as i32));
+        c.push(Instruction::MemoryGrow(frames));
+        c.push(Instruction::Drop);
+        c.push(Instruction::End);
+        for &(local, t, off) in slots {
+            match t {
+                ValType::Ref(r) => {
+                    let class = ref_class(r)
+                        .ok_or_else(|| Error::Unsupported(format!("a local of type {r}")))?;
+                    let (table, rsp) = self.facts.ref_tables[class];
+                    let null = Instruction::RefNull(null_heap(class));
+                    let c = &mut self.code;
+                    c.push(Instruction::GlobalGet(rsp));
+                    c.push(Instruction::TableSize(table));
+                    c.push(Instruction::I32GeU);
+                    c.push(Instruction::If(BlockType::Empty));
+                    c.push(null);
+                    c.push(Instruction::I32Const(64));
+                    c.push(Instruction::TableGrow(table));
+                    c.push(Instruction::Drop);
+                    c.push(Instruction::End);
+                    c.push(Instruction::GlobalGet(rsp));
+                    c.push(Instruction::LocalGet(local));
+                    c.push(Instruction::TableSet(table));
+                    c.push(Instruction::GlobalGet(rsp));
+                    c.push(Instruction::I32Const(1));
+                    c.push(Instruction::I32Add);
+                    c.push(Instruction::GlobalSet(rsp));
+                }
+                t => {
+                    let c = &mut self.code;
+                    c.push(Instruction::LocalGet(fp));
+                    c.push(Instruction::LocalGet(local));
+                    c.push(store(t, arg(off as u64, frames))?);
+                }
+            }
+        }
+        let trailer = size - crate::FRAME_TRAILER;
+        let rp = self.rp;
+        let c = &mut self.code;
+        for (k, v) in [(0u32, None), (4, Some(func_index)), (8, Some(size))] {
+            c.push(Instruction::LocalGet(fp));
+            match v {
+                None => c.push(Instruction::LocalGet(rp)),
+                Some(v) => c.push(Instruction::I32Const(v as i32)),
+            }
+            c.push(Instruction::I32Store(arg((trailer + k) as u64, frames)));
+        }
+        c.push(Instruction::LocalGet(fp));
+        c.push(Instruction::I32Const(size as i32));
+        c.push(Instruction::I32Add);
+        c.push(Instruction::GlobalSet(self.facts.sp_global));
+        Ok(())
+    }
+
+    fn restore_frame(&mut self, slots: &[(u32, ValType, u32)], size: u32) -> Result<()> {
+        let frames = self.facts.frames_memory;
+        let fp = self.fp;
+        self.code.push(Instruction::GlobalGet(self.facts.sp_global));
+        self.code.push(Instruction::I32Const(size as i32));
+        self.code.push(Instruction::I32Sub);
+        self.code.push(Instruction::LocalTee(fp));
+        self.code.push(Instruction::GlobalSet(self.facts.sp_global));
+        for &(local, t, off) in slots {
+            if !matches!(t, ValType::Ref(_)) {
+                self.code.push(Instruction::LocalGet(fp));
+                self.code.push(load(t, arg(off as u64, frames))?);
+                self.code.push(Instruction::LocalSet(local));
+            }
+        }
+        // References were pushed in local order, so they come back in reverse.
+        for &(local, t, _) in slots.iter().rev() {
+            let ValType::Ref(r) = t else { continue };
+            let class =
+                ref_class(r).ok_or_else(|| Error::Unsupported(format!("a local of type {r}")))?;
+            let (table, rsp) = self.facts.ref_tables[class];
+            let c = &mut self.code;
+            c.push(Instruction::GlobalGet(rsp));
+            c.push(Instruction::I32Const(1));
+            c.push(Instruction::I32Sub);
+            c.push(Instruction::GlobalSet(rsp));
+            c.push(Instruction::GlobalGet(rsp));
+            c.push(Instruction::TableGet(table));
+            c.push(Instruction::LocalSet(local));
+            c.push(Instruction::GlobalGet(rsp));
+            c.push(Instruction::RefNull(null_heap(class)));
+            c.push(Instruction::TableSet(table));
+        }
+        Ok(())
+    }
+}
+
+fn item_of(n: &Node) -> Result<&Item> {
+    match n {
+        Node::Item(i) => Ok(i),
+        _ => Err(Error::Encode("expected a resume point".into())),
+    }
+}
+
+fn null_heap(class: usize) -> wasm_encoder::HeapType {
+    let ty = match class {
+        0 => wasm_encoder::AbstractHeapType::Func,
+        1 => wasm_encoder::AbstractHeapType::Extern,
+        _ => wasm_encoder::AbstractHeapType::Exn,
+    };
+    wasm_encoder::HeapType::Abstract { shared: false, ty }
+}
+
+/// Offsets of every scalar local in the frame, and the frame size with its trailer.
+fn layout_of(locals: &[(u32, ValType)]) -> (Vec<(u32, ValType, u32)>, u32) {
+    let mut off = 0u32;
+    let mut out = Vec::with_capacity(locals.len());
+    for &(l, t) in locals {
+        let size = match t {
+            ValType::I32 | ValType::F32 => 4,
+            ValType::I64 | ValType::F64 => 8,
+            ValType::V128 => 16,
+            ValType::Ref(_) => 0,
+        };
+        out.push((l, t, off));
+        off += size;
+    }
+    (out, off + crate::FRAME_TRAILER)
+}
+
+fn store<'x>(t: ValType, m: MemArg) -> Result<Instruction<'x>> {
+    Ok(match t {
+        ValType::I32 => Instruction::I32Store(m),
+        ValType::I64 => Instruction::I64Store(m),
+        ValType::F32 => Instruction::F32Store(m),
+        ValType::F64 => Instruction::F64Store(m),
+        ValType::V128 => Instruction::V128Store(m),
+        ValType::Ref(_) => return Err(Error::Encode("reference stored to memory".into())),
+    })
+}
+
+fn load<'x>(t: ValType, m: MemArg) -> Result<Instruction<'x>> {
+    Ok(match t {
+        ValType::I32 => Instruction::I32Load(m),
+        ValType::I64 => Instruction::I64Load(m),
+        ValType::F32 => Instruction::F32Load(m),
+        ValType::F64 => Instruction::F64Load(m),
+        ValType::V128 => Instruction::V128Load(m),
+        ValType::Ref(_) => return Err(Error::Encode("reference loaded from memory".into())),
+    })
+}
+
+fn dummy<'x>(t: ValType) -> Result<Instruction<'x>> {
+    Ok(match t {
+        ValType::I32 => Instruction::I32Const(0),
+        ValType::I64 => Instruction::I64Const(0),
+        ValType::F32 => Instruction::F32Const(0.0.into()),
+        ValType::F64 => Instruction::F64Const(0.0.into()),
+        ValType::V128 => Instruction::V128Const(0),
+        ValType::Ref(r) => match ref_class(r) {
+            Some(class) if r.is_nullable() => Instruction::RefNull(null_heap(class)),
+            _ => return Err(Error::Unsupported(format!("a function returning {r}"))),
+        },
+    })
+}

@@ -1,0 +1,340 @@
+//! Running an instrumented program: fresh or from a snapshot, until it exits, traps or is
+//! captured.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tern_instrument::{
+    Options, FLAG_CAPTURE, FLAG_EXPORT, FLAG_REWIND, STATE_EXPORT, STATE_REWINDING, STATE_UNWINDING,
+};
+use tern_snapshot::Snapshot;
+use tern_wasi::{BlockingHooks, Preopen, ProcExit, WasiConfig, WasiCtx, WasiView};
+use wasmtime::{Caller, Config, Engine, Linker, Store, Val};
+
+use crate::cache::{Cache, Prepared};
+use crate::control::Control;
+use crate::state::{self, CaptureError};
+use crate::{Error, Result};
+
+pub(crate) struct Host {
+    pub(crate) wasi: WasiCtx,
+    control: Arc<Control>,
+}
+
+impl WasiView for Host {
+    fn wasi(&mut self) -> &mut WasiCtx {
+        &mut self.wasi
+    }
+    fn capture_requested(&self) -> bool {
+        self.control.requested()
+    }
+}
+
+/// How a run begins.
+pub enum Start {
+    Fresh(WasiConfig),
+    /// Continue a snapshot; the preopens and listeners are granted anew on this host.
+    Resume {
+        snapshot: Box<Snapshot>,
+        preopens: Vec<Preopen>,
+        listeners: Vec<TcpListener>,
+    },
+}
+
+#[derive(Debug)]
+pub enum Outcome {
+    /// The program ended with this exit code.
+    Exited(i32),
+    /// The program was stopped at a safe point; the snapshot continues it.
+    Captured(Box<Snapshot>),
+}
+
+#[derive(Clone)]
+pub struct RunOptions {
+    /// Capture at the first safe point after this long.
+    pub checkpoint_after: Option<Duration>,
+    pub control: Arc<Control>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            checkpoint_after: None,
+            control: Arc::new(Control::new()),
+        }
+    }
+}
+
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<Host>,
+    cache: Cache,
+}
+
+pub(crate) fn instrument_options() -> Options {
+    Options {
+        capturing_imports: tern_wasi::BLOCKING_FUNCTIONS
+            .iter()
+            .map(|n| (tern_wasi::IMPORT_MODULE.to_string(), n.to_string()))
+            .collect(),
+    }
+}
+
+/// The engine every Tern process uses: compiled code in the cache is only valid for the same
+/// settings, and snapshots need the proposals that real toolchains emit.
+pub fn engine_config() -> Config {
+    let mut c = Config::new();
+    c.wasm_exceptions(true)
+        .wasm_threads(true)
+        .wasm_multi_memory(true)
+        .wasm_simd(true)
+        .wasm_relaxed_simd(true)
+        .wasm_bulk_memory(true)
+        .wasm_reference_types(true)
+        .wasm_tail_call(true)
+        .wasm_function_references(true)
+        .wasm_gc(true)
+        .cranelift_opt_level(wasmtime::OptLevel::Speed);
+    c
+}
+
+impl Runtime {
+    pub fn new(cache_dir: impl Into<PathBuf>) -> Result<Runtime> {
+        let engine = Engine::new(&engine_config()).map_err(|e| Error::Compile(format!("{e:#}")))?;
+        let mut linker = Linker::new(&engine);
+        tern_wasi::add_to_linker(
+            &mut linker,
+            BlockingHooks {
+                on_enter: finish_rewind,
+                on_interrupt: begin_unwind,
+            },
+        )
+        .map_err(|e| Error::Compile(format!("{e:#}")))?;
+        Ok(Runtime {
+            engine,
+            linker,
+            cache: Cache::new(cache_dir)?,
+        })
+    }
+
+    pub fn cache(&self) -> &Cache {
+        &self.cache
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Check the module's imports, then instrument and compile it (or take both from the cache).
+    pub fn prepare(&self, wasm: &[u8]) -> Result<Prepared> {
+        check_imports(wasm)?;
+        self.cache.prepare(&self.engine, wasm)
+    }
+
+    pub fn run(&self, prepared: &Prepared, start: Start, options: &RunOptions) -> Result<Outcome> {
+        let control = options.control.clone();
+        let (wasi, snapshot) = match start {
+            Start::Fresh(config) => (WasiCtx::new(config)?, None),
+            Start::Resume {
+                snapshot,
+                preopens,
+                listeners,
+            } => {
+                if snapshot.meta.module_digest != prepared.digest {
+                    return Err(Error::Mismatch(format!(
+                        "the snapshot was taken from module {}, not {}",
+                        snapshot.meta.module_digest, prepared.digest
+                    )));
+                }
+                let wasi_state = serde_json::from_value(snapshot.wasi.clone())
+                    .map_err(|e| Error::Mismatch(format!("WASI state: {e}")))?;
+                (
+                    WasiCtx::restore(&wasi_state, &preopens, listeners)?,
+                    Some(snapshot),
+                )
+            }
+        };
+        let mut store = Store::new(
+            &self.engine,
+            Host {
+                wasi,
+                control: control.clone(),
+            },
+        );
+        let instance = self
+            .linker
+            .instantiate(&mut store, &prepared.module)
+            .map_err(|e| Error::Trap(format!("instantiating: {e:#}")))?;
+        let flag = instance
+            .get_memory(&mut store, FLAG_EXPORT)
+            .ok_or_else(|| Error::Mismatch("module is not instrumented".into()))?;
+        let flag_addr = flag.data_ptr(&store) as usize;
+        let _detach = Detach(&control);
+        let main = instance
+            .get_typed_func::<(), ()>(&mut store, "_start")
+            .map_err(|_| Error::NoStart)?;
+        match &snapshot {
+            None => {
+                control.attach(flag_addr);
+                if let Some(timeout) = options.checkpoint_after {
+                    let c = control.clone();
+                    std::thread::spawn(move || {
+                        std::thread::sleep(timeout);
+                        c.request();
+                    });
+                }
+                if prepared.meta.has_start {
+                    let start = instance
+                        .get_typed_func::<(), ()>(&mut store, tern_instrument::START_EXPORT)
+                        .map_err(|e| Error::Trap(format!("{e:#}")))?;
+                    if let Err(e) = start.call(&mut store, ()) {
+                        return finish(e);
+                    }
+                }
+            }
+            Some(snap) => {
+                state::restore(&mut store, &instance, prepared, snap)?;
+                crate::sys::fetch_or_word(flag_addr, FLAG_REWIND);
+                control.attach(flag_addr);
+                if let Some(timeout) = options.checkpoint_after {
+                    let c = control.clone();
+                    std::thread::spawn(move || {
+                        std::thread::sleep(timeout);
+                        c.request();
+                    });
+                }
+            }
+        }
+        loop {
+            if let Err(e) = main.call(&mut store, ()) {
+                return finish(e);
+            }
+            if state::state_of(&mut store, &instance)? != STATE_UNWINDING {
+                return Ok(Outcome::Exited(0));
+            }
+            match state::capture(&mut store, &instance, prepared) {
+                Ok(snapshot) => return Ok(Outcome::Captured(Box::new(snapshot))),
+                Err(CaptureError::Retry) => {
+                    // A frame holds a reference that cannot be written out. Rewind in place
+                    // (nothing was lost) and try again a little later.
+                    control.clear();
+                    crate::sys::fetch_and_word(flag_addr, !FLAG_CAPTURE);
+                    state::set_state(&mut store, &instance, STATE_REWINDING)?;
+                    crate::sys::fetch_or_word(flag_addr, FLAG_REWIND);
+                    let c = control.clone();
+                    std::thread::spawn(move || {
+                        std::thread::sleep(Duration::from_millis(2));
+                        c.request();
+                    });
+                }
+                Err(CaptureError::Fatal(e)) => return Err(e),
+            }
+        }
+    }
+
+    /// Run `wasm` as is, without instrumentation: the baseline the benchmarks compare against.
+    pub fn run_uninstrumented(&self, wasm: &[u8], config: WasiConfig) -> Result<i32> {
+        let module = wasmtime::Module::new(&self.engine, wasm)
+            .map_err(|e| Error::Compile(format!("{e:#}")))?;
+        let control = Arc::new(Control::new());
+        let mut store = Store::new(
+            &self.engine,
+            Host {
+                wasi: WasiCtx::new(config)?,
+                control,
+            },
+        );
+        let instance = self
+            .linker
+            .instantiate(&mut store, &module)
+            .map_err(|e| Error::Trap(format!("instantiating: {e:#}")))?;
+        let main = instance
+            .get_typed_func::<(), ()>(&mut store, "_start")
+            .map_err(|_| Error::NoStart)?;
+        match main.call(&mut store, ()) {
+            Ok(()) => Ok(0),
+            Err(e) => match finish(e)? {
+                Outcome::Exited(code) => Ok(code),
+                Outcome::Captured(_) => Err(Error::Capture("unexpected capture".into())),
+            },
+        }
+    }
+}
+
+/// Detaches the capture control from the flag memory before the store goes away.
+struct Detach<'a>(&'a Control);
+
+impl Drop for Detach<'_> {
+    fn drop(&mut self) {
+        self.0.detach();
+    }
+}
+
+fn finish(e: wasmtime::Error) -> Result<Outcome> {
+    if let Some(exit) = e.downcast_ref::<ProcExit>() {
+        return Ok(Outcome::Exited(exit.0));
+    }
+    Err(Error::Trap(format!("{e:?}")))
+}
+
+/// A blocking import reached during a rewind is where the capture happened: the rewind ends and
+/// the import now runs for real.
+fn finish_rewind(caller: &mut Caller<'_, Host>) -> wasmtime::Result<()> {
+    let Some(state) = caller
+        .get_export(STATE_EXPORT)
+        .and_then(|e| e.into_global())
+    else {
+        return Ok(());
+    };
+    if state.get(&mut *caller).i32() == Some(STATE_REWINDING) {
+        state.set(&mut *caller, Val::I32(0))?;
+        if let Some(flag) = caller.get_export(FLAG_EXPORT).and_then(|e| e.into_memory()) {
+            crate::sys::fetch_and_word(flag.data_ptr(&*caller) as usize, !FLAG_REWIND);
+        }
+    }
+    Ok(())
+}
+
+/// A blocking import gave up for a capture: start unwinding from its call site.
+fn begin_unwind(caller: &mut Caller<'_, Host>) -> wasmtime::Result<()> {
+    if let Some(state) = caller
+        .get_export(STATE_EXPORT)
+        .and_then(|e| e.into_global())
+    {
+        state.set(&mut *caller, Val::I32(STATE_UNWINDING))?;
+    }
+    Ok(())
+}
+
+/// Refuse, before any work, a module that needs imports Tern does not provide.
+fn check_imports(wasm: &[u8]) -> Result<()> {
+    for payload in wasmparser::Parser::new(0).parse_all(wasm) {
+        let payload = payload.map_err(tern_instrument::Error::from)?;
+        match payload {
+            wasmparser::Payload::ImportSection(r) => {
+                for imp in r.into_imports() {
+                    let imp = imp.map_err(tern_instrument::Error::from)?;
+                    let name = format!("{}.{}", imp.module, imp.name);
+                    if imp.name.contains("thread-spawn") || imp.name.contains("thread_spawn") {
+                        return Err(tern_instrument::Error::Unsupported(format!(
+                            "thread spawning (import {name})"
+                        ))
+                        .into());
+                    }
+                    let is_func = matches!(imp.ty, wasmparser::TypeRef::Func(_));
+                    if !is_func
+                        || imp.module != tern_wasi::IMPORT_MODULE
+                        || !tern_wasi::provides(imp.name)
+                    {
+                        return Err(Error::UnknownImport(name));
+                    }
+                }
+            }
+            wasmparser::Payload::CodeSectionStart { .. } => break,
+            _ => {}
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,205 @@
+//! Command-line surface: the flags users' scripts rely on.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "tern",
+    version,
+    about = "Run WebAssembly programs anywhere, and move them while they run"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct CheckpointArgs {
+    /// Checkpoint at the first safe point after this long (e.g. 250ms, 2s).
+    #[arg(long, value_parser = parse_duration, requires = "checkpoint_to")]
+    pub checkpoint_after: Option<Duration>,
+    /// Where to write the snapshot (also on SIGUSR1).
+    #[arg(long)]
+    pub checkpoint_to: Option<PathBuf>,
+    /// Put the module itself into the snapshot instead of only its digest.
+    #[arg(long)]
+    pub embed_module: bool,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run a WASI command module, optionally checkpointing it.
+    Run {
+        /// Environment variable for the program: K=V, or K to pass this process's value.
+        #[arg(long = "env", value_name = "K=V")]
+        env: Vec<String>,
+        /// Grant a host directory: HOST_DIR[::GUEST_DIR].
+        #[arg(long = "dir", value_name = "HOST_DIR[::GUEST_DIR]")]
+        dirs: Vec<String>,
+        #[command(flatten)]
+        checkpoint: CheckpointArgs,
+        /// The module (.wasm).
+        module: PathBuf,
+        /// Arguments for the program (after `--`).
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Continue a snapshot in this process.
+    Resume {
+        /// Grant a host directory: HOST_DIR[::GUEST_DIR] (must cover the snapshot's preopens).
+        #[arg(long = "dir", value_name = "HOST_DIR[::GUEST_DIR]")]
+        dirs: Vec<String>,
+        /// The module, when it is neither embedded nor in the local cache.
+        #[arg(long)]
+        module: Option<PathBuf>,
+        #[command(flatten)]
+        checkpoint: CheckpointArgs,
+        /// The snapshot file.
+        snapshot: PathBuf,
+    },
+    /// Work with snapshot files.
+    Snapshot {
+        #[command(subcommand)]
+        command: SnapshotCommand,
+    },
+    /// Run a bundled program, checkpoint it, resume it in a new process, and check the result
+    /// equals an uninterrupted run.
+    Demo {
+        /// Checkpoint this long after the start.
+        #[arg(long, value_parser = parse_duration, default_value = "300ms")]
+        after: Duration,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum SnapshotCommand {
+    /// Show what a snapshot holds.
+    Inspect {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .ok_or_else(|| format!("{s:?}: give a unit, e.g. 250ms or 2s"))?;
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration"))?;
+    let secs = match unit {
+        "us" | "µs" => n / 1e6,
+        "ms" => n / 1e3,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => {
+            return Err(format!(
+                "{s:?}: unknown unit {unit:?} (use us, ms, s, m or h)"
+            ))
+        }
+    };
+    if !secs.is_finite() || secs < 0.0 || secs > 1e9 {
+        return Err(format!("{s:?} is out of range"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Where Tern keeps its state: `$TERN_HOME`, default `~/.tern`.
+pub fn tern_home() -> Result<PathBuf> {
+    if let Some(h) = std::env::var_os("TERN_HOME") {
+        return Ok(PathBuf::from(h));
+    }
+    let home = std::env::var_os("HOME").context("neither TERN_HOME nor HOME is set")?;
+    Ok(PathBuf::from(home).join(".tern"))
+}
+
+pub fn runtime() -> Result<tern_runtime::Runtime> {
+    let dir = tern_home()?.join("cache");
+    tern_runtime::Runtime::new(&dir)
+        .with_context(|| format!("opening the module cache in {}", dir.display()))
+}
+
+pub fn parse_dirs(dirs: &[String]) -> Result<Vec<tern_wasi::Preopen>> {
+    dirs.iter()
+        .map(|d| {
+            let (host, guest) = match d.split_once("::") {
+                Some((h, g)) => (h, g),
+                None => (d.as_str(), d.as_str()),
+            };
+            if host.is_empty() || guest.is_empty() {
+                bail!("--dir {d:?}: expected HOST_DIR[::GUEST_DIR]");
+            }
+            Ok(tern_wasi::Preopen {
+                host: PathBuf::from(host),
+                guest: guest.to_string(),
+            })
+        })
+        .collect()
+}
+
+pub fn parse_env(env: &[String]) -> Result<Vec<(String, String)>> {
+    env.iter()
+        .map(|e| match e.split_once('=') {
+            Some((k, _)) if k.is_empty() => bail!("--env {e:?}: empty name"),
+            Some((k, v)) => Ok((k.to_string(), v.to_string())),
+            None => Ok((e.clone(), std::env::var(e).unwrap_or_default())),
+        })
+        .collect()
+}
+
+pub fn dispatch(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Run {
+            env,
+            dirs,
+            checkpoint,
+            module,
+            args,
+        } => crate::run::run(
+            &module,
+            parse_env(&env)?,
+            parse_dirs(&dirs)?,
+            args,
+            &checkpoint,
+        ),
+        Command::Resume {
+            dirs,
+            module,
+            checkpoint,
+            snapshot,
+        } => crate::run::resume(
+            &snapshot,
+            module.as_deref(),
+            parse_dirs(&dirs)?,
+            &checkpoint,
+        ),
+        Command::Snapshot {
+            command: SnapshotCommand::Inspect { file, json },
+        } => crate::run::inspect(&file, json),
+        Command::Demo { after } => crate::demo::demo(after),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert!(parse_duration("10").is_err());
+        assert!(parse_duration("ms").is_err());
+        assert!(parse_duration("5 parsecs").is_err());
+    }
+}

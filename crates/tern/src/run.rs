@@ -1,0 +1,293 @@
+//! `tern run`, `tern resume` and `tern snapshot inspect`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use tern_runtime::{Control, Outcome, RunOptions, Start};
+use tern_snapshot::Snapshot;
+use tern_wasi::{Preopen, WasiConfig};
+
+use crate::cli::{runtime, CheckpointArgs};
+
+/// A snapshot that cannot be resumed with what it was given (wrong module, missing module).
+#[derive(Debug)]
+pub struct SnapshotRefused(pub String);
+
+impl std::fmt::Display for SnapshotRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for SnapshotRefused {}
+
+fn options(checkpoint: &CheckpointArgs) -> Result<RunOptions> {
+    let control = Arc::new(Control::new());
+    if checkpoint.checkpoint_to.is_some() {
+        // SIGUSR1 asks for a checkpoint now; without a file to write it has no meaning.
+        let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGUSR1])
+            .context("installing the SIGUSR1 handler")?;
+        let c = control.clone();
+        std::thread::spawn(move || {
+            for _ in signals.forever() {
+                c.request();
+            }
+        });
+    }
+    Ok(RunOptions {
+        checkpoint_after: checkpoint.checkpoint_after,
+        control,
+    })
+}
+
+fn finish(
+    outcome: tern_runtime::Result<Outcome>,
+    checkpoint: &CheckpointArgs,
+    module: &[u8],
+) -> Result<ExitCode> {
+    match outcome {
+        Ok(Outcome::Exited(code)) => Ok(ExitCode::from(code.clamp(0, 255) as u8)),
+        Ok(Outcome::Captured(mut snapshot)) => {
+            let path = checkpoint
+                .checkpoint_to
+                .as_ref()
+                .context("program was captured but no --checkpoint-to was given")?;
+            if checkpoint.embed_module {
+                snapshot.module = Some(module.to_vec());
+            }
+            write_snapshot(path, &snapshot)?;
+            eprintln!("checkpoint: {}", path.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(tern_runtime::Error::Trap(msg)) => {
+            eprintln!("tern: program trapped: {msg}");
+            Ok(ExitCode::from(tern_runtime::TRAP_EXIT_CODE as u8))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn write_snapshot(path: &Path, snapshot: &Snapshot) -> Result<()> {
+    let bytes = tern_snapshot::encode(snapshot);
+    let tmp = path.with_extension("tmp-snapshot");
+    std::fs::write(&tmp, &bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+}
+
+pub fn run(
+    module: &Path,
+    env: Vec<(String, String)>,
+    preopens: Vec<Preopen>,
+    args: Vec<String>,
+    checkpoint: &CheckpointArgs,
+) -> Result<ExitCode> {
+    let wasm = std::fs::read(module).with_context(|| format!("reading {}", module.display()))?;
+    let rt = runtime()?;
+    let prepared = rt
+        .prepare(&wasm)
+        .with_context(|| format!("loading {}", module.display()))?;
+    let mut argv = vec![module.display().to_string()];
+    argv.extend(args);
+    let config = WasiConfig {
+        args: argv,
+        env,
+        preopens,
+        listeners: Vec::new(),
+    };
+    let outcome = rt.run(&prepared, Start::Fresh(config), &options(checkpoint)?);
+    finish(outcome, checkpoint, &wasm)
+}
+
+pub fn read_snapshot(path: &Path) -> Result<(Vec<u8>, Snapshot)> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let snapshot =
+        tern_snapshot::decode(&bytes).with_context(|| format!("snapshot {}", path.display()))?;
+    Ok((bytes, snapshot))
+}
+
+pub fn resume(
+    path: &Path,
+    module: Option<&Path>,
+    preopens: Vec<Preopen>,
+    checkpoint: &CheckpointArgs,
+) -> Result<ExitCode> {
+    let (_, mut snapshot) = read_snapshot(path)?;
+    let rt = runtime()?;
+    let want = snapshot.meta.module_digest.clone();
+    let wasm = match (module, snapshot.module.take()) {
+        (Some(m), _) => {
+            let wasm = std::fs::read(m).with_context(|| format!("reading {}", m.display()))?;
+            let got = tern_snapshot::digest(&wasm);
+            if got != want {
+                return Err(SnapshotRefused(format!(
+                    "{} is module {got}, but the snapshot {} was taken from {want}",
+                    m.display(),
+                    path.display()
+                ))
+                .into());
+            }
+            wasm
+        }
+        (None, Some(embedded)) => {
+            if tern_snapshot::digest(&embedded) != want {
+                return Err(SnapshotRefused(format!(
+                    "the module embedded in {} does not match its digest",
+                    path.display()
+                ))
+                .into());
+            }
+            embedded
+        }
+        (None, None) => rt.cache().load_module(&want)?.ok_or_else(|| {
+            SnapshotRefused(format!(
+                "module {want} is not in the local cache ({}); give it with --module PATH",
+                rt.cache().dir().display()
+            ))
+        })?,
+    };
+    let prepared = rt.prepare(&wasm).context("loading the snapshot's module")?;
+    let preopens = if preopens.is_empty() {
+        recorded_preopens(&snapshot)
+    } else {
+        preopens
+    };
+    let start = Start::Resume {
+        snapshot: Box::new(snapshot),
+        preopens,
+        listeners: Vec::new(),
+    };
+    let outcome = rt.run(&prepared, start, &options(checkpoint)?);
+    finish(outcome, checkpoint, &wasm)
+}
+
+/// Without `--dir`, a resume on the same machine grants the directories the program had.
+fn recorded_preopens(snapshot: &Snapshot) -> Vec<Preopen> {
+    let Ok(state) = serde_json::from_value::<tern_wasi::WasiState>(snapshot.wasi.clone()) else {
+        return Vec::new();
+    };
+    state
+        .preopens
+        .iter()
+        .map(|p| Preopen {
+            host: PathBuf::from(&p.host),
+            guest: p.guest.clone(),
+        })
+        .collect()
+}
+
+pub fn inspect(path: &Path, json: bool) -> Result<ExitCode> {
+    let (bytes, snapshot) = read_snapshot(path)?;
+    let meta = &snapshot.meta;
+    let memory: u64 = snapshot.memories.iter().map(|m| m.size).sum();
+    let kept: u64 = snapshot.memories.iter().map(|m| m.stored_raw()).sum();
+    let innermost = meta.stack.first();
+    if json {
+        let v = serde_json::json!({
+            "file": path.display().to_string(),
+            "format_version": tern_snapshot::VERSION,
+            "transform_version": meta.transform_version,
+            "module_digest": meta.module_digest,
+            "module_embedded": snapshot.module.is_some(),
+            "created_unix_ms": meta.created_unix_ms,
+            "created": rfc3339(meta.created_unix_ms),
+            "memory_bytes": memory,
+            "memory_nonzero_bytes": kept,
+            "file_bytes": bytes.len(),
+            "memories": snapshot.memories.iter().map(|m| serde_json::json!({
+                "index": m.index, "size": m.size, "nonzero_pages": m.chunks.len()
+            })).collect::<Vec<_>>(),
+            "function": innermost.map(|f| serde_json::json!({"index": f.function, "name": f.name})),
+            "stack_depth": meta.stack.len(),
+            "fds": meta.fds.iter().map(|f| serde_json::json!({"fd": f.fd, "description": f.description})).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("snapshot:  {}", path.display());
+    println!(
+        "format:    v{} (instrumentation v{})",
+        tern_snapshot::VERSION,
+        meta.transform_version
+    );
+    println!(
+        "module:    {} ({})",
+        meta.module_digest,
+        if snapshot.module.is_some() {
+            "embedded"
+        } else {
+            "referenced"
+        }
+    );
+    println!("created:   {}", rfc3339(meta.created_unix_ms));
+    println!(
+        "memory:    {} ({} in non-zero pages; file {})",
+        human(memory),
+        human(kept),
+        human(bytes.len() as u64)
+    );
+    match innermost {
+        Some(f) => println!(
+            "in:        function {} {} (stack depth {})",
+            f.function,
+            f.name
+                .as_deref()
+                .map(|n| format!("`{n}`"))
+                .unwrap_or_default(),
+            meta.stack.len()
+        ),
+        None => println!("in:        (no frames)"),
+    }
+    println!("descriptors:");
+    for f in &meta.fds {
+        println!("  {:>3}  {}", f.fd, f.description);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn human(bytes: u64) -> String {
+    let b = bytes as f64;
+    if b >= 1024.0 * 1024.0 {
+        format!("{:.1} MiB", b / 1024.0 / 1024.0)
+    } else if b >= 1024.0 {
+        format!("{:.1} KiB", b / 1024.0)
+    } else {
+        format!("{bytes} B")
+    }
+}
+
+/// UTC timestamp from Unix milliseconds (civil-from-days, proleptic Gregorian).
+fn rfc3339(ms: u64) -> String {
+    let secs = ms / 1000;
+    let days = (secs / 86400) as i64;
+    let rem = secs % 86400;
+    let z = days + 719468;
+    let era = z.div_euclid(146097);
+    let doe = z.rem_euclid(146097);
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        ms % 1000
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn timestamps() {
+        assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            super::rfc3339(1_795_000_000_123),
+            "2026-11-18T07:46:40.123Z"
+        );
+    }
+}

@@ -1,0 +1,154 @@
+//! Bad input gets a clear error and the documented exit code, never a panic.
+
+use crate::harness::{fixture, tern, text};
+
+fn snapshot_of_printer(dir: &std::path::Path) -> std::path::PathBuf {
+    let snap = dir.join("p.snap");
+    let out = tern(&[
+        "run",
+        "--checkpoint-after",
+        "50ms",
+        "--checkpoint-to",
+        &snap.display().to_string(),
+        &fixture("printer").display().to_string(),
+        "--",
+        "3000",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(snap.exists());
+    snap
+}
+
+fn refused(args: &[&str], code: i32, needle: &str) {
+    let out = tern(args);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "stderr: {err}");
+    assert!(err.contains(needle), "expected {needle:?} in: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn damaged_snapshots_are_refused_with_exit_code_2() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let snap = snapshot_of_printer(dir.path());
+    let bytes = std::fs::read(&snap).expect("read");
+    let bad = dir.path().join("bad.snap");
+    let bad_s = bad.display().to_string();
+
+    std::fs::write(&bad, &bytes[..bytes.len() / 2]).expect("write");
+    refused(&["resume", &bad_s], 2, "truncated");
+    refused(&["snapshot", "inspect", &bad_s], 2, "truncated");
+
+    let mut flipped = bytes.clone();
+    let at = bytes.len() - 100;
+    flipped[at] ^= 1;
+    std::fs::write(&bad, &flipped).expect("write");
+    refused(&["resume", &bad_s], 2, "checksum");
+
+    let mut version = bytes.clone();
+    version[8] = 7;
+    std::fs::write(&bad, &version).expect("write");
+    refused(&["resume", &bad_s], 2, "version 7");
+
+    std::fs::write(&bad, b"hello").expect("write");
+    refused(&["resume", &bad_s], 2, "not a Tern snapshot");
+
+    refused(
+        &[
+            "resume",
+            "--module",
+            &fixture("compute").display().to_string(),
+            &snap.display().to_string(),
+        ],
+        2,
+        "was taken from",
+    );
+}
+
+#[test]
+fn snapshot_is_immutable_and_resumes_twice() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let snap = snapshot_of_printer(dir.path());
+    let s = snap.display().to_string();
+    let a = tern(&["resume", &s]);
+    let b = tern(&["resume", &s]);
+    assert_eq!(a.status.code(), Some(3));
+    assert_eq!(a.stdout, b.stdout);
+    assert!(!a.stdout.is_empty());
+}
+
+#[test]
+fn inspect_shows_module_memory_and_function() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let snap = snapshot_of_printer(dir.path());
+    let out = tern(&["snapshot", "inspect", "--json", &snap.display().to_string()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert!(v["module_digest"]
+        .as_str()
+        .expect("digest")
+        .starts_with("sha256:"));
+    assert!(v["memory_bytes"].as_u64().expect("memory") >= 65536);
+    assert!(v["file_bytes"].as_u64().expect("size") < v["memory_bytes"].as_u64().expect("memory"));
+    assert!(v["function"]["index"].is_u64());
+    assert!(v["stack_depth"].as_u64().expect("depth") >= 2);
+    assert!(v["fds"].as_array().expect("fds").len() >= 3);
+}
+
+#[test]
+fn unknown_import_is_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let m = dir.path().join("m.wasm");
+    let wasm = wat::parse_str(r#"(module (import "env" "launch_missiles" (func)) (memory (export "memory") 1) (func (export "_start")))"#)
+        .expect("wat");
+    std::fs::write(&m, wasm).expect("write");
+    refused(&["run", &m.display().to_string()], 1, "env.launch_missiles");
+}
+
+#[test]
+fn shared_memory_and_threads_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let m = dir.path().join("m.wasm");
+    let wasm = wat::parse_str(
+        r#"(module (memory (export "memory") 1 1 shared) (func (export "_start")))"#,
+    )
+    .expect("wat");
+    std::fs::write(&m, wasm).expect("write");
+    refused(&["run", &m.display().to_string()], 1, "shared memory");
+    let wasm = wat::parse_str(
+        r#"(module (import "wasi" "thread-spawn" (func (param i32) (result i32))) (memory (export "memory") 1) (func (export "_start")))"#,
+    )
+    .expect("wat");
+    std::fs::write(&m, wasm).expect("write");
+    refused(&["run", &m.display().to_string()], 1, "thread spawning");
+}
+
+#[test]
+fn trap_gives_message_and_nonzero_code() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let m = dir.path().join("m.wasm");
+    let wasm = wat::parse_str(
+        r#"(module (memory (export "memory") 1) (func (export "_start") unreachable))"#,
+    )
+    .expect("wat");
+    std::fs::write(&m, wasm).expect("write");
+    refused(&["run", &m.display().to_string()], 134, "trapped");
+}
+
+#[test]
+fn program_that_ends_before_the_deadline_writes_no_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let snap = dir.path().join("never.snap");
+    let out = tern(&[
+        "run",
+        "--checkpoint-after",
+        "30s",
+        "--checkpoint-to",
+        &snap.display().to_string(),
+        &fixture("printer").display().to_string(),
+        "--",
+        "10",
+    ]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(!snap.exists());
+}

@@ -1,0 +1,254 @@
+//! Checkpoint at many moments, resume in a new process, compare with an uninterrupted run.
+
+use std::path::Path;
+
+use crate::harness::{files_in, fixture, tern, text, Result};
+
+struct Case<'a> {
+    fixture: &'a str,
+    args: &'a [&'a str],
+    /// Guest directory to grant a fresh, empty host directory as, if any.
+    dir: Option<&'a str>,
+}
+
+fn run_args<'a>(
+    case: &'a Case<'a>,
+    module: &'a str,
+    dir: &'a str,
+    extra: &[&'a str],
+) -> Vec<String> {
+    let mut a: Vec<String> = vec!["run".into()];
+    a.extend(extra.iter().map(|s| s.to_string()));
+    if let Some(g) = case.dir {
+        a.push("--dir".into());
+        a.push(format!("{dir}::{g}"));
+    }
+    a.push(module.into());
+    a.push("--".into());
+    a.extend(case.args.iter().map(|s| s.to_string()));
+    a
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(|s| s.as_str()).collect()
+}
+
+fn uninterrupted(case: &Case<'_>, work: &Path) -> Result {
+    let dir = work.join("reference");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let module = fixture(case.fixture).display().to_string();
+    let out = tern(&strs(&run_args(
+        case,
+        &module,
+        &dir.display().to_string(),
+        &[],
+    )));
+    Result {
+        stdout: out.stdout,
+        stderr: out.stderr,
+        code: out.status.code(),
+        files: files_in(&dir),
+    }
+}
+
+/// Run with a checkpoint after `delay_ms`, then resume (re-checkpointing `chain` more times).
+/// Returns None when the program finished before the checkpoint.
+fn interrupted(
+    case: &Case<'_>,
+    work: &Path,
+    delay_ms: u64,
+    chain: &[u64],
+) -> Option<(Result, usize)> {
+    let dir = work.join(format!("run-{delay_ms}"));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let module = fixture(case.fixture).display().to_string();
+    let snap = work.join(format!("snap-{delay_ms}-0"));
+    let snap_s = snap.display().to_string();
+    let after = format!("{delay_ms}ms");
+    let out = tern(&strs(&run_args(
+        case,
+        &module,
+        &dir.display().to_string(),
+        &["--checkpoint-after", &after, "--checkpoint-to", &snap_s],
+    )));
+    let mut stdout = out.stdout;
+    let mut stderr = out.stderr;
+    if !snap.exists() {
+        return None;
+    }
+    let notice = format!("checkpoint: {snap_s}\n");
+    assert!(
+        text(&stderr).ends_with(&notice),
+        "stderr: {}",
+        text(&stderr)
+    );
+    stderr.truncate(stderr.len() - notice.len());
+    assert_eq!(out.status.code(), Some(0));
+    let mut current = snap;
+    let mut captures = 1;
+    for (i, next_delay) in chain.iter().enumerate() {
+        let next = work.join(format!("snap-{delay_ms}-{}", i + 1));
+        let next_s = next.display().to_string();
+        let after = format!("{next_delay}ms");
+        let out = tern(&[
+            "resume",
+            "--checkpoint-after",
+            &after,
+            "--checkpoint-to",
+            &next_s,
+            &current.display().to_string(),
+        ]);
+        stdout.extend_from_slice(&out.stdout);
+        let mut err = out.stderr;
+        if next.exists() {
+            let notice = format!("checkpoint: {next_s}\n");
+            assert!(text(&err).ends_with(&notice), "stderr: {}", text(&err));
+            err.truncate(err.len() - notice.len());
+            stderr.extend_from_slice(&err);
+            current = next;
+            captures += 1;
+        } else {
+            stderr.extend_from_slice(&err);
+            return Some((
+                Result {
+                    stdout,
+                    stderr,
+                    code: out.status.code(),
+                    files: files_in(&dir),
+                },
+                captures,
+            ));
+        }
+    }
+    let out = tern(&["resume", &current.display().to_string()]);
+    stdout.extend_from_slice(&out.stdout);
+    stderr.extend_from_slice(&out.stderr);
+    Some((
+        Result {
+            stdout,
+            stderr,
+            code: out.status.code(),
+            files: files_in(&dir),
+        },
+        captures,
+    ))
+}
+
+fn check(case: Case<'_>, delays: &[u64], chain: &[u64]) {
+    let work = tempfile::tempdir().expect("tempdir");
+    let reference = uninterrupted(&case, work.path());
+    assert!(reference.code.is_some(), "{}", text(&reference.stderr));
+    let mut captured = 0;
+    for &d in delays {
+        if let Some((got, n)) = interrupted(&case, work.path(), d, chain) {
+            captured += n;
+            assert_eq!(
+                text(&got.stdout),
+                text(&reference.stdout),
+                "{} stdout after checkpoint at {d} ms",
+                case.fixture
+            );
+            assert_eq!(
+                text(&got.stderr),
+                text(&reference.stderr),
+                "{} stderr after checkpoint at {d} ms",
+                case.fixture
+            );
+            assert_eq!(
+                got.code, reference.code,
+                "{} exit code after checkpoint at {d} ms",
+                case.fixture
+            );
+            assert!(
+                got.files == reference.files,
+                "{} files differ after checkpoint at {d} ms",
+                case.fixture
+            );
+        }
+    }
+    // The program must really have been captured, most of the time, or nothing was tested.
+    assert!(
+        captured * 2 >= delays.len(),
+        "{}: only {captured} of {} runs were captured",
+        case.fixture,
+        delays.len()
+    );
+}
+
+#[test]
+fn compute_loop_without_imports() {
+    check(
+        Case {
+            fixture: "compute",
+            args: &["150000000"],
+            dir: None,
+        },
+        &[1, 30, 90, 200, 400],
+        &[],
+    );
+}
+
+#[test]
+fn printer_continues_without_gap_or_repeat() {
+    check(
+        Case {
+            fixture: "printer",
+            args: &["3000"],
+            dir: None,
+        },
+        &[5, 60, 150, 300, 500],
+        &[],
+    );
+}
+
+#[test]
+fn files_with_open_descriptors() {
+    check(
+        Case {
+            fixture: "files",
+            args: &["/data", "1500"],
+            dir: Some("/data"),
+        },
+        &[20, 80, 160, 300],
+        &[],
+    );
+}
+
+#[test]
+fn deep_recursion() {
+    check(
+        Case {
+            fixture: "recursion",
+            args: &["2000", "600"],
+            dir: None,
+        },
+        &[10, 100, 250, 400],
+        &[],
+    );
+}
+
+#[test]
+fn chains_of_checkpoints() {
+    check(
+        Case {
+            fixture: "printer",
+            args: &["3000"],
+            dir: None,
+        },
+        &[50, 200],
+        &[50, 80, 120],
+    );
+}
+
+#[test]
+fn large_memory() {
+    check(
+        Case {
+            fixture: "bigmem",
+            args: &["256", "4"],
+            dir: None,
+        },
+        &[350, 700],
+        &[],
+    );
+}
