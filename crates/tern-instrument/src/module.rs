@@ -508,7 +508,7 @@ fn assemble(wasm: &[u8], p: &Parsed<'_>, code: wasm_encoder::CodeSection) -> Res
         };
         flush(&mut module, r + 1, &mut done);
         match id {
-            4 | 5 | 6 | 7 | 8 => {}
+            4..=8 => {}
             10 => {
                 if let Some(c) = code.take() {
                     module.section(&c);

@@ -10,6 +10,7 @@ use tern_instrument::FLAG_CAPTURE;
 #[derive(Debug, Default)]
 pub struct Control {
     requested: AtomicBool,
+    requested_at: Mutex<Option<std::time::Instant>>,
     /// Address of the instance's flag word while an instance runs, else 0.
     flag: Mutex<usize>,
 }
@@ -21,6 +22,8 @@ impl Control {
 
     /// Ask for a capture at the next safe point. Harmless when nothing is running.
     pub fn request(&self) {
+        *self.requested_at.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some(std::time::Instant::now());
         self.requested.store(true, Ordering::SeqCst);
         let flag = self.flag.lock().unwrap_or_else(|p| p.into_inner());
         if *flag != 0 {
@@ -30,6 +33,11 @@ impl Control {
 
     pub fn requested(&self) -> bool {
         self.requested.load(Ordering::SeqCst)
+    }
+
+    /// When the pending request was made.
+    pub fn requested_at(&self) -> Option<std::time::Instant> {
+        *self.requested_at.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub(crate) fn clear(&self) {

@@ -3,8 +3,8 @@
 
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tern_instrument::{
     Options, FLAG_CAPTURE, FLAG_EXPORT, FLAG_REWIND, STATE_EXPORT, STATE_REWINDING, STATE_UNWINDING,
@@ -21,6 +21,16 @@ use crate::{Error, Result};
 pub(crate) struct Host {
     pub(crate) wasi: WasiCtx,
     control: Arc<Control>,
+}
+
+impl Host {
+    fn new(wasi: WasiCtx, control: Arc<Control>) -> Host {
+        Host { wasi, control }
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
 }
 
 impl WasiView for Host {
@@ -56,6 +66,20 @@ pub struct RunOptions {
     /// Capture at the first safe point after this long.
     pub checkpoint_after: Option<Duration>,
     pub control: Arc<Control>,
+    /// Filled in as the run goes, for benchmarks and reports.
+    pub stats: Arc<Mutex<RunStats>>,
+}
+
+/// Timings of the state transfer, in milliseconds.
+#[derive(Debug, Clone, Default)]
+pub struct RunStats {
+    /// From the capture request to the program standing unwound at a safe point.
+    pub request_to_safe_point_ms: Option<f64>,
+    /// From unwound to a complete in-memory snapshot (memories, globals, frames, WASI state).
+    pub capture_ms: Option<f64>,
+    /// From a fresh store to re-entering the program (instantiate, write memories, globals and
+    /// frames); the rewind that follows only reloads each frame's locals.
+    pub restore_ms: Option<f64>,
 }
 
 impl Default for RunOptions {
@@ -63,6 +87,7 @@ impl Default for RunOptions {
         RunOptions {
             checkpoint_after: None,
             control: Arc::new(Control::new()),
+            stats: Arc::default(),
         }
     }
 }
@@ -156,13 +181,8 @@ impl Runtime {
                 )
             }
         };
-        let mut store = Store::new(
-            &self.engine,
-            Host {
-                wasi,
-                control: control.clone(),
-            },
-        );
+        let restore_started = Instant::now();
+        let mut store = Store::new(&self.engine, Host::new(wasi, control.clone()));
         let instance = self
             .linker
             .instantiate(&mut store, &prepared.module)
@@ -198,6 +218,13 @@ impl Runtime {
                 state::restore(&mut store, &instance, prepared, snap)?;
                 crate::sys::fetch_or_word(flag_addr, FLAG_REWIND);
                 control.attach(flag_addr);
+                // Restore-to-running: the state is written; the rewind itself only reloads the
+                // frames' locals on the way down.
+                options
+                    .stats
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .restore_ms = Some(ms(restore_started.elapsed()));
                 if let Some(timeout) = options.checkpoint_after {
                     let c = control.clone();
                     std::thread::spawn(move || {
@@ -214,8 +241,16 @@ impl Runtime {
             if state::state_of(&mut store, &instance)? != STATE_UNWINDING {
                 return Ok(Outcome::Exited(0));
             }
+            let unwound = Instant::now();
             match state::capture(&mut store, &instance, prepared) {
-                Ok(snapshot) => return Ok(Outcome::Captured(Box::new(snapshot))),
+                Ok(snapshot) => {
+                    let mut stats = options.stats.lock().unwrap_or_else(|p| p.into_inner());
+                    stats.capture_ms = Some(ms(unwound.elapsed()));
+                    stats.request_to_safe_point_ms = control
+                        .requested_at()
+                        .map(|t| ms(unwound.saturating_duration_since(t)));
+                    return Ok(Outcome::Captured(Box::new(snapshot)));
+                }
                 Err(CaptureError::Retry) => {
                     // A frame holds a reference that cannot be written out. Rewind in place
                     // (nothing was lost) and try again a little later.
@@ -234,21 +269,18 @@ impl Runtime {
         }
     }
 
-    /// Run `wasm` as is, without instrumentation: the baseline the benchmarks compare against.
-    pub fn run_uninstrumented(&self, wasm: &[u8], config: WasiConfig) -> Result<i32> {
-        let module = wasmtime::Module::new(&self.engine, wasm)
-            .map_err(|e| Error::Compile(format!("{e:#}")))?;
+    /// Compile `wasm` as is, without instrumentation: the baseline benchmarks compare against.
+    pub fn compile_uninstrumented(&self, wasm: &[u8]) -> Result<wasmtime::Module> {
+        wasmtime::Module::new(&self.engine, wasm).map_err(|e| Error::Compile(format!("{e:#}")))
+    }
+
+    /// Run an uninstrumented module on the same engine and WASI host.
+    pub fn run_uninstrumented(&self, module: &wasmtime::Module, config: WasiConfig) -> Result<i32> {
         let control = Arc::new(Control::new());
-        let mut store = Store::new(
-            &self.engine,
-            Host {
-                wasi: WasiCtx::new(config)?,
-                control,
-            },
-        );
+        let mut store = Store::new(&self.engine, Host::new(WasiCtx::new(config)?, control));
         let instance = self
             .linker
-            .instantiate(&mut store, &module)
+            .instantiate(&mut store, module)
             .map_err(|e| Error::Trap(format!("instantiating: {e:#}")))?;
         let main = instance
             .get_typed_func::<(), ()>(&mut store, "_start")

@@ -16,7 +16,7 @@ mod sys;
 
 pub use cache::{Cache, Prepared};
 pub use control::Control;
-pub use exec::{Outcome, RunOptions, Runtime, Start};
+pub use exec::{engine_config, Outcome, RunOptions, RunStats, Runtime, Start};
 
 /// Exit code for a program stopped by a trap, as `wasmtime run` reports an abort.
 pub const TRAP_EXIT_CODE: i32 = 134;

@@ -107,7 +107,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             ))
         }
     };
-    if !secs.is_finite() || secs < 0.0 || secs > 1e9 {
+    if !secs.is_finite() || !(0.0..=1e9).contains(&secs) {
         return Err(format!("{s:?} is out of range"));
     }
     Ok(Duration::from_secs_f64(secs))
@@ -149,7 +149,7 @@ pub fn parse_dirs(dirs: &[String]) -> Result<Vec<tern_wasi::Preopen>> {
 pub fn parse_env(env: &[String]) -> Result<Vec<(String, String)>> {
     env.iter()
         .map(|e| match e.split_once('=') {
-            Some((k, _)) if k.is_empty() => bail!("--env {e:?}: empty name"),
+            Some(("", _)) => bail!("--env {e:?}: empty name"),
             Some((k, v)) => Ok((k.to_string(), v.to_string())),
             None => Ok((e.clone(), std::env::var(e).unwrap_or_default())),
         })

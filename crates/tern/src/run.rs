@@ -39,6 +39,7 @@ fn options(checkpoint: &CheckpointArgs) -> Result<RunOptions> {
     Ok(RunOptions {
         checkpoint_after: checkpoint.checkpoint_after,
         control,
+        stats: Default::default(),
     })
 }
 
@@ -287,7 +288,7 @@ mod tests {
         assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(
             super::rfc3339(1_795_000_000_123),
-            "2026-11-18T07:46:40.123Z"
+            "2026-11-18T11:06:40.123Z"
         );
     }
 }

@@ -206,7 +206,7 @@ fn files_with_open_descriptors() {
     check(
         Case {
             fixture: "files",
-            args: &["/data", "1500"],
+            args: &["/data", "6000"],
             dir: Some("/data"),
         },
         &[20, 80, 160, 300],

@@ -1,0 +1,23 @@
+//! Instrument a module and report what it cost: `cargo run --release -p tern-instrument
+//! --example instrument -- IN.wasm [OUT.wasm]`.
+
+use std::time::Instant;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().collect();
+    let input = args.get(1).ok_or("usage: instrument IN.wasm [OUT.wasm]")?;
+    let wasm = std::fs::read(input)?;
+    let t = Instant::now();
+    let out = tern_instrument::instrument(&wasm, &tern_instrument::Options::default())?;
+    println!(
+        "{input}: {} -> {} bytes in {:.0} ms; {:?}",
+        wasm.len(),
+        out.wasm.len(),
+        t.elapsed().as_secs_f64() * 1e3,
+        out.stats
+    );
+    if let Some(path) = args.get(2) {
+        std::fs::write(path, &out.wasm)?;
+    }
+    Ok(())
+}
