@@ -33,6 +33,8 @@ pub struct ModuleFacts<'a> {
     pub frames_memory: u32,
     pub state_global: u32,
     pub sp_global: u32,
+    /// Tern's helper `(size) -> frame pointer` that makes room for a frame.
+    pub reserve_func: u32,
     /// (table, stack-pointer global) for funcref, externref and exnref locals.
     pub ref_tables: [(u32, u32); 3],
 }
@@ -52,6 +54,8 @@ enum Node {
 enum Item {
     Poll {
         rp: u32,
+        /// Operator index it stands for (its loop, or 0 for the function entry).
+        pos: usize,
     },
     Call {
         op: usize,
@@ -124,6 +128,9 @@ struct Open {
 
 const SYNTH: u32 = u32::MAX;
 
+/// Resume points with more live locals than this save through the shared path.
+const INLINE_SAVE_LIMIT: usize = 24;
+
 pub fn rewrite(
     facts: &ModuleFacts<'_>,
     func_index: u32,
@@ -177,13 +184,15 @@ pub fn rewrite(
         inputs: 0,
     }];
     if entry_poll {
-        stack[0]
-            .current
-            .push(Node::Item(Item::Poll { rp: next_rp }));
+        stack[0].current.push(Node::Item(Item::Poll {
+            rp: next_rp,
+            pos: ops.len(),
+        }));
         next_rp += 1;
         polls += 1;
     }
     let mut root: Option<Vec<Node>> = None;
+    let mut loops: Vec<(usize, usize)> = Vec::new();
     while !reader.eof() {
         let offset = reader.original_position();
         let op = reader.read()?;
@@ -224,7 +233,10 @@ pub fn rewrite(
                     inputs,
                 };
                 if reachable && matches!(op, Operator::Loop { .. }) {
-                    open.current.push(Node::Item(Item::Poll { rp: next_rp }));
+                    open.current.push(Node::Item(Item::Poll {
+                        rp: next_rp,
+                        pos: ops.len(),
+                    }));
                     next_rp += 1;
                     polls += 1;
                 }
@@ -242,6 +254,9 @@ pub fn rewrite(
                 let mut done = stack
                     .pop()
                     .ok_or_else(|| Error::Encode("unbalanced end".into()))?;
+                if matches!(ops.get(done.open), Some(Operator::Loop { .. })) {
+                    loops.push((done.open, index));
+                }
                 let body = std::mem::take(&mut done.current);
                 done.bodies.push(body);
                 match stack.last_mut() {
@@ -303,7 +318,8 @@ pub fn rewrite(
     }
     let root = root.ok_or_else(|| Error::Encode("function body has no end".into()))?;
 
-    let mut e = Emitter::new(facts, &ops, &locals);
+    let ranges = live_ranges(&ops, ty.params().len(), locals.len(), &loops);
+    let mut e = Emitter::new(facts, &ops, &locals, ranges);
     e.function(func_index, ty.results(), &root)?;
     let mut new_groups: Vec<(u32, wasm_encoder::ValType)> = Vec::new();
     for (count, t) in groups {
@@ -422,6 +438,16 @@ fn enc_ty(t: ValType) -> Result<wasm_encoder::ValType> {
 type SlotKey = (u32, bool, usize, ValType);
 
 struct Emitter<'a> {
+    /// Per original local: the operator range where it may be live (see `live_ranges`).
+    ranges: Vec<(usize, usize)>,
+    /// Frame offset of every local (the frame pointer has none).
+    offsets: Vec<u32>,
+    frame_bytes: u32,
+    /// Code positions of `i32.const <frame size>`, filled in once the size is known.
+    size_patches: Vec<usize>,
+    /// Spill slots holding operand stacks of the blocks around the current point.
+    live_slots: Vec<u32>,
+    save_all_label: usize,
     facts: &'a ModuleFacts<'a>,
     ops: &'a [Operator<'a>],
     locals: &'a [ValType],
@@ -446,9 +472,27 @@ fn arg(offset: u64, memory_index: u32) -> MemArg {
 }
 
 impl<'a> Emitter<'a> {
-    fn new(facts: &'a ModuleFacts<'a>, ops: &'a [Operator<'a>], locals: &'a [ValType]) -> Self {
+    fn new(
+        facts: &'a ModuleFacts<'a>,
+        ops: &'a [Operator<'a>],
+        locals: &'a [ValType],
+        ranges: Vec<(usize, usize)>,
+    ) -> Self {
         let base = locals.len() as u32;
+        let mut offsets = Vec::with_capacity(locals.len() + 2);
+        let mut frame_bytes = 0;
+        for t in locals.iter().chain([ValType::I32].iter()) {
+            offsets.push(frame_bytes);
+            frame_bytes += scalar_size(*t);
+        }
+        offsets.push(u32::MAX); // the frame pointer is not saved
         Emitter {
+            ranges,
+            offsets,
+            frame_bytes,
+            size_patches: Vec::new(),
+            live_slots: Vec::new(),
+            save_all_label: 0,
             facts,
             ops,
             locals,
@@ -474,6 +518,8 @@ impl<'a> Emitter<'a> {
             .entry((depth, staging, pos, t))
             .or_insert_with(|| {
                 self.new_locals.push(t);
+                self.offsets.push(self.frame_bytes);
+                self.frame_bytes += scalar_size(t);
                 next
             })
     }
@@ -531,17 +577,40 @@ impl<'a> Emitter<'a> {
         self.next_label += 1;
         self.labels.push(func_label);
         self.orig.push(func_label);
-        // `block $unwind`: every resume point branches out of it to save the frame.
+        // `block $unwind`: every resume point branches out of it to finish the frame; one with
+        // too many live locals to store inline leaves through `block $save_all` instead.
         self.labels.push(SYNTH);
         let unwind_label = self.labels.len() - 1;
+        self.labels.push(SYNTH);
+        self.save_all_label = self.labels.len() - 1;
         self.body(root, 0, &[], unwind_label)?;
         self.code.push(Instruction::Return);
         self.code.push(Instruction::End);
         self.labels.pop();
-        let body = std::mem::take(&mut self.code);
+        self.size_patches.push(self.code.len());
+        self.code.push(Instruction::I32Const(0));
+        self.code.push(Instruction::Call(self.facts.reserve_func));
+        self.code.push(Instruction::LocalSet(self.fp));
+        for (l, t) in self.saved_locals() {
+            if !matches!(t, ValType::Ref(_)) {
+                let off = self.offsets[l as usize];
+                self.code.push(Instruction::LocalGet(self.fp));
+                self.code.push(Instruction::LocalGet(l));
+                self.code
+                    .push(store(t, arg(off as u64, self.facts.frames_memory))?);
+            }
+        }
+        self.code.push(Instruction::End);
+        self.labels.pop();
+        let mut body = std::mem::take(&mut self.code);
         // The frame layout covers the spill slots, known only now that the body is emitted; the
         // prologue that rebuilds the frame therefore goes in front afterwards.
         let (slots, size) = layout_of(&self.saved_locals());
+        debug_assert_eq!(size, self.frame_bytes + crate::FRAME_TRAILER);
+        for &at in &self.size_patches {
+            body[at] = Instruction::I32Const(size as i32);
+        }
+        self.code.push(Instruction::Block(BlockType::Empty));
         self.code.push(Instruction::Block(BlockType::Empty));
         self.code
             .push(Instruction::GlobalGet(self.facts.state_global));
@@ -638,15 +707,72 @@ impl<'a> Emitter<'a> {
         self.end_synth();
     }
 
-    fn start_unwind(&mut self, rp: u32, unwind: usize) {
+    /// Unwind from resume point `rp` (at operator `pos`): reserve this frame and store the
+    /// locals live there, then leave for the shared tail. Saving only live locals matters for
+    /// speed, not size: a local the save reads is live until the save as far as the compiler
+    /// knows, and keeping every local live across a whole function costs registers everywhere.
+    fn start_unwind(&mut self, rp: u32, pos: usize, unwind: usize) -> Result<()> {
+        let frames = self.facts.frames_memory;
         self.code.push(Instruction::I32Const(rp as i32));
         self.code.push(Instruction::LocalSet(self.rp));
+        let mut live: Vec<u32> = (0..self.locals.len())
+            .filter(|&i| self.ranges[i].0 <= pos && pos <= self.ranges[i].1)
+            .map(|i| i as u32)
+            .collect();
+        live.extend(self.live_slots.iter().copied());
+        // Inline saves cost code per resume point; in huge functions with many live locals
+        // they would multiply the size, so those resume points share one save-everything path.
+        if live.len() > INLINE_SAVE_LIMIT {
+            self.code
+                .push(Instruction::Br(self.depth_of_label(self.save_all_label)));
+            return Ok(());
+        }
+        self.size_patches.push(self.code.len());
+        self.code.push(Instruction::I32Const(0));
+        self.code.push(Instruction::Call(self.facts.reserve_func));
+        self.code.push(Instruction::LocalSet(self.fp));
+        live.push(self.rp);
+        for l in live {
+            let t = self.local_type(l);
+            if matches!(t, ValType::Ref(_)) {
+                continue; // references are saved in the shared tail
+            }
+            let off = self.offsets[l as usize];
+            self.code.push(Instruction::LocalGet(self.fp));
+            self.code.push(Instruction::LocalGet(l));
+            self.code.push(store(t, arg(off as u64, frames))?);
+        }
         self.code.push(Instruction::Br(self.depth_of_label(unwind)));
+        Ok(())
+    }
+
+    fn local_type(&self, l: u32) -> ValType {
+        let n = self.locals.len();
+        match (l as usize).checked_sub(n) {
+            None => self.locals[l as usize],
+            Some(k) => self.new_locals[k],
+        }
+    }
+
+    /// Spill slots `[0, n)` of `depth` hold the level's stack while an item runs: what lies
+    /// under it, and its inputs, which a rewind pushes again (an `if` condition or a
+    /// `call_indirect` index decides where the rewind goes).
+    fn hold_slots(&mut self, depth: u32, types: &[ValType]) -> usize {
+        let mark = self.live_slots.len();
+        for (k, t) in types.iter().enumerate() {
+            let l = self.slot(depth, false, k, *t);
+            self.live_slots.push(l);
+        }
+        mark
     }
 
     fn item(&mut self, item: &Item, depth: u32, unwind: usize) -> Result<()> {
         match item {
-            Item::Poll { rp } => self.poll(*rp, unwind),
+            Item::Poll { rp, pos } => {
+                let held = self.hold_slots(depth, item.stack_before());
+                self.poll(*rp, *pos, unwind)?;
+                self.live_slots.truncate(held);
+            }
             Item::Call {
                 op,
                 rp,
@@ -663,7 +789,9 @@ impl<'a> Emitter<'a> {
                 self.code
                     .push(Instruction::GlobalGet(self.facts.state_global));
                 self.push_synth(Instruction::If(BlockType::Empty));
-                self.start_unwind(*rp, unwind);
+                let held = self.hold_slots(depth, stack);
+                self.start_unwind(*rp, *op, unwind)?;
+                self.live_slots.truncate(held);
                 self.end_synth();
                 self.spill(depth, outputs, under);
                 self.end_synth();
@@ -680,7 +808,9 @@ impl<'a> Emitter<'a> {
                 self.skip_unless_target(*lo, *hi);
                 let under = stack.len() - inputs;
                 self.reload(depth, false, &stack[under..], under);
+                let held = self.hold_slots(depth, stack);
                 self.construct(c, Some((depth + 1, unwind)))?;
+                self.live_slots.truncate(held);
                 self.spill(depth, outputs, under);
                 self.end_synth();
             }
@@ -690,7 +820,7 @@ impl<'a> Emitter<'a> {
 
     /// A safe point with no call: unwind if the host asked for a capture; finish the rewind if
     /// this is where the capture happened.
-    fn poll(&mut self, rp: u32, unwind: usize) {
+    fn poll(&mut self, rp: u32, pos: usize, unwind: usize) -> Result<()> {
         let flag = self.facts.flag_memory;
         self.code.push(Instruction::I32Const(0));
         self.code.push(Instruction::I32Load(arg(0, flag)));
@@ -718,9 +848,10 @@ impl<'a> Emitter<'a> {
             .push(Instruction::I32Const(crate::STATE_UNWINDING));
         self.code
             .push(Instruction::GlobalSet(self.facts.state_global));
-        self.start_unwind(rp, unwind);
+        self.start_unwind(rp, pos, unwind)?;
         self.end_synth();
         self.end_synth();
+        Ok(())
     }
 
     /// Emit a block-like construct. With `rewind`, its bodies are segmented (it contains resume
@@ -866,25 +997,11 @@ impl<'a> Emitter<'a> {
         slots: &[(u32, ValType, u32)],
         size: u32,
     ) -> Result<()> {
+        // Scalars were stored at the resume point, which also set the frame pointer and made
+        // room; references cannot be told apart by liveness cheaply and are few: save them all.
         let frames = self.facts.frames_memory;
         let fp = self.fp;
-        let c = &mut self.code;
-        c.push(Instruction::GlobalGet(self.facts.sp_global));
-        c.push(Instruction::LocalSet(fp));
-        // Grow the frame memory when this frame would not fit.
-        c.push(Instruction::LocalGet(fp));
-        c.push(Instruction::I32Const(size as i32));
-        c.push(Instruction::I32Add);
-        c.push(Instruction::MemorySize(frames));
-        c.push(Instruction::I32Const(16));
-        c.push(Instruction::I32Shl);
-        c.push(Instruction::I32GtU);
-        c.push(Instruction::If(BlockType::Empty));
-        c.push(Instruction::I32Const((size / 65536 + 1) as i32));
-        c.push(Instruction::MemoryGrow(frames));
-        c.push(Instruction::Drop);
-        c.push(Instruction::End);
-        for &(local, t, off) in slots {
+        for &(local, t, _) in slots {
             match t {
                 ValType::Ref(r) => {
                     let class = ref_class(r)
@@ -909,12 +1026,7 @@ impl<'a> Emitter<'a> {
                     c.push(Instruction::I32Add);
                     c.push(Instruction::GlobalSet(rsp));
                 }
-                t => {
-                    let c = &mut self.code;
-                    c.push(Instruction::LocalGet(fp));
-                    c.push(Instruction::LocalGet(local));
-                    c.push(store(t, arg(off as u64, frames))?);
-                }
+                _ => {}
             }
         }
         let trailer = size - crate::FRAME_TRAILER;
@@ -993,16 +1105,67 @@ fn layout_of(locals: &[(u32, ValType)]) -> (Vec<(u32, ValType, u32)>, u32) {
     let mut off = 0u32;
     let mut out = Vec::with_capacity(locals.len());
     for &(l, t) in locals {
-        let size = match t {
-            ValType::I32 | ValType::F32 => 4,
-            ValType::I64 | ValType::F64 => 8,
-            ValType::V128 => 16,
-            ValType::Ref(_) => 0,
-        };
         out.push((l, t, off));
-        off += size;
+        off += scalar_size(t);
     }
     (out, off + crate::FRAME_TRAILER)
+}
+
+/// Bytes a local takes in the frame memory (references live in tables instead).
+fn scalar_size(t: ValType) -> u32 {
+    match t {
+        ValType::I32 | ValType::F32 => 4,
+        ValType::I64 | ValType::F64 => 8,
+        ValType::V128 => 16,
+        ValType::Ref(_) => 0,
+    }
+}
+
+/// Where each local may be live, as an operator range: from the function entry to its last
+/// appearance, widened to the end of every loop it appears in, since a back edge carries values
+/// from a loop's end to its top. The start stays at the entry because a read after a resume
+/// point may see a value from before it on some path (for instance the initial zero, when the
+/// only write is in an `if` the path skips). A superset of true liveness, which is what saving
+/// needs: a local whose last use lies behind a resume point is dead there.
+fn live_ranges(
+    ops: &[Operator<'_>],
+    params: usize,
+    locals: usize,
+    loops: &[(usize, usize)],
+) -> Vec<(usize, usize)> {
+    let mut r: Vec<Option<(usize, usize)>> = vec![None; locals];
+    for slot in r.iter_mut().take(params) {
+        *slot = Some((0, 0));
+    }
+    for (pos, op) in ops.iter().enumerate() {
+        let l = match op {
+            Operator::LocalGet { local_index }
+            | Operator::LocalSet { local_index }
+            | Operator::LocalTee { local_index } => *local_index as usize,
+            _ => continue,
+        };
+        if let Some(slot) = r.get_mut(l) {
+            *slot = Some((0, slot.map_or(pos, |(_, b)| b.max(pos))));
+        }
+    }
+    let mut out: Vec<(usize, usize)> = r.into_iter().map(|x| x.unwrap_or((1, 0))).collect();
+    loop {
+        let mut changed = false;
+        for range in out.iter_mut() {
+            if range.0 > range.1 {
+                continue;
+            }
+            for &(s, e) in loops {
+                if range.0 <= e && s <= range.1 && (range.0 > s || range.1 < e) {
+                    *range = (range.0.min(s), range.1.max(e));
+                    changed = true;
+                }
+            }
+        }
+        if !changed {
+            return out;
+        }
+    }
 }
 
 fn store<'x>(t: ValType, m: MemArg) -> Result<Instruction<'x>> {

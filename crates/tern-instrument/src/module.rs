@@ -73,6 +73,7 @@ pub fn instrument(wasm: &[u8], options: &Options) -> Result<Instrumented> {
         frames_memory: n.memories + 1,
         state_global: n.globals,
         sp_global: n.globals + 1,
+        reserve_func: parsed.func_types.len() as u32,
         ref_tables: [
             (n.tables, n.globals + 2),
             (n.tables + 1, n.globals + 3),
@@ -117,6 +118,7 @@ pub fn instrument(wasm: &[u8], options: &Options) -> Result<Instrumented> {
         }
         code.raw(&bytes);
     }
+    code.function(&reserve_body(&facts));
     let out = assemble(wasm, &parsed, code)?;
     Ok(Instrumented {
         wasm: out,
@@ -399,6 +401,38 @@ fn rank(id: u8) -> Option<u8> {
     })
 }
 
+/// `(size) -> fp`: the frame pointer for a new frame of `size` bytes, growing the frames memory
+/// when it would not fit. One shared helper keeps every resume point's save short.
+fn reserve_body(f: &ModuleFacts<'_>) -> wasm_encoder::Function {
+    use wasm_encoder::Instruction as I;
+    let mut b = wasm_encoder::Function::new([(1, wasm_encoder::ValType::I32)]);
+    for i in [
+        I::GlobalGet(f.sp_global),
+        I::LocalSet(1),
+        I::LocalGet(1),
+        I::LocalGet(0),
+        I::I32Add,
+        I::MemorySize(f.frames_memory),
+        I::I32Const(16),
+        I::I32Shl,
+        I::I32GtU,
+        I::If(wasm_encoder::BlockType::Empty),
+        I::LocalGet(0),
+        I::I32Const(16),
+        I::I32ShrU,
+        I::I32Const(1),
+        I::I32Add,
+        I::MemoryGrow(f.frames_memory),
+        I::Drop,
+        I::End,
+        I::LocalGet(1),
+        I::End,
+    ] {
+        b.instruction(&i);
+    }
+    b
+}
+
 fn assemble(wasm: &[u8], p: &Parsed<'_>, code: wasm_encoder::CodeSection) -> Result<Vec<u8>> {
     let enc = |e: wasm_encoder::reencode::Error| Error::Encode(e.to_string());
     let n = p.counts;
@@ -509,6 +543,33 @@ fn assemble(wasm: &[u8], p: &Parsed<'_>, code: wasm_encoder::CodeSection) -> Res
         flush(&mut module, r + 1, &mut done);
         match id {
             4..=8 => {}
+            1 => {
+                let mut types = wasm_encoder::TypeSection::new();
+                RoundtripReencoder
+                    .parse_type_section(
+                        &mut types,
+                        wasmparser::TypeSectionReader::new(wasmparser::BinaryReader::new(
+                            &wasm[range.clone()],
+                            range.start,
+                        ))?,
+                    )
+                    .map_err(enc)?;
+                types
+                    .ty()
+                    .function([wasm_encoder::ValType::I32], [wasm_encoder::ValType::I32]);
+                module.section(&types);
+            }
+            3 => {
+                let mut funcs = wasm_encoder::FunctionSection::new();
+                for t in wasmparser::FunctionSectionReader::new(wasmparser::BinaryReader::new(
+                    &wasm[range.clone()],
+                    range.start,
+                ))? {
+                    funcs.function(t?);
+                }
+                funcs.function(p.types.len() as u32);
+                module.section(&funcs);
+            }
             10 => {
                 if let Some(c) = code.take() {
                     module.section(&c);

@@ -245,10 +245,10 @@ fn large_memory() {
     check(
         Case {
             fixture: "bigmem",
-            args: &["256", "4"],
+            args: &["256", "24"],
             dir: None,
         },
-        &[350, 700],
+        &[250, 900],
         &[],
     );
 }
