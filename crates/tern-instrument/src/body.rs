@@ -1002,8 +1002,8 @@ impl<'a> Emitter<'a> {
         let frames = self.facts.frames_memory;
         let fp = self.fp;
         for &(local, t, _) in slots {
-            match t {
-                ValType::Ref(r) => {
+            {
+                if let ValType::Ref(r) = t {
                     let class = ref_class(r)
                         .ok_or_else(|| Error::Unsupported(format!("a local of type {r}")))?;
                     let (table, rsp) = self.facts.ref_tables[class];
@@ -1026,7 +1026,6 @@ impl<'a> Emitter<'a> {
                     c.push(Instruction::I32Add);
                     c.push(Instruction::GlobalSet(rsp));
                 }
-                _ => {}
             }
         }
         let trailer = size - crate::FRAME_TRAILER;
