@@ -56,6 +56,8 @@ enum Item {
         rp: u32,
         /// Operator index it stands for (its loop, or 0 for the function entry).
         pos: usize,
+        /// The level's stack at the poll: a loop's parameters.
+        stack: Vec<ValType>,
     },
     Call {
         op: usize,
@@ -78,7 +80,7 @@ impl Item {
     /// The level's stack after the item: what was under its inputs, then its outputs.
     fn stack_after(&self) -> Vec<ValType> {
         match self {
-            Item::Poll { .. } => Vec::new(),
+            Item::Poll { stack, .. } => stack.clone(),
             Item::Call {
                 stack,
                 inputs,
@@ -99,7 +101,7 @@ impl Item {
     }
     fn stack_before(&self) -> &[ValType] {
         match self {
-            Item::Poll { .. } => &[],
+            Item::Poll { stack, .. } => stack,
             Item::Call { stack, .. } | Item::Block { stack, .. } => stack,
         }
     }
@@ -187,6 +189,7 @@ pub fn rewrite(
         stack[0].current.push(Node::Item(Item::Poll {
             rp: next_rp,
             pos: ops.len(),
+            stack: Vec::new(),
         }));
         next_rp += 1;
         polls += 1;
@@ -233,9 +236,11 @@ pub fn rewrite(
                     inputs,
                 };
                 if reachable && matches!(op, Operator::Loop { .. }) {
+                    let params = open.params.clone();
                     open.current.push(Node::Item(Item::Poll {
                         rp: next_rp,
                         pos: ops.len(),
+                        stack: params,
                     }));
                     next_rp += 1;
                     polls += 1;
@@ -768,7 +773,7 @@ impl<'a> Emitter<'a> {
 
     fn item(&mut self, item: &Item, depth: u32, unwind: usize) -> Result<()> {
         match item {
-            Item::Poll { rp, pos } => {
+            Item::Poll { rp, pos, .. } => {
                 let held = self.hold_slots(depth, item.stack_before());
                 self.poll(*rp, *pos, unwind)?;
                 self.live_slots.truncate(held);

@@ -1,0 +1,137 @@
+//! The runtime in-process: a guest that exercises every construct the transform must re-enter
+//! (if arms, call_indirect, try_table with a caught exception, multi-value results, loop
+//! parameters, values left on the operand stack under a call) is captured at *every* safe point
+//! in turn — each resume is captured again at its first poll — and must still end with the
+//! result of an uninterrupted run.
+
+use std::sync::Arc;
+
+use tern_runtime::{Control, Outcome, RunOptions, Runtime, Start};
+use tern_wasi::WasiConfig;
+
+const GUEST: &str = r#"
+(module
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (type $t (func (param i32) (result i32)))
+  (memory (export "memory") 1)
+  (table 2 funcref)
+  (elem (i32.const 0) $inc $dbl)
+  (tag $e (param i32))
+  (global $acc (mut i32) (i32.const 7))
+
+  ;; Loops make every callee a capture point.
+  (func $inc (type $t) (local $i i32)
+    (loop $l
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $l (i32.lt_u (local.get $i) (i32.const 3))))
+    (i32.add (local.get 0) (local.get $i)))
+  (func $dbl (type $t) (local $i i32)
+    (loop $l
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $l (i32.lt_u (local.get $i) (i32.const 2))))
+    (i32.mul (local.get 0) (i32.const 2)))
+  (func $maybe_throw (param $n i32) (result i32) (local $i i32)
+    (loop $l
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $l (i32.lt_u (local.get $i) (i32.const 2))))
+    (if (i32.eqz (i32.rem_u (local.get $n) (i32.const 3)))
+      (then (throw $e (i32.add (local.get $n) (i32.const 100)))))
+    (local.get $n))
+
+  ;; Two results; a value of the caller's stays under every call.
+  (func $step (param $n i32) (result i32 i32)
+    (i32.mul (local.get $n) (i32.const 31))
+    (if (result i32) (i32.and (local.get $n) (i32.const 1))
+      (then (call_indirect (type $t) (local.get $n) (i32.const 0)))
+      (else (call_indirect (type $t) (call $inc (local.get $n)) (i32.const 1))))
+    (i32.add)
+    (block $caught (result i32)
+      (try_table (result i32) (catch $e $caught)
+        (call $maybe_throw (local.get $n))))
+    (i32.const 1)
+    (loop $p (param i32 i32) (result i32)
+      ;; loop with parameters and a call inside
+      (call $inc)
+      (i32.add)))
+
+  (func (export "_start") (local $k i32) (local $a i32) (local $b i32)
+    (loop $main
+      (call $step (local.get $k))
+      (local.set $b)
+      (local.set $a)
+      (global.set $acc
+        (i32.add
+          (i32.mul (global.get $acc) (i32.const 16777619))
+          (i32.xor (local.get $a) (i32.shl (local.get $b) (i32.const 7)))))
+      (local.set $k (i32.add (local.get $k) (i32.const 1)))
+      (br_if $main (i32.lt_u (local.get $k) (i32.const 60))))
+    (global.get $acc)
+    (i32.xor (i32.shr_u (global.get $acc) (i32.const 8)))
+    (i32.xor (i32.shr_u (global.get $acc) (i32.const 16)))
+    (i32.xor (i32.shr_u (global.get $acc) (i32.const 24)))
+    (i32.and (i32.const 255))
+    (call $exit))
+)
+"#;
+
+fn config() -> WasiConfig {
+    WasiConfig {
+        args: vec!["guest".into()],
+        ..Default::default()
+    }
+}
+
+fn capture_now() -> RunOptions {
+    let control = Arc::new(Control::new());
+    control.request();
+    RunOptions {
+        control,
+        ..RunOptions::default()
+    }
+}
+
+#[test]
+fn captured_at_every_safe_point_ends_like_an_uninterrupted_run() {
+    let cache = tempfile::tempdir().expect("tempdir");
+    let rt = Runtime::new(cache.path()).expect("runtime");
+    let wasm = wat::parse_str(GUEST).expect("wat");
+    let prepared = rt.prepare(&wasm).expect("prepare");
+
+    let expected = match rt
+        .run(&prepared, Start::Fresh(config()), &RunOptions::default())
+        .expect("run")
+    {
+        Outcome::Exited(code) => code,
+        Outcome::Captured(_) => panic!("captured without a request"),
+    };
+    let plain = rt.compile_uninstrumented(&wasm).expect("compile");
+    assert_eq!(
+        rt.run_uninstrumented(&plain, config()).expect("plain run"),
+        expected
+    );
+
+    let mut outcome = rt
+        .run(&prepared, Start::Fresh(config()), &capture_now())
+        .expect("run");
+    let mut captures = 0;
+    let code = loop {
+        match outcome {
+            Outcome::Exited(code) => break code,
+            Outcome::Captured(snapshot) => {
+                captures += 1;
+                assert!(captures < 100_000, "no progress between captures");
+                // Through the file format every time, as between processes.
+                let bytes = tern_snapshot::encode(&snapshot);
+                let snapshot = tern_snapshot::decode(&bytes).expect("decode");
+                let start = Start::Resume {
+                    snapshot: Box::new(snapshot),
+                    preopens: vec![],
+                    listeners: vec![],
+                };
+                outcome = rt.run(&prepared, start, &capture_now()).expect("resume");
+            }
+        }
+    };
+    assert_eq!(code, expected, "after {captures} captures");
+    assert!(captures > 500, "only {captures} captures");
+}
