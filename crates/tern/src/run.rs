@@ -85,6 +85,9 @@ pub fn run(
     checkpoint: &CheckpointArgs,
 ) -> Result<ExitCode> {
     let wasm = std::fs::read(module).with_context(|| format!("reading {}", module.display()))?;
+    // Install the SIGUSR1 handler first: a signal that arrives while the module compiles must
+    // not kill the process.
+    let options = options(checkpoint)?;
     let rt = runtime()?;
     let prepared = rt
         .prepare(&wasm)
@@ -97,7 +100,7 @@ pub fn run(
         preopens,
         listeners: Vec::new(),
     };
-    let outcome = rt.run(&prepared, Start::Fresh(config), &options(checkpoint)?);
+    let outcome = rt.run(&prepared, Start::Fresh(config), &options);
     finish(outcome, checkpoint, &wasm)
 }
 
@@ -114,6 +117,7 @@ pub fn resume(
     preopens: Vec<Preopen>,
     checkpoint: &CheckpointArgs,
 ) -> Result<ExitCode> {
+    let options = options(checkpoint)?;
     let (_, mut snapshot) = read_snapshot(path)?;
     let rt = runtime()?;
     let want = snapshot.meta.module_digest.clone();
@@ -159,7 +163,7 @@ pub fn resume(
         preopens,
         listeners: Vec::new(),
     };
-    let outcome = rt.run(&prepared, start, &options(checkpoint)?);
+    let outcome = rt.run(&prepared, start, &options);
     finish(outcome, checkpoint, &wasm)
 }
 

@@ -252,3 +252,37 @@ fn large_memory() {
         &[],
     );
 }
+
+#[test]
+fn sigusr1_checkpoints_at_that_moment() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let module = fixture("printer").display().to_string();
+    let reference = crate::harness::tern(&["run", &module, "--", "3000"]);
+    let snap = work.path().join("usr1.snap");
+    let snap_s = snap.display().to_string();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_tern"))
+        .args(["run", "--checkpoint-to", &snap_s, &module, "--", "3000"])
+        .env("TERN_HOME", crate::harness::tern_home())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn tern");
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    let kill = std::process::Command::new("kill")
+        .args(["-USR1", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(kill.success());
+    let first = child.wait_with_output().expect("wait");
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first.stderr));
+    assert!(text(&first.stderr).ends_with(&format!("checkpoint: {snap_s}\n")));
+    let second = tern(&["resume", &snap_s]);
+    let mut stdout = first.stdout;
+    stdout.extend_from_slice(&second.stdout);
+    assert!(
+        !second.stdout.is_empty(),
+        "the signal came after the program ended"
+    );
+    assert_eq!(text(&stdout), text(&reference.stdout));
+    assert_eq!(second.status.code(), reference.status.code());
+}
