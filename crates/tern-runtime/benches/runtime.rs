@@ -177,6 +177,24 @@ fn main() {
         }
     }
 
+    println!("\n## tern-runtime benchmark ({} runs each, medians)", runs);
+    table(
+        "Run time, migratable vs plain wasmtime (same engine, same WASI host)",
+        &["program", "plain", "tern (instrumented)", "ratio"],
+        &overhead,
+    );
+    table(
+        "Instrumentation and compilation",
+        &[
+            "program",
+            "size",
+            "instrument (cold)",
+            "compile (cold)",
+            "prepare (cached)",
+            "functions instrumented",
+        ],
+        &prep,
+    );
     // 2. Capture and restore for 1, 64 and 256 MiB of memory (the bigmem fixture).
     let mut transfer = Vec::new();
     let wasm = fixture("bigmem");
@@ -252,24 +270,6 @@ fn main() {
         ]));
     }
 
-    println!("\n## tern-runtime benchmark ({} runs each, medians)", runs);
-    table(
-        "Run time, migratable vs plain wasmtime (same engine, same WASI host)",
-        &["program", "plain", "tern (instrumented)", "ratio"],
-        &overhead,
-    );
-    table(
-        "Instrumentation and compilation",
-        &[
-            "program",
-            "size",
-            "instrument (cold)",
-            "compile (cold)",
-            "prepare (cached)",
-            "functions instrumented",
-        ],
-        &prep,
-    );
     table(
         "Checkpoint and restore (bigmem fixture)",
         &[
