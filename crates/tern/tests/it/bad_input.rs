@@ -152,3 +152,64 @@ fn program_that_ends_before_the_deadline_writes_no_file() {
     assert_eq!(out.status.code(), Some(3));
     assert!(!snap.exists());
 }
+
+#[test]
+fn embedded_module_resumes_where_the_cache_has_never_seen_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let printer = fixture("printer").display().to_string();
+    let reference = tern(&["run", &printer, "--", "3000"]);
+    let snap = dir.path().join("e.snap");
+    let s = snap.display().to_string();
+    let first = tern(&[
+        "run",
+        "--checkpoint-after",
+        "50ms",
+        "--checkpoint-to",
+        &s,
+        "--embed-module",
+        &printer,
+        "--",
+        "3000",
+    ]);
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first.stderr));
+    let out = tern(&["snapshot", "inspect", "--json", &s]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["module_embedded"], true);
+
+    let elsewhere = dir.path().join("other-home");
+    let second = crate::harness::tern_in(&elsewhere, &["resume", &s]);
+    assert_eq!(
+        second.status.code(),
+        reference.status.code(),
+        "{}",
+        text(&second.stderr)
+    );
+    let mut stdout = first.stdout;
+    stdout.extend_from_slice(&second.stdout);
+    assert_eq!(text(&stdout), text(&reference.stdout));
+}
+
+#[test]
+fn module_missing_from_cache_is_refused_with_exit_code_2() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let snap = snapshot_of_printer(dir.path());
+    let elsewhere = dir.path().join("other-home");
+    let out = crate::harness::tern_in(&elsewhere, &["resume", &snap.display().to_string()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("not in the local cache"),
+        "{}",
+        text(&out.stderr)
+    );
+    // Given explicitly, the same module works.
+    let out = crate::harness::tern_in(
+        &elsewhere,
+        &[
+            "resume",
+            "--module",
+            &fixture("printer").display().to_string(),
+            &snap.display().to_string(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+}

@@ -15,9 +15,14 @@ pub fn fixture(name: &str) -> PathBuf {
 }
 
 pub fn tern(args: &[&str]) -> Output {
+    tern_in(&tern_home(), args)
+}
+
+/// Run `tern` with another Tern home, as on a machine that has never seen the module.
+pub fn tern_in(home: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tern"))
         .args(args)
-        .env("TERN_HOME", tern_home())
+        .env("TERN_HOME", home)
         .output()
         .expect("tern runs")
 }
