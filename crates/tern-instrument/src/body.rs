@@ -747,6 +747,18 @@ impl<'a> Emitter<'a> {
             self.code.push(Instruction::LocalGet(l));
             self.code.push(store(t, arg(off as u64, frames))?);
         }
+        // A dead reference (an exception already rethrown or handled) must not stop the capture:
+        // the host refuses frames holding live references, so clear the dead ones.
+        for (i, t) in self.locals.iter().enumerate() {
+            if let ValType::Ref(r) = t {
+                if !(self.ranges[i].0 <= pos && pos <= self.ranges[i].1) {
+                    if let Some(class) = ref_class(*r) {
+                        self.code.push(Instruction::RefNull(null_heap(class)));
+                        self.code.push(Instruction::LocalSet(i as u32));
+                    }
+                }
+            }
+        }
         self.code.push(Instruction::Br(self.depth_of_label(unwind)));
         Ok(())
     }

@@ -26,7 +26,7 @@ pub use module::instrument;
 
 /// Bumped whenever the frame layout or the host contract changes: a snapshot taken under one
 /// version cannot be resumed under another.
-pub const TRANSFORM_VERSION: u32 = 5;
+pub const TRANSFORM_VERSION: u32 = 7;
 
 pub const STATE_EXPORT: &str = "__tern_state";
 pub const SP_EXPORT: &str = "__tern_sp";
@@ -40,6 +40,10 @@ pub const GLOBAL_EXPORT_PREFIX: &str = "__tern_global_";
 pub const MEMORY_EXPORT_PREFIX: &str = "__tern_memory_";
 /// Tables that hold reference-typed locals of unwound frames (wasm cannot store them in memory).
 pub const REF_TABLE_EXPORT_PREFIX: &str = "__tern_refs_";
+/// How many entries of each reference table belong to saved frames (`__tern_refs_sp_exn`).
+pub const REF_SP_EXPORT_PREFIX: &str = "__tern_refs_sp_";
+/// The reference tables, in the order of [`REF_TABLE_EXPORT_PREFIX`] suffixes.
+pub const REF_CLASSES: [&str; 3] = ["func", "extern", "exn"];
 
 pub const STATE_RUNNING: i32 = 0;
 pub const STATE_UNWINDING: i32 = 1;

@@ -500,6 +500,11 @@ fn assemble(wasm: &[u8], p: &Parsed<'_>, code: wasm_encoder::CodeSection) -> Res
             ExportKind::Table,
             n.tables + k as u32,
         );
+        exports.export(
+            &format!("{REF_SP_EXPORT_PREFIX}{name}"),
+            ExportKind::Global,
+            n.globals + 2 + k as u32,
+        );
     }
     for (g, _) in &p.mutable_globals {
         exports.export(

@@ -98,6 +98,9 @@ pub struct Runtime {
     cache: Cache,
 }
 
+/// Capture attempts refused for live references that are retried at the very next safe point.
+const IMMEDIATE_RETRIES: u32 = 64;
+
 pub(crate) fn instrument_options() -> Options {
     Options {
         capturing_imports: tern_wasi::BLOCKING_FUNCTIONS
@@ -234,6 +237,7 @@ impl Runtime {
                 }
             }
         }
+        let mut retries = 0u32;
         loop {
             if let Err(e) = main.call(&mut store, ()) {
                 return finish(e);
@@ -253,16 +257,21 @@ impl Runtime {
                 }
                 Err(CaptureError::Retry) => {
                     // A frame holds a reference that cannot be written out. Rewind in place
-                    // (nothing was lost) and try again a little later.
-                    control.clear();
-                    crate::sys::fetch_and_word(flag_addr, !FLAG_CAPTURE);
+                    // (nothing was lost) and try again at the next safe point — which the
+                    // request still pending achieves — backing off when that keeps failing,
+                    // since every attempt costs an unwind and a rewind.
+                    retries += 1;
                     state::set_state(&mut store, &instance, STATE_REWINDING)?;
                     crate::sys::fetch_or_word(flag_addr, FLAG_REWIND);
-                    let c = control.clone();
-                    std::thread::spawn(move || {
-                        std::thread::sleep(Duration::from_millis(2));
-                        c.request();
-                    });
+                    if retries > IMMEDIATE_RETRIES {
+                        control.clear();
+                        crate::sys::fetch_and_word(flag_addr, !FLAG_CAPTURE);
+                        let c = control.clone();
+                        std::thread::spawn(move || {
+                            std::thread::sleep(Duration::from_millis(2));
+                            c.request();
+                        });
+                    }
                 }
                 Err(CaptureError::Fatal(e)) => return Err(e),
             }

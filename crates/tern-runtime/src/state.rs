@@ -5,8 +5,9 @@ use std::collections::HashSet;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use tern_instrument::{
-    FRAMES_EXPORT, FRAME_TRAILER, GLOBAL_EXPORT_PREFIX, MEMORY_EXPORT_PREFIX,
-    REF_TABLE_EXPORT_PREFIX, SP_EXPORT, STATE_EXPORT, STATE_REWINDING, TRANSFORM_VERSION,
+    FRAMES_EXPORT, FRAME_TRAILER, GLOBAL_EXPORT_PREFIX, MEMORY_EXPORT_PREFIX, REF_CLASSES,
+    REF_SP_EXPORT_PREFIX, REF_TABLE_EXPORT_PREFIX, SP_EXPORT, STATE_EXPORT, STATE_REWINDING,
+    TRANSFORM_VERSION,
 };
 use tern_snapshot::{FdInfo, FrameInfo, GlobalValue, MemoryImage, Meta, Snapshot, Value, PAGE};
 use wasmtime::{Instance, Store, Val};
@@ -61,13 +62,18 @@ pub(crate) fn capture(
     prepared: &Prepared,
 ) -> Result<Snapshot, CaptureError> {
     // Frames that hold live references (funcref, externref, exnref) cannot be written to a file.
-    for class in ["func", "extern", "exn"] {
+    let mut ref_slots = [0u32; 3];
+    for (k, class) in REF_CLASSES.iter().enumerate() {
         let name = format!("{REF_TABLE_EXPORT_PREFIX}{class}");
         let table = instance
             .get_table(&mut *store, &name)
             .ok_or_else(|| missing(&name))?;
-        let size = table.size(&*store);
-        for i in 0..size {
+        let used = global(store, instance, &format!("{REF_SP_EXPORT_PREFIX}{class}"))?
+            .get(&mut *store)
+            .i32()
+            .unwrap_or(0) as u32;
+        ref_slots[k] = used;
+        for i in 0..u64::from(used).min(table.size(&*store)) {
             if let Some(r) = table.get(&mut *store, i) {
                 if !r.is_null() {
                     return Err(CaptureError::Retry);
@@ -134,6 +140,7 @@ pub(crate) fn capture(
             tern_version: env!("CARGO_PKG_VERSION").to_string(),
             stack,
             fds,
+            ref_slots,
         },
         wasi,
         globals,
@@ -244,6 +251,27 @@ pub(crate) fn restore(
         global
             .set(&mut *store, v)
             .map_err(|e| Error::Mismatch(format!("global {}: {e:#}", g.index)))?;
+    }
+    // The saved frames pop one (null) reference per reference local on the way down.
+    for (k, class) in REF_CLASSES.iter().enumerate() {
+        let n = snap.meta.ref_slots[k];
+        let name = format!("{REF_TABLE_EXPORT_PREFIX}{class}");
+        let table = instance
+            .get_table(&mut *store, &name)
+            .ok_or_else(|| missing(&name))?;
+        let null = match k {
+            0 => wasmtime::Ref::Func(None),
+            1 => wasmtime::Ref::Extern(None),
+            _ => wasmtime::Ref::Exn(None),
+        };
+        table
+            .grow(&mut *store, u64::from(n), null)
+            .map_err(|e| Error::Mismatch(format!("reference table {class}: {e:#}")))?;
+        let sp =
+            i32::try_from(n).map_err(|_| Error::Mismatch("reference table too large".into()))?;
+        global(store, instance, &format!("{REF_SP_EXPORT_PREFIX}{class}"))?
+            .set(&mut *store, Val::I32(sp))
+            .map_err(|e| Error::Mismatch(format!("{e:#}")))?;
     }
     let frames_mem = memory(store, instance, FRAMES_EXPORT)?;
     let need = snap.frames.len() as u64;

@@ -47,6 +47,10 @@ pub struct Meta {
     pub stack: Vec<FrameInfo>,
     /// Open descriptors, for display.
     pub fds: Vec<FdInfo>,
+    /// Entries each reference table (funcref, externref, exnref) held for the saved frames;
+    /// all were null, and a resume recreates them as nulls.
+    #[serde(default)]
+    pub ref_slots: [u32; 3],
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

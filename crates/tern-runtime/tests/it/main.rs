@@ -54,8 +54,20 @@ const GUEST: &str = r#"
       (call $inc)
       (i32.add)))
 
+  ;; An exnref held in a local across capture points: live for one call, then dead.
+  (func $held (param $n i32) (result i32) (local $x exnref)
+    (block $h (result exnref)
+      (try_table (catch_all_ref $h) (drop (call $maybe_throw (local.get $n))))
+      (ref.null exn))
+    (local.set $x)
+    (drop (call $inc (local.get $n)))
+    (i32.add
+      (ref.is_null (local.get $x))
+      (call $inc (local.get $n))))
+
   (func (export "_start") (local $k i32) (local $a i32) (local $b i32)
     (loop $main
+      (global.set $acc (i32.add (global.get $acc) (call $held (local.get $k))))
       (call $step (local.get $k))
       (local.set $b)
       (local.set $a)

@@ -27,6 +27,7 @@ fn sample() -> Snapshot {
                 fd: 1,
                 description: "stdout".into(),
             }],
+            ref_slots: [0, 0, 2],
         },
         wasi: serde_json::json!({"args": ["a"]}),
         globals: vec![
