@@ -201,13 +201,7 @@ impl Runtime {
         match &snapshot {
             None => {
                 control.attach(flag_addr);
-                if let Some(timeout) = options.checkpoint_after {
-                    let c = control.clone();
-                    std::thread::spawn(move || {
-                        std::thread::sleep(timeout);
-                        c.request();
-                    });
-                }
+                request_after(&control, options.checkpoint_after);
                 if prepared.meta.has_start {
                     let start = instance
                         .get_typed_func::<(), ()>(&mut store, tern_instrument::START_EXPORT)
@@ -228,13 +222,7 @@ impl Runtime {
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .restore_ms = Some(ms(restore_started.elapsed()));
-                if let Some(timeout) = options.checkpoint_after {
-                    let c = control.clone();
-                    std::thread::spawn(move || {
-                        std::thread::sleep(timeout);
-                        c.request();
-                    });
-                }
+                request_after(&control, options.checkpoint_after);
             }
         }
         let mut retries = 0u32;
@@ -266,11 +254,7 @@ impl Runtime {
                     if retries > IMMEDIATE_RETRIES {
                         control.clear();
                         crate::sys::fetch_and_word(flag_addr, !FLAG_CAPTURE);
-                        let c = control.clone();
-                        std::thread::spawn(move || {
-                            std::thread::sleep(Duration::from_millis(2));
-                            c.request();
-                        });
+                        request_after(&control, Some(Duration::from_millis(2)));
                     }
                 }
                 Err(CaptureError::Fatal(e)) => return Err(e),
@@ -301,6 +285,17 @@ impl Runtime {
                 Outcome::Captured(_) => Err(Error::Capture("unexpected capture".into())),
             },
         }
+    }
+}
+
+/// Ask for a capture once `delay` has passed (if given).
+fn request_after(control: &Arc<Control>, delay: Option<Duration>) {
+    if let Some(delay) = delay {
+        let c = control.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(delay);
+            c.request();
+        });
     }
 }
 
