@@ -42,6 +42,43 @@ fn secs<T>(f: impl FnOnce() -> T) -> (f64, T) {
 
 struct Row(Vec<String>);
 
+/// Median run time of `wasm` uninstrumented and instrumented, same engine and WASI host.
+fn overhead_row(
+    rt: &Runtime,
+    name: &str,
+    wasm: &[u8],
+    prepared: &tern_runtime::Prepared,
+    runs: usize,
+    config: impl Fn() -> WasiConfig,
+) -> Row {
+    let plain_module = rt.compile_uninstrumented(wasm).expect("compile");
+    let mut plain = Vec::new();
+    let mut tern = Vec::new();
+    for _ in 0..runs {
+        plain.push(
+            secs(|| {
+                rt.run_uninstrumented(&plain_module, config())
+                    .expect("plain run")
+            })
+            .0,
+        );
+        tern.push(
+            secs(|| {
+                rt.run(prepared, Start::Fresh(config()), &RunOptions::default())
+                    .expect("run")
+            })
+            .0,
+        );
+    }
+    let (p, t) = (median(plain), median(tern));
+    Row(vec![
+        name.to_string(),
+        format!("{p:.3} s"),
+        format!("{t:.3} s"),
+        format!("{:.3}x", t / p),
+    ])
+}
+
 fn table(title: &str, head: &[&str], rows: &[Row]) {
     println!("\n### {title}\n");
     println!("| {} |", head.join(" | "));
@@ -80,36 +117,9 @@ fn main() {
             format!("{:.1} ms", cached_s * 1e3),
             format!("{}/{}", prepared.meta.instrumented, prepared.meta.functions),
         ]));
-        let plain_module = rt.compile_uninstrumented(&wasm).expect("compile");
-        let mut plain = Vec::new();
-        let mut tern = Vec::new();
-        for _ in 0..runs {
-            plain.push(
-                secs(|| {
-                    rt.run_uninstrumented(&plain_module, config(args, vec![]))
-                        .expect("plain run")
-                })
-                .0,
-            );
-            tern.push(
-                secs(|| {
-                    rt.run(
-                        &prepared,
-                        Start::Fresh(config(args, vec![])),
-                        &RunOptions::default(),
-                    )
-                    .expect("run")
-                })
-                .0,
-            );
-        }
-        let (p, t) = (median(plain), median(tern));
-        overhead.push(Row(vec![
-            name.to_string(),
-            format!("{:.3} s", p),
-            format!("{:.3} s", t),
-            format!("{:.3}x", t / p),
-        ]));
+        overhead.push(overhead_row(&rt, name, &wasm, &prepared, runs, || {
+            config(args, vec![])
+        }));
     }
 
     // Real programs, when fetched (scripts/fetch-real-programs.sh).
@@ -144,36 +154,9 @@ fn main() {
                 }]
             };
             let args = ["-voice", "slt", "-f", "input.txt", "-o", "out.wav"];
-            let plain_module = rt.compile_uninstrumented(&wasm).expect("compile");
-            let mut plain = Vec::new();
-            let mut tern = Vec::new();
-            for _ in 0..runs {
-                plain.push(
-                    secs(|| {
-                        rt.run_uninstrumented(&plain_module, config(&args, pre()))
-                            .expect("plain")
-                    })
-                    .0,
-                );
-                tern.push(
-                    secs(|| {
-                        rt.run(
-                            &prepared,
-                            Start::Fresh(config(&args, pre())),
-                            &RunOptions::default(),
-                        )
-                        .expect("run")
-                    })
-                    .0,
-                );
-            }
-            let (p, t) = (median(plain), median(tern));
-            overhead.push(Row(vec![
-                "flite".into(),
-                format!("{:.3} s", p),
-                format!("{:.3} s", t),
-                format!("{:.3}x", t / p),
-            ]));
+            overhead.push(overhead_row(&rt, "flite", &wasm, &prepared, runs, || {
+                config(&args, pre())
+            }));
         }
     }
 
