@@ -1,8 +1,8 @@
 //! The runtime in-process: a guest that exercises every construct the transform must re-enter
 //! (if arms, call_indirect, try_table with a caught exception, multi-value results, loop
-//! parameters, values left on the operand stack under a call) is captured at *every* safe point
-//! in turn — each resume is captured again at its first poll — and must still end with the
-//! result of an uninterrupted run.
+//! parameters, values left on the operand stack under a call, v128, i64 and exnref locals) is
+//! captured at *every* safe point in turn — each resume is captured again at its first poll —
+//! and must still end with the result of an uninterrupted run.
 
 use std::sync::Arc;
 
@@ -55,15 +55,20 @@ const GUEST: &str = r#"
       (i32.add)))
 
   ;; An exnref held in a local across capture points: live for one call, then dead.
-  (func $held (param $n i32) (result i32) (local $x exnref)
+  (func $held (param $n i32) (result i32) (local $x exnref) (local $v v128) (local $w i64)
+    ;; SIMD and 64-bit values live across capture points too.
+    (local.set $v (i32x4.splat (i32.mul (local.get $n) (i32.const 3))))
+    (local.set $w (i64.shl (i64.extend_i32_u (local.get $n)) (i64.const 40)))
+    (drop (call $inc (local.get $n)))
+    (local.set $v (i32x4.add (local.get $v) (i32x4.splat (call $dbl (local.get $n)))))
     (block $h (result exnref)
       (try_table (catch_all_ref $h) (drop (call $maybe_throw (local.get $n))))
       (ref.null exn))
     (local.set $x)
     (drop (call $inc (local.get $n)))
     (i32.add
-      (ref.is_null (local.get $x))
-      (call $inc (local.get $n))))
+      (i32.add (ref.is_null (local.get $x)) (i32.wrap_i64 (i64.shr_u (local.get $w) (i64.const 38))))
+      (i32.add (i32x4.extract_lane 2 (local.get $v)) (call $inc (local.get $n)))))
 
   (func (export "_start") (local $k i32) (local $a i32) (local $b i32)
     (loop $main
