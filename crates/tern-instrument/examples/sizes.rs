@@ -1,4 +1,5 @@
-//! Compare function body sizes and local counts of two modules (before/after instrumentation).
+//! Compare function body sizes and local counts of two modules (before/after instrumentation):
+//! `cargo run --release -p tern-instrument --example sizes -- BEFORE.wasm AFTER.wasm`.
 fn bodies(wasm: &[u8]) -> Vec<(usize, u32)> {
     let mut out = Vec::new();
     for p in wasmparser::Parser::new(0).parse_all(wasm) {
@@ -16,8 +17,12 @@ fn bodies(wasm: &[u8]) -> Vec<(usize, u32)> {
 }
 fn main() {
     let a: Vec<String> = std::env::args().collect();
-    let x = bodies(&std::fs::read(&a[1]).unwrap_or_default());
-    let y = bodies(&std::fs::read(&a[2]).unwrap_or_default());
+    let (Some(before), Some(after)) = (a.get(1), a.get(2)) else {
+        eprintln!("usage: sizes BEFORE.wasm AFTER.wasm");
+        std::process::exit(2);
+    };
+    let x = bodies(&std::fs::read(before).unwrap_or_default());
+    let y = bodies(&std::fs::read(after).unwrap_or_default());
     let mut rows: Vec<_> = x.iter().zip(y.iter()).enumerate().collect();
     rows.sort_by_key(|r| std::cmp::Reverse((r.1).1 .0));
     for (i, (b, c)) in rows.iter().take(15) {
