@@ -610,8 +610,12 @@ impl<'a> Emitter<'a> {
         let mut body = std::mem::take(&mut self.code);
         // The frame layout covers the spill slots, known only now that the body is emitted; the
         // prologue that rebuilds the frame therefore goes in front afterwards.
-        let (slots, size) = layout_of(&self.saved_locals());
-        debug_assert_eq!(size, self.frame_bytes + crate::FRAME_TRAILER);
+        let slots: Vec<(u32, ValType, u32)> = self
+            .saved_locals()
+            .into_iter()
+            .map(|(l, t)| (l, t, self.offsets[l as usize]))
+            .collect();
+        let size = self.frame_bytes + crate::FRAME_TRAILER;
         for &at in &self.size_patches {
             body[at] = Instruction::I32Const(size as i32);
         }
@@ -1114,17 +1118,6 @@ fn null_heap(class: usize) -> wasm_encoder::HeapType {
         _ => wasm_encoder::AbstractHeapType::Exn,
     };
     wasm_encoder::HeapType::Abstract { shared: false, ty }
-}
-
-/// Offsets of every scalar local in the frame, and the frame size with its trailer.
-fn layout_of(locals: &[(u32, ValType)]) -> (Vec<(u32, ValType, u32)>, u32) {
-    let mut off = 0u32;
-    let mut out = Vec::with_capacity(locals.len());
-    for &(l, t) in locals {
-        out.push((l, t, off));
-        off += scalar_size(t);
-    }
-    (out, off + crate::FRAME_TRAILER)
 }
 
 /// Bytes a local takes in the frame memory (references live in tables instead).
