@@ -660,26 +660,34 @@ impl<'a> Emitter<'a> {
             let l = self.slot(depth, true, k, *t);
             self.code.push(Instruction::LocalSet(l));
         }
-        self.guard_open();
-        self.reload(depth, true, params, 0);
-        for n in &nodes[..first] {
-            self.plain(n)?;
-        }
         let before = item_of(&nodes[first])?.stack_before().to_vec();
-        self.spill(depth, &before, 0);
-        self.end_synth();
+        // An empty segment needs no guard: it would cost a load and a branch for nothing, on
+        // every iteration when it opens a loop body.
+        if !(first == 0 && params.is_empty() && before.is_empty()) {
+            self.guard_open();
+            self.reload(depth, true, params, 0);
+            for n in &nodes[..first] {
+                self.plain(n)?;
+            }
+            self.spill(depth, &before, 0);
+            self.end_synth();
+        }
         for (j, &ix) in items.iter().enumerate() {
             let item = item_of(&nodes[ix])?;
             self.item(item, depth, unwind)?;
             let after = item.stack_after();
             match items.get(j + 1) {
                 Some(&next) => {
+                    let before = item_of(&nodes[next])?.stack_before().to_vec();
+                    // Nothing between two items, and the stack already in the right slots.
+                    if next == ix + 1 && before == after {
+                        continue;
+                    }
                     self.guard_open();
                     self.reload(depth, false, &after, 0);
                     for n in &nodes[ix + 1..next] {
                         self.plain(n)?;
                     }
-                    let before = item_of(&nodes[next])?.stack_before().to_vec();
                     self.spill(depth, &before, 0);
                     self.end_synth();
                 }
