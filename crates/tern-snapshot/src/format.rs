@@ -8,7 +8,7 @@
 //! ```
 //! All integers little endian. See `docs/snapshot-format.md` for each section's contents.
 
-use crate::memory::{Chunk, ChunkData, MemoryImage, PAGE};
+use crate::memory::{Chunk, MemoryImage, PAGE};
 use crate::{Error, GlobalValue, Meta, Result, Snapshot, Value, MAGIC, VERSION};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -283,7 +283,7 @@ fn encode_memory(m: &MemoryImage) -> Vec<u8> {
     head.extend_from_slice(&m.size.to_le_bytes());
     head.extend_from_slice(&(m.chunks.len() as u32).to_le_bytes());
     for c in &m.chunks {
-        let ChunkData::Raw(raw) = &c.data;
+        let raw = &c.data;
         let packed = lz4_flex::block::compress(raw);
         let (enc, data) = if packed.len() < raw.len() / 4 * 3 {
             (ENC_LZ4, packed)
@@ -353,10 +353,7 @@ fn decode_memory(body: &[u8]) -> Result<MemoryImage> {
                 )))
             }
         };
-        chunks.push(Chunk {
-            page,
-            data: ChunkData::Raw(raw),
-        });
+        chunks.push(Chunk { page, data: raw });
     }
     if c.pos != body.len() {
         return Err(Error::Corrupted(format!("memory {index}: trailing bytes")));

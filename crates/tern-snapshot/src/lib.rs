@@ -12,7 +12,7 @@ mod format;
 mod memory;
 
 pub use format::{decode, encode, peek_meta, SectionId};
-pub use memory::{Chunk, ChunkData, MemoryImage, PAGE};
+pub use memory::{Chunk, MemoryImage, PAGE};
 
 use serde::{Deserialize, Serialize};
 

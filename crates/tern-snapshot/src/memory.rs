@@ -18,13 +18,9 @@ pub struct MemoryImage {
 pub struct Chunk {
     /// Page number (byte offset / [`PAGE`]).
     pub page: u32,
-    pub data: ChunkData,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum ChunkData {
-    /// The page as it was (always [`PAGE`] bytes, or less for a final partial page).
-    Raw(Vec<u8>),
+    /// The page as it was ([`PAGE`] bytes, or less for a final partial page); compression
+    /// happens only in the file encoding.
+    pub data: Vec<u8>,
 }
 
 impl MemoryImage {
@@ -35,7 +31,7 @@ impl MemoryImage {
             if !is_zero(data) {
                 chunks.push(Chunk {
                     page: page as u32,
-                    data: ChunkData::Raw(data.to_vec()),
+                    data: data.to_vec(),
                 });
             }
         }
@@ -48,18 +44,13 @@ impl MemoryImage {
 
     /// Bytes held (before compression).
     pub fn stored_raw(&self) -> u64 {
-        self.chunks
-            .iter()
-            .map(|c| match &c.data {
-                ChunkData::Raw(d) => d.len() as u64,
-            })
-            .sum()
+        self.chunks.iter().map(|c| c.data.len() as u64).sum()
     }
 
     /// Write the image into `dest`, which must be zero wherever the image has no chunk.
     pub fn write_into(&self, dest: &mut [u8]) -> Result<()> {
         for c in &self.chunks {
-            let ChunkData::Raw(d) = &c.data;
+            let d = &c.data;
             let start = c.page as usize * PAGE;
             let slot = dest.get_mut(start..start + d.len()).ok_or_else(|| {
                 Error::Corrupted(format!("memory page {} outside memory", c.page))
