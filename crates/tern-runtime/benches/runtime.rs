@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tern_runtime::{Control, Outcome, RunOptions, Runtime, Start};
+use tern_runtime::{Control, Outcome, Resumable, RunOptions, Runtime, SnapshotFile, Start};
+use tern_snapshot::PageEncoding;
 use tern_wasi::{Preopen, WasiConfig};
 
 fn repo() -> PathBuf {
@@ -27,6 +28,26 @@ fn config(args: &[&str], preopens: Vec<Preopen>) -> WasiConfig {
         preopens,
         listeners: Vec::new(),
     }
+}
+
+/// Resume `snapshot`, stop it again at its first safe point, and return the restore time (ms).
+fn restore(rt: &Runtime, prepared: &tern_runtime::Prepared, snapshot: Resumable) -> f64 {
+    let resume = RunOptions {
+        checkpoint_after: Some(Duration::ZERO),
+        ..RunOptions::default()
+    };
+    let start = Start::Resume {
+        snapshot,
+        preopens: vec![],
+        listeners: vec![],
+    };
+    let out = rt.run(prepared, start, &resume).expect("resume");
+    assert!(
+        matches!(out, Outcome::Captured(_)),
+        "resume finished before the second capture"
+    );
+    let ms = resume.stats.lock().expect("stats").restore_ms;
+    ms.expect("restore ms")
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -95,7 +116,18 @@ fn main() {
     let cache = tempfile::tempdir().expect("tempdir");
     let rt = Runtime::new(cache.path()).expect("runtime");
     let runs = 3;
+    // `cargo bench -p tern-runtime --bench runtime -- transfer` runs only that part.
+    let only: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let want = |part: &str| only.as_deref().is_none_or(|o| o == part);
+    if want("overhead") {
+        overhead_and_compile(&rt, runs);
+    }
+    if want("transfer") {
+        transfer(&rt, runs);
+    }
+}
 
+fn overhead_and_compile(rt: &Runtime, runs: usize) {
     // 1. Overhead of migratable execution vs the same module uninstrumented, same engine.
     let mut overhead = Vec::new();
     let mut prep = Vec::new();
@@ -117,7 +149,7 @@ fn main() {
             format!("{:.1} ms", cached_s * 1e3),
             format!("{}/{}", prepared.meta.instrumented, prepared.meta.functions),
         ]));
-        overhead.push(overhead_row(&rt, name, &wasm, &prepared, runs, || {
+        overhead.push(overhead_row(rt, name, &wasm, &prepared, runs, || {
             config(args, vec![])
         }));
     }
@@ -154,7 +186,7 @@ fn main() {
                 }]
             };
             let args = ["-voice", "slt", "-f", "input.txt", "-o", "out.wav"];
-            overhead.push(overhead_row(&rt, "flite", &wasm, &prepared, runs, || {
+            overhead.push(overhead_row(rt, "flite", &wasm, &prepared, runs, || {
                 config(&args, pre())
             }));
         }
@@ -178,15 +210,20 @@ fn main() {
         ],
         &prep,
     );
+}
+
+fn transfer(rt: &Runtime, runs: usize) {
     // 2. Capture and restore for 1, 64 and 256 MiB of memory (the bigmem fixture).
     let mut transfer = Vec::new();
     let wasm = fixture("bigmem");
     let prepared = rt.prepare(&wasm).expect("prepare");
+    let scratch = tempfile::tempdir().expect("tempdir");
     for (mib, after_ms) in [(1u64, 150u64), (64, 400), (256, 1500)] {
         let mut captures = Vec::new();
         let mut latencies = Vec::new();
         let mut restores = Vec::new();
-        let mut sizes = (0u64, 0u64);
+        let mut copied = Vec::new();
+        let mut sizes = (0u64, 0u64, 0u64);
         for _ in 0..runs {
             let opts = RunOptions {
                 checkpoint_after: Some(Duration::from_millis(after_ms)),
@@ -205,35 +242,27 @@ fn main() {
             let stats = opts.stats.lock().expect("stats").clone();
             captures.push(stats.capture_ms.expect("capture ms"));
             latencies.push(stats.request_to_safe_point_ms.expect("latency"));
-            let encoded = tern_snapshot::encode(&snap);
+            let raw = tern_snapshot::encode(&snap, PageEncoding::Raw);
+            let packed = tern_snapshot::encode(&snap, PageEncoding::Lz4);
             sizes = (
                 snap.memories.iter().map(|m| m.size).sum(),
-                encoded.len() as u64,
+                raw.len() as u64,
+                packed.len() as u64,
             );
-            // Restore in a fresh store, and stop it again at once so the run stays short.
-            let resume = RunOptions {
-                checkpoint_after: Some(Duration::ZERO),
-                ..RunOptions::default()
-            };
-            let decoded = tern_snapshot::decode(&encoded).expect("decode");
-            let start = Start::Resume {
-                snapshot: Box::new(decoded),
-                preopens: vec![],
-                listeners: vec![],
-            };
-            let out = rt.run(&prepared, start, &resume).expect("resume");
-            assert!(
-                matches!(out, Outcome::Captured(_)),
-                "resume of {mib} MiB finished before the second capture"
-            );
-            restores.push(
-                resume
-                    .stats
-                    .lock()
-                    .expect("stats")
-                    .restore_ms
-                    .expect("restore ms"),
-            );
+            let path = scratch.path().join(format!("{mib}.tsnap"));
+            std::fs::write(&path, &raw).expect("write snapshot");
+            // Restore in a fresh store, and stop it again at once so the run stays short:
+            // from the file (pages mapped; opening the file counts), then from memory (pages
+            // decompressed and copied).
+            let (open_s, file) = secs(|| SnapshotFile::open(&path).expect("open"));
+            let mapped = restore(rt, &prepared, Resumable::File(Arc::new(file)));
+            restores.push(open_s * 1e3 + mapped);
+            let decoded = tern_snapshot::decode(&packed).expect("decode");
+            copied.push(restore(
+                rt,
+                &prepared,
+                Resumable::Snapshot(Box::new(decoded)),
+            ));
         }
         let bytes = vec![1u8; sizes.0 as usize];
         let mut copies = Vec::new();
@@ -248,8 +277,10 @@ fn main() {
             format!("{:.2} ms", median(captures)),
             format!("{:.2} ms", median(copies)),
             format!("{:.2} ms", median(restores)),
+            format!("{:.2} ms", median(copied)),
             format!("{:.1} MiB", sizes.0 as f64 / 1048576.0),
             format!("{:.1} MiB", sizes.1 as f64 / 1048576.0),
+            format!("{:.1} MiB", sizes.2 as f64 / 1048576.0),
         ]));
     }
 
@@ -260,9 +291,11 @@ fn main() {
             "request → safe point",
             "capture",
             "plain copy of same bytes",
-            "restore to running",
+            "restore to running (mapped file)",
+            "restore (LZ4, copied)",
             "memory size",
-            "snapshot file",
+            "file, raw pages",
+            "file, LZ4 pages",
         ],
         &transfer,
     );

@@ -9,12 +9,13 @@ use std::time::{Duration, Instant};
 use tern_instrument::{
     Options, FLAG_CAPTURE, FLAG_EXPORT, FLAG_REWIND, STATE_EXPORT, STATE_REWINDING, STATE_UNWINDING,
 };
-use tern_snapshot::Snapshot;
+use tern_snapshot::{Meta, Snapshot};
 use tern_wasi::{BlockingHooks, Preopen, ProcExit, WasiConfig, WasiCtx, WasiView};
-use wasmtime::{Caller, Config, Engine, Linker, Store, Val};
+use wasmtime::{CallHook, Caller, Config, Engine, Linker, Store, Val};
 
 use crate::cache::{Cache, Prepared};
 use crate::control::Control;
+use crate::snapfile::{PageCheck, SnapshotFile};
 use crate::state::{self, CaptureError};
 use crate::{Error, Result};
 
@@ -47,10 +48,41 @@ pub enum Start {
     Fresh(WasiConfig),
     /// Continue a snapshot; the preopens and listeners are granted anew on this host.
     Resume {
-        snapshot: Box<Snapshot>,
+        snapshot: Resumable,
         preopens: Vec<Preopen>,
         listeners: Vec<TcpListener>,
     },
+}
+
+/// A snapshot to continue.
+pub enum Resumable {
+    /// Already in memory (just captured, or received): its pages are copied in.
+    Snapshot(Box<Snapshot>),
+    /// A file: its raw pages are mapped, and checked while the program runs.
+    File(Arc<SnapshotFile>),
+}
+
+impl Resumable {
+    pub fn meta(&self) -> &Meta {
+        match self {
+            Resumable::Snapshot(s) => &s.meta,
+            Resumable::File(f) => &f.opened().meta,
+        }
+    }
+
+    pub fn wasi(&self) -> &serde_json::Value {
+        match self {
+            Resumable::Snapshot(s) => &s.wasi,
+            Resumable::File(f) => &f.opened().wasi,
+        }
+    }
+
+    fn source(&self) -> state::Source<'_> {
+        match self {
+            Resumable::Snapshot(s) => state::Source::Snapshot(s),
+            Resumable::File(f) => state::Source::File(f),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -77,8 +109,10 @@ pub struct RunStats {
     pub request_to_safe_point_ms: Option<f64>,
     /// From unwound to a complete in-memory snapshot (memories, globals, frames, WASI state).
     pub capture_ms: Option<f64>,
-    /// From a fresh store to re-entering the program (instantiate, write memories, globals and
-    /// frames); the rewind that follows only reloads each frame's locals.
+    /// From the start of a resume to re-entering the program (rebuild the WASI state,
+    /// instantiate, put memories in place, write globals and frames); the rewind that follows
+    /// only reloads each frame's locals. Opening a snapshot file comes before and is not
+    /// included.
     pub restore_ms: Option<f64>,
 }
 
@@ -163,6 +197,7 @@ impl Runtime {
 
     pub fn run(&self, prepared: &Prepared, start: Start, options: &RunOptions) -> Result<Outcome> {
         let control = options.control.clone();
+        let restore_started = Instant::now();
         let (wasi, snapshot) = match start {
             Start::Fresh(config) => (WasiCtx::new(config)?, None),
             Start::Resume {
@@ -170,13 +205,14 @@ impl Runtime {
                 preopens,
                 listeners,
             } => {
-                if snapshot.meta.module_digest != prepared.digest {
+                if snapshot.meta().module_digest != prepared.digest {
                     return Err(Error::Mismatch(format!(
                         "the snapshot was taken from module {}, not {}",
-                        snapshot.meta.module_digest, prepared.digest
+                        snapshot.meta().module_digest,
+                        prepared.digest
                     )));
                 }
-                let wasi_state = serde_json::from_value(snapshot.wasi.clone())
+                let wasi_state = serde_json::from_value(snapshot.wasi().clone())
                     .map_err(|e| Error::Mismatch(format!("WASI state: {e}")))?;
                 (
                     WasiCtx::restore(&wasi_state, &preopens, listeners)?,
@@ -184,7 +220,6 @@ impl Runtime {
                 )
             }
         };
-        let restore_started = Instant::now();
         let mut store = Store::new(&self.engine, Host::new(wasi, control.clone()));
         let instance = self
             .linker
@@ -198,6 +233,13 @@ impl Runtime {
         let main = instance
             .get_typed_func::<(), ()>(&mut store, "_start")
             .map_err(|_| Error::NoStart)?;
+        // Pages mapped from a file are checked while the program runs; until the check has
+        // passed, no host call proceeds and no outcome is reported.
+        let mut page_check: Option<Arc<PageCheck>> = None;
+        let checked = |page_check: &Option<Arc<PageCheck>>, r: Result<Outcome>| match page_check {
+            Some(c) => c.wait().and(r),
+            None => r,
+        };
         match &snapshot {
             None => {
                 control.attach(flag_addr);
@@ -212,7 +254,18 @@ impl Runtime {
                 }
             }
             Some(snap) => {
-                state::restore(&mut store, &instance, prepared, snap)?;
+                state::restore(&mut store, &instance, prepared, snap.source())?;
+                if let Resumable::File(file) = snap {
+                    let check = file.check_pages_in_background(control.clone());
+                    let gate = check.clone();
+                    store.call_hook(move |_, hook| {
+                        if matches!(hook, CallHook::CallingHost) {
+                            gate.wait().map_err(wasmtime::Error::new)?;
+                        }
+                        Ok(())
+                    });
+                    page_check = Some(check);
+                }
                 crate::sys::fetch_or_word(flag_addr, FLAG_REWIND);
                 control.attach(flag_addr);
                 // Restore-to-running: the state is written; the rewind itself only reloads the
@@ -228,12 +281,15 @@ impl Runtime {
         let mut retries = 0u32;
         loop {
             if let Err(e) = main.call(&mut store, ()) {
-                return finish(e);
+                return checked(&page_check, finish(e));
             }
             if state::state_of(&mut store, &instance)? != STATE_UNWINDING {
-                return Ok(Outcome::Exited(0));
+                return checked(&page_check, Ok(Outcome::Exited(0)));
             }
             let unwound = Instant::now();
+            if let Some(c) = &page_check {
+                c.wait()?;
+            }
             match state::capture(&mut store, &instance, prepared) {
                 Ok(snapshot) => {
                     let mut stats = options.stats.lock().unwrap_or_else(|p| p.into_inner());

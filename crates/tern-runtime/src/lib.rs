@@ -11,12 +11,14 @@
 mod cache;
 mod control;
 mod exec;
+mod snapfile;
 mod state;
 mod sys;
 
 pub use cache::{Cache, Prepared};
 pub use control::Control;
-pub use exec::{engine_config, Outcome, RunOptions, RunStats, Runtime, Start};
+pub use exec::{engine_config, Outcome, Resumable, RunOptions, RunStats, Runtime, Start};
+pub use snapfile::SnapshotFile;
 
 /// Exit code for a program stopped by a trap, as `wasmtime run` reports an abort.
 pub const TRAP_EXIT_CODE: i32 = 134;
@@ -44,6 +46,13 @@ pub enum Error {
     Mismatch(String),
     #[error(transparent)]
     Snapshot(#[from] tern_snapshot::Error),
+    #[error("{path}: {source}")]
+    Io {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("restoring state: {0}")]
+    Restore(String),
     #[error("capturing state: {0}")]
     Capture(String),
 }

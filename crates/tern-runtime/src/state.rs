@@ -9,11 +9,16 @@ use tern_instrument::{
     REF_SP_EXPORT_PREFIX, REF_TABLE_EXPORT_PREFIX, SP_EXPORT, STATE_EXPORT, STATE_REWINDING,
     TRANSFORM_VERSION,
 };
-use tern_snapshot::{FdInfo, FrameInfo, GlobalValue, MemoryImage, Meta, Snapshot, Value, PAGE};
+use tern_snapshot::{
+    ChunkEncoding, FdInfo, FrameInfo, GlobalValue, MemoryImage, Meta, Snapshot, StoredMemory,
+    Value, PAGE,
+};
 use wasmtime::{Instance, Store, Val};
 
 use crate::cache::Prepared;
 use crate::exec::Host;
+use crate::snapfile::SnapshotFile;
+use crate::sys;
 use crate::{Error, Result};
 
 pub(crate) enum CaptureError {
@@ -185,57 +190,60 @@ fn describe_stack(frames: &[u8], prepared: &Prepared) -> Vec<FrameInfo> {
     out
 }
 
+/// What a resume starts from: a snapshot in memory, or a snapshot file whose pages are mapped.
+#[derive(Clone, Copy)]
+pub(crate) enum Source<'a> {
+    Snapshot(&'a Snapshot),
+    File(&'a SnapshotFile),
+}
+
 /// Write a snapshot's state into a freshly instantiated instance and arm the rewind.
 pub(crate) fn restore(
     store: &mut Store<Host>,
     instance: &Instance,
     prepared: &Prepared,
-    snap: &Snapshot,
+    src: Source<'_>,
 ) -> Result<()> {
-    if snap.meta.transform_version != TRANSFORM_VERSION {
+    let (meta, globals, frames) = match src {
+        Source::Snapshot(s) => (&s.meta, &s.globals[..], &s.frames[..]),
+        Source::File(f) => {
+            let o = f.opened();
+            (&o.meta, &o.globals[..], &o.frames[..])
+        }
+    };
+    if meta.transform_version != TRANSFORM_VERSION {
         return Err(Error::Mismatch(format!(
             "snapshot was written by instrumentation version {}, this Tern uses {TRANSFORM_VERSION}",
-            snap.meta.transform_version
+            meta.transform_version
         )));
     }
-    for image in &snap.memories {
-        if !prepared.meta.memories.contains(&image.index) {
-            return Err(Error::Mismatch(format!(
-                "module has no memory {}",
-                image.index
-            )));
-        }
-        let mem = memory(
-            store,
-            instance,
-            &format!("{MEMORY_EXPORT_PREFIX}{}", image.index),
-        )?;
-        let current = mem.data_size(&*store) as u64;
-        if image.size < current || image.size % PAGE as u64 != 0 {
-            return Err(Error::Mismatch(format!(
-                "memory {} was {} bytes, the module starts with {current}",
-                image.index, image.size
-            )));
-        }
-        if image.size > current {
-            mem.grow(&mut *store, (image.size - current) / PAGE as u64)
-                .map_err(|e| {
-                    Error::Mismatch(format!("growing memory to {} bytes: {e:#}", image.size))
-                })?;
-        }
-        // A fresh instance's initial pages hold its data segments; pages the snapshot elided
-        // as zero must be zero again. Pages added by the grow are zero already.
-        let kept: HashSet<u32> = image.chunks.iter().map(|c| c.page).collect();
-        let data = mem.data_mut(&mut *store);
-        for page in 0..(current / PAGE as u64) as u32 {
-            if !kept.contains(&page) {
-                let at = page as usize * PAGE;
-                data[at..at + PAGE].fill(0);
+    match src {
+        Source::Snapshot(snap) => {
+            for image in &snap.memories {
+                let (mem, initial) =
+                    sized_memory(store, instance, prepared, image.index, image.size)?;
+                // A fresh instance's initial pages hold its data segments; pages the snapshot
+                // elided as zero must be zero again. Pages added by the grow are zero already.
+                let kept: HashSet<u32> = image.chunks.iter().map(|c| c.page).collect();
+                let data = mem.data_mut(&mut *store);
+                for page in 0..(initial / PAGE as u64) as u32 {
+                    if !kept.contains(&page) {
+                        let at = page as usize * PAGE;
+                        data[at..at + PAGE].fill(0);
+                    }
+                }
+                image.write_into(data)?;
             }
         }
-        image.write_into(data)?;
+        Source::File(file) => {
+            for m in &file.opened().memories {
+                let (mem, initial) = sized_memory(store, instance, prepared, m.index, m.size)?;
+                let data = &mut mem.data_mut(&mut *store)[..m.size as usize];
+                restore_mapped(data, initial as usize, file, m)?;
+            }
+        }
     }
-    for g in &snap.globals {
+    for g in globals {
         let global = global(
             store,
             instance,
@@ -254,7 +262,7 @@ pub(crate) fn restore(
     }
     // The saved frames pop one (null) reference per reference local on the way down.
     for (k, class) in REF_CLASSES.iter().enumerate() {
-        let n = snap.meta.ref_slots[k];
+        let n = meta.ref_slots[k];
         let name = format!("{REF_TABLE_EXPORT_PREFIX}{class}");
         let table = instance
             .get_table(&mut *store, &name)
@@ -274,18 +282,74 @@ pub(crate) fn restore(
             .map_err(|e| Error::Mismatch(format!("{e:#}")))?;
     }
     let frames_mem = memory(store, instance, FRAMES_EXPORT)?;
-    let need = snap.frames.len() as u64;
+    let need = frames.len() as u64;
     let have = frames_mem.data_size(&*store) as u64;
     if need > have {
         frames_mem
             .grow(&mut *store, (need - have).div_ceil(PAGE as u64))
             .map_err(|e| Error::Mismatch(format!("frame stack: {e:#}")))?;
     }
-    frames_mem.data_mut(&mut *store)[..snap.frames.len()].copy_from_slice(&snap.frames);
-    let sp = i32::try_from(snap.frames.len())
-        .map_err(|_| Error::Mismatch("frame stack too large".into()))?;
+    frames_mem.data_mut(&mut *store)[..frames.len()].copy_from_slice(frames);
+    let sp =
+        i32::try_from(frames.len()).map_err(|_| Error::Mismatch("frame stack too large".into()))?;
     global(store, instance, SP_EXPORT)?
         .set(&mut *store, Val::I32(sp))
         .map_err(|e| Error::Mismatch(format!("{e:#}")))?;
     set_state(store, instance, STATE_REWINDING)
+}
+
+/// The instance's memory `index`, grown to `size`; also its size before growing.
+fn sized_memory(
+    store: &mut Store<Host>,
+    instance: &Instance,
+    prepared: &Prepared,
+    index: u32,
+    size: u64,
+) -> Result<(wasmtime::Memory, u64)> {
+    if !prepared.meta.memories.contains(&index) {
+        return Err(Error::Mismatch(format!("module has no memory {index}")));
+    }
+    let mem = memory(store, instance, &format!("{MEMORY_EXPORT_PREFIX}{index}"))?;
+    let current = mem.data_size(&*store) as u64;
+    if size < current || !size.is_multiple_of(PAGE as u64) {
+        return Err(Error::Mismatch(format!(
+            "memory {index} was {size} bytes, the module starts with {current}"
+        )));
+    }
+    if size > current {
+        mem.grow(&mut *store, (size - current) / PAGE as u64)
+            .map_err(|e| Error::Mismatch(format!("growing memory to {size} bytes: {e:#}")))?;
+    }
+    Ok((mem, current))
+}
+
+/// Fill `data` (a memory grown to the stored size, whose first `initial` bytes hold the data
+/// segments) from a snapshot file: raw pages are mapped copy-on-write, compressed ones are
+/// decompressed (and so checked) now. Where mapping is impossible the pages are copied after
+/// being checked.
+fn restore_mapped(
+    data: &mut [u8],
+    initial: usize,
+    file: &SnapshotFile,
+    m: &StoredMemory,
+) -> Result<()> {
+    let map = sys::mappable(data);
+    if map {
+        sys::map_zeros(&mut data[..initial])
+            .map_err(|e| Error::Restore(format!("mapping zero pages: {e}")))?;
+    } else {
+        data[..initial].fill(0);
+    }
+    for c in &m.chunks {
+        let start = c.first_page as usize * PAGE;
+        let dest = &mut data[start..start + c.pages as usize * PAGE];
+        if map
+            && c.encoding == ChunkEncoding::Raw
+            && sys::map_file(dest, file.file(), c.offset).is_ok()
+        {
+            continue;
+        }
+        dest.copy_from_slice(&c.decoded(file.bytes())?);
+    }
+    Ok(())
 }

@@ -1,5 +1,6 @@
-//! Tern's snapshot format, version 1: one self-checking binary file holding everything needed to
-//! continue a captured WebAssembly program — its linear memories (sparse, compressed), mutable
+//! Tern's snapshot format, version 2: one self-checking binary file holding everything needed to
+//! continue a captured WebAssembly program — its linear memories (sparse; raw pages aligned so
+//! that they can be mapped, or compressed), mutable
 //! globals, the frames of its call stack, and the host's WASI state — and a reference to its
 //! module by sha256 digest (or the module itself, embedded).
 //!
@@ -11,13 +12,16 @@
 mod format;
 mod memory;
 
-pub use format::{decode, encode, peek_meta, SectionId};
+pub use format::{
+    decode, encode, open, peek_meta, write, ChunkEncoding, Opened, PageEncoding, SectionId,
+    StoredChunk, StoredMemory,
+};
 pub use memory::{Chunk, MemoryImage, PAGE};
 
 use serde::{Deserialize, Serialize};
 
 pub const MAGIC: &[u8; 8] = b"TERNSNAP";
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
 /// A decoded snapshot. Memory chunk payloads borrow nothing: decoding copies what it keeps.
 #[derive(Debug, Clone, PartialEq)]

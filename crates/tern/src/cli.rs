@@ -29,6 +29,10 @@ pub struct CheckpointArgs {
     /// Put the module itself into the snapshot instead of only its digest.
     #[arg(long)]
     pub embed_module: bool,
+    /// Compress memory pages (LZ4): a smaller file, but a resume must decompress every page
+    /// instead of mapping the file.
+    #[arg(long)]
+    pub compress: bool,
 }
 
 #[derive(Subcommand)]
@@ -70,9 +74,9 @@ pub enum Command {
     /// Run a bundled program, checkpoint it, resume it in a new process, and check the result
     /// equals an uninterrupted run.
     Demo {
-        /// Checkpoint this long after the start.
-        #[arg(long, value_parser = parse_duration, default_value = "300ms")]
-        after: Duration,
+        /// Checkpoint this long after the start (default: half of the uninterrupted run).
+        #[arg(long, value_parser = parse_duration)]
+        after: Option<Duration>,
     },
 }
 

@@ -21,7 +21,7 @@ fn main() -> ExitCode {
                 c.downcast_ref::<tern_snapshot::Error>().is_some()
                     || matches!(
                         c.downcast_ref::<tern_runtime::Error>(),
-                        Some(tern_runtime::Error::Mismatch(_))
+                        Some(tern_runtime::Error::Mismatch(_) | tern_runtime::Error::Snapshot(_))
                     )
                     || c.downcast_ref::<run::SnapshotRefused>().is_some()
             }) {

@@ -5,8 +5,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use tern_runtime::{Control, Outcome, RunOptions, Start};
-use tern_snapshot::Snapshot;
+use tern_runtime::{Control, Outcome, Resumable, RunOptions, SnapshotFile, Start};
+use tern_snapshot::{PageEncoding, Snapshot};
 use tern_wasi::{Preopen, WasiConfig};
 
 use crate::cli::{runtime, CheckpointArgs};
@@ -58,7 +58,12 @@ fn finish(
             if checkpoint.embed_module {
                 snapshot.module = Some(module.to_vec());
             }
-            write_snapshot(path, &snapshot)?;
+            let pages = if checkpoint.compress {
+                PageEncoding::Lz4
+            } else {
+                PageEncoding::Raw
+            };
+            write_snapshot(path, &snapshot, pages)?;
             eprintln!("checkpoint: {}", path.display());
             Ok(ExitCode::SUCCESS)
         }
@@ -70,10 +75,17 @@ fn finish(
     }
 }
 
-fn write_snapshot(path: &Path, snapshot: &Snapshot) -> Result<()> {
-    let bytes = tern_snapshot::encode(snapshot);
+/// Write to a new file and rename it into place: a snapshot being resumed has its pages mapped
+/// from its file, which must therefore never change underneath it (and a crash mid-write must
+/// not destroy the previous snapshot).
+fn write_snapshot(path: &Path, snapshot: &Snapshot, pages: PageEncoding) -> Result<()> {
     let tmp = path.with_extension("tmp-snapshot");
-    std::fs::write(&tmp, &bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    let file = std::fs::File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+    tern_snapshot::write(snapshot, pages, &mut w)
+        .and_then(|()| w.into_inner().map_err(|e| e.into_error()))
+        .and_then(|f| f.sync_all())
+        .with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
 }
 
@@ -104,11 +116,8 @@ pub fn run(
     finish(outcome, checkpoint, &wasm)
 }
 
-pub fn read_snapshot(path: &Path) -> Result<(Vec<u8>, Snapshot)> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let snapshot =
-        tern_snapshot::decode(&bytes).with_context(|| format!("snapshot {}", path.display()))?;
-    Ok((bytes, snapshot))
+pub fn open_snapshot(path: &Path) -> Result<SnapshotFile> {
+    SnapshotFile::open(path).with_context(|| format!("snapshot {}", path.display()))
 }
 
 pub fn resume(
@@ -118,10 +127,10 @@ pub fn resume(
     checkpoint: &CheckpointArgs,
 ) -> Result<ExitCode> {
     let options = options(checkpoint)?;
-    let (_, mut snapshot) = read_snapshot(path)?;
+    let snapshot = open_snapshot(path)?;
     let rt = runtime()?;
-    let want = snapshot.meta.module_digest.clone();
-    let wasm = match (module, snapshot.module.take()) {
+    let want = snapshot.opened().meta.module_digest.clone();
+    let wasm = match (module, snapshot.module()) {
         (Some(m), _) => {
             let wasm = std::fs::read(m).with_context(|| format!("reading {}", m.display()))?;
             let got = tern_snapshot::digest(&wasm);
@@ -136,14 +145,14 @@ pub fn resume(
             wasm
         }
         (None, Some(embedded)) => {
-            if tern_snapshot::digest(&embedded) != want {
+            if tern_snapshot::digest(embedded) != want {
                 return Err(SnapshotRefused(format!(
                     "the module embedded in {} does not match its digest",
                     path.display()
                 ))
                 .into());
             }
-            embedded
+            embedded.to_vec()
         }
         (None, None) => rt.cache().load_module(&want)?.ok_or_else(|| {
             SnapshotRefused(format!(
@@ -154,12 +163,12 @@ pub fn resume(
     };
     let prepared = rt.prepare(&wasm).context("loading the snapshot's module")?;
     let preopens = if preopens.is_empty() {
-        recorded_preopens(&snapshot)
+        recorded_preopens(&snapshot.opened().wasi)
     } else {
         preopens
     };
     let start = Start::Resume {
-        snapshot: Box::new(snapshot),
+        snapshot: Resumable::File(Arc::new(snapshot)),
         preopens,
         listeners: Vec::new(),
     };
@@ -168,8 +177,8 @@ pub fn resume(
 }
 
 /// Without `--dir`, a resume on the same machine grants the directories the program had.
-fn recorded_preopens(snapshot: &Snapshot) -> Vec<Preopen> {
-    let Ok(state) = serde_json::from_value::<tern_wasi::WasiState>(snapshot.wasi.clone()) else {
+fn recorded_preopens(wasi: &serde_json::Value) -> Vec<Preopen> {
+    let Ok(state) = serde_json::from_value::<tern_wasi::WasiState>(wasi.clone()) else {
         return Vec::new();
     };
     state
@@ -183,7 +192,11 @@ fn recorded_preopens(snapshot: &Snapshot) -> Vec<Preopen> {
 }
 
 pub fn inspect(path: &Path, json: bool) -> Result<ExitCode> {
-    let (bytes, snapshot) = read_snapshot(path)?;
+    let file = open_snapshot(path)?;
+    file.verify_pages()
+        .with_context(|| format!("snapshot {}", path.display()))?;
+    let snapshot = file.opened();
+    let bytes = file.bytes();
     let meta = &snapshot.meta;
     let memory: u64 = snapshot.memories.iter().map(|m| m.size).sum();
     let kept: u64 = snapshot.memories.iter().map(|m| m.stored_raw()).sum();
@@ -201,7 +214,9 @@ pub fn inspect(path: &Path, json: bool) -> Result<ExitCode> {
             "memory_nonzero_bytes": kept,
             "file_bytes": bytes.len(),
             "memories": snapshot.memories.iter().map(|m| serde_json::json!({
-                "index": m.index, "size": m.size, "nonzero_pages": m.chunks.len()
+                "index": m.index, "size": m.size,
+                "nonzero_pages": m.chunks.iter().map(|c| c.pages).sum::<u32>(),
+                "compressed": m.chunks.iter().any(|c| c.encoding == tern_snapshot::ChunkEncoding::Lz4)
             })).collect::<Vec<_>>(),
             "function": innermost.map(|f| serde_json::json!({"index": f.function, "name": f.name})),
             "stack_depth": meta.stack.len(),

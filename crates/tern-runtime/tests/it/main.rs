@@ -6,7 +6,8 @@
 
 use std::sync::Arc;
 
-use tern_runtime::{Control, Outcome, RunOptions, Runtime, Start};
+use tern_runtime::{Control, Outcome, Resumable, RunOptions, Runtime, SnapshotFile, Start};
+use tern_snapshot::PageEncoding;
 use tern_wasi::WasiConfig;
 
 const GUEST: &str = r#"
@@ -137,11 +138,19 @@ fn captured_at_every_safe_point_ends_like_an_uninterrupted_run() {
             Outcome::Captured(snapshot) => {
                 captures += 1;
                 assert!(captures < 100_000, "no progress between captures");
-                // Through the file format every time, as between processes.
-                let bytes = tern_snapshot::encode(&snapshot);
-                let snapshot = tern_snapshot::decode(&bytes).expect("decode");
+                // Through the file format every time, as between processes: alternately a
+                // mapped file and a compressed snapshot decoded into memory.
+                let snapshot = if captures % 2 == 0 {
+                    let path = cache.path().join(format!("{}.tsnap", captures % 4));
+                    std::fs::write(&path, tern_snapshot::encode(&snapshot, PageEncoding::Raw))
+                        .expect("write");
+                    Resumable::File(Arc::new(SnapshotFile::open(&path).expect("open")))
+                } else {
+                    let bytes = tern_snapshot::encode(&snapshot, PageEncoding::Lz4);
+                    Resumable::Snapshot(Box::new(tern_snapshot::decode(&bytes).expect("decode")))
+                };
                 let start = Start::Resume {
-                    snapshot: Box::new(snapshot),
+                    snapshot,
                     preopens: vec![],
                     listeners: vec![],
                 };

@@ -90,14 +90,21 @@ fn interrupted(
         let next = work.join(format!("snap-{delay_ms}-{}", i + 1));
         let next_s = next.display().to_string();
         let after = format!("{next_delay}ms");
-        let out = tern(&[
+        let current_s = current.display().to_string();
+        let mut args = vec![
             "resume",
             "--checkpoint-after",
             &after,
             "--checkpoint-to",
             &next_s,
-            &current.display().to_string(),
-        ]);
+        ];
+        // Every other link of a chain writes compressed pages, which a resume copies in
+        // rather than maps.
+        if i % 2 == 0 {
+            args.push("--compress");
+        }
+        args.push(&current_s);
+        let out = tern(&args);
         stdout.extend_from_slice(&out.stdout);
         let mut err = out.stderr;
         if next.exists() {
