@@ -78,6 +78,119 @@ pub enum Command {
         #[arg(long, value_parser = parse_duration)]
         after: Option<Duration>,
     },
+    /// Run the control plane.
+    Controller {
+        /// Data directory (store, blobs, token).
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long, default_value = "127.0.0.1:7420")]
+        listen: std::net::SocketAddr,
+        /// Mark a node down after this long without a heartbeat.
+        #[arg(long, value_parser = parse_duration, default_value = "5s")]
+        down_after: Duration,
+        /// Largest module or file accepted, in bytes.
+        #[arg(long, default_value_t = 256 << 20)]
+        max_blob_bytes: usize,
+    },
+    /// Run a node agent.
+    Agent {
+        #[arg(long)]
+        controller: String,
+        #[arg(long)]
+        token: String,
+        #[arg(long)]
+        name: String,
+        /// k=v,... (provider, region, zone, arch, cost, or any label of yours).
+        #[arg(long, default_value = "")]
+        labels: String,
+        /// Data directory (blobs, instances, volumes).
+        #[arg(long)]
+        data: PathBuf,
+        /// Address other nodes use to reach this one.
+        #[arg(long, default_value = "127.0.0.1")]
+        address: String,
+    },
+    /// Start a controller and agents on this machine.
+    Up {
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        /// Return once it runs; `tern down` stops it.
+        #[arg(long)]
+        detach: bool,
+    },
+    /// Stop a cluster started with `tern up --detach`.
+    Down,
+    /// Deploy (or update) the workload a profile describes.
+    Deploy {
+        profile: PathBuf,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+    },
+    /// List workloads.
+    Ps {
+        #[command(flatten)]
+        out: Output,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+    },
+    /// List nodes.
+    Nodes {
+        #[command(flatten)]
+        out: Output,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+    },
+    /// Show a workload's output.
+    Logs {
+        workload: String,
+        /// Keep following new output.
+        #[arg(short, long)]
+        follow: bool,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+    },
+    /// Stop a workload (it stays listed; deploy starts it again).
+    Stop {
+        workload: String,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+    },
+    /// Remove a workload and its logs.
+    Rm {
+        workload: String,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+    },
+    /// Show everything about a workload or a node (JSON).
+    Inspect {
+        name: String,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+    },
+}
+
+/// Where the cluster is; by default from the context file `tern up` writes.
+#[derive(clap::Args, Clone, Debug)]
+pub struct ClusterArgs {
+    /// Controller URL (default: from $TERN_HOME/context.json).
+    #[arg(long, global = true)]
+    pub controller: Option<String>,
+    /// API token (default: from $TERN_HOME/context.json).
+    #[arg(long, global = true)]
+    pub token: Option<String>,
+}
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct Output {
+    /// Output format: table (default) or json.
+    #[arg(short = 'o', long = "output", default_value = "table", value_parser = ["table", "json"])]
+    pub output: String,
+}
+
+impl Output {
+    fn json(&self) -> bool {
+        self.output == "json"
+    }
 }
 
 #[derive(Subcommand)]
@@ -160,6 +273,10 @@ pub fn parse_env(env: &[String]) -> Result<Vec<(String, String)>> {
         .collect()
 }
 
+fn ctx(c: ClusterArgs) -> Result<crate::fleet::ClusterContext> {
+    crate::fleet::load_context(c.controller, c.token)
+}
+
 pub fn dispatch(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Run {
@@ -190,6 +307,40 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
             command: SnapshotCommand::Inspect { file, json },
         } => crate::run::inspect(&file, json),
         Command::Demo { after } => crate::demo::demo(after),
+        Command::Controller {
+            data,
+            listen,
+            down_after,
+            max_blob_bytes,
+        } => crate::fleet::controller(data, listen, down_after, max_blob_bytes),
+        Command::Agent {
+            controller,
+            token,
+            name,
+            labels,
+            data,
+            address,
+        } => crate::fleet::agent(crate::fleet::AgentArgs {
+            controller,
+            token,
+            name,
+            labels: crate::fleet::parse_labels(&labels)?,
+            data,
+            address,
+        }),
+        Command::Up { nodes, detach } => crate::fleet::up(nodes, detach),
+        Command::Down => crate::fleet::down(),
+        Command::Deploy { profile, cluster } => crate::fleet::deploy(&ctx(cluster)?, &profile),
+        Command::Ps { out, cluster } => crate::fleet::ps(&ctx(cluster)?, out.json()),
+        Command::Nodes { out, cluster } => crate::fleet::nodes(&ctx(cluster)?, out.json()),
+        Command::Logs {
+            workload,
+            follow,
+            cluster,
+        } => crate::fleet::logs(&ctx(cluster)?, &workload, follow),
+        Command::Stop { workload, cluster } => crate::fleet::stop(&ctx(cluster)?, &workload),
+        Command::Rm { workload, cluster } => crate::fleet::rm(&ctx(cluster)?, &workload),
+        Command::Inspect { name, cluster } => crate::fleet::inspect(&ctx(cluster)?, &name),
     }
 }
 

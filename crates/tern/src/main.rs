@@ -4,6 +4,7 @@
 
 mod cli;
 mod demo;
+mod fleet;
 mod run;
 
 use std::process::ExitCode;

@@ -1,0 +1,288 @@
+//! One assigned instance: its directory, its `tern run` process, its output files.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Instant;
+
+use tern_controller::api::{Assignment, InstanceReport, InstanceStatus, LogChunk, Stream};
+
+use crate::{Client, Config, Error, Result};
+
+/// `tern run` exits with this code when the program trapped.
+const TRAP_EXIT_CODE: i32 = 134;
+/// At most this much output per stream goes into one heartbeat.
+const MAX_OUTPUT_PER_BEAT: u64 = 256 << 10;
+
+pub(crate) struct Instance {
+    assignment: Assignment,
+    dir: PathBuf,
+    child: Option<Child>,
+    started: Instant,
+    status: InstanceStatus,
+    exit_code: Option<i32>,
+    error: Option<String>,
+    /// Per stream: bytes acknowledged by the controller, and bytes sent but not yet acknowledged.
+    out: [(u64, u64); 2],
+    last_usage: (u64, u64),
+}
+
+impl Instance {
+    pub(crate) fn id(&self) -> &str {
+        &self.assignment.instance
+    }
+
+    /// Prepare the instance's directory and start it; a failure to do so is reported as the
+    /// instance's failure, not the agent's.
+    pub(crate) fn start(config: &Config, client: &Client, assignment: Assignment) -> Instance {
+        let dir = config.data_dir.join("instances").join(&assignment.instance);
+        let mut i = Instance {
+            assignment,
+            dir,
+            child: None,
+            started: Instant::now(),
+            status: InstanceStatus::Starting,
+            exit_code: None,
+            error: None,
+            out: [(0, 0); 2],
+            last_usage: (0, 0),
+        };
+        match i.spawn(config, client) {
+            Ok(child) => {
+                i.child = Some(child);
+                i.status = InstanceStatus::Running;
+            }
+            Err(e) => {
+                i.status = InstanceStatus::Failed;
+                i.error = Some(e.to_string());
+            }
+        }
+        i
+    }
+
+    fn spawn(&mut self, config: &Config, client: &Client) -> Result<Child> {
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| Error::Io { path, source }
+        };
+        let spec = &self.assignment.spec;
+        let profile = &spec.profile;
+        let root = self.dir.join("root");
+        std::fs::create_dir_all(&root).map_err(io(&root))?;
+        let module = fetch_blob(config, client, &spec.module)?;
+        for f in &spec.files {
+            let src = fetch_blob(config, client, &f.digest)?;
+            let dest = root.join(f.guest.trim_start_matches('/'));
+            if let Some(parent) = dest.parent() {
+                std::fs::create_dir_all(parent).map_err(io(parent))?;
+            }
+            std::fs::copy(&src, &dest).map_err(io(&dest))?;
+        }
+        let mut cmd = Command::new(&config.tern_exe);
+        cmd.arg("run");
+        for (k, v) in &profile.env {
+            cmd.arg("--env").arg(format!("{k}={v}"));
+        }
+        cmd.arg("--dir").arg(format!("{}::/", root.display()));
+        for v in &profile.volumes {
+            // Volumes outlive instances: they belong to the workload on this node.
+            let host = config
+                .data_dir
+                .join("volumes")
+                .join(&self.assignment.workload)
+                .join(&v.name);
+            std::fs::create_dir_all(&host).map_err(io(&host))?;
+            cmd.arg("--dir")
+                .arg(format!("{}::{}", host.display(), v.guest));
+        }
+        cmd.arg(&module).arg("--").args(&profile.args);
+        let stdout = File::create(self.dir.join("stdout")).map_err(io(&self.dir))?;
+        let stderr = File::create(self.dir.join("stderr")).map_err(io(&self.dir))?;
+        cmd.stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
+            .current_dir(&self.dir);
+        die_with_agent(&mut cmd);
+        cmd.spawn().map_err(io(&config.tern_exe))
+    }
+
+    /// Notice an exit, and enforce the wall-time limit.
+    pub(crate) fn poll(&mut self, _client: &Client) {
+        let Some(child) = self.child.as_mut() else {
+            return;
+        };
+        if let Some(limit) = self.assignment.spec.profile.limits.wall_time {
+            if self.started.elapsed() > limit {
+                let _ = child.kill();
+                let _ = child.wait();
+                self.child = None;
+                self.status = InstanceStatus::Failed;
+                self.error = Some(format!("exceeded its wall time of {limit:?}"));
+                return;
+            }
+        }
+        self.last_usage = crate::node::process(child.id());
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                self.child = None;
+                match status.code() {
+                    Some(TRAP_EXIT_CODE) => {
+                        self.status = InstanceStatus::Failed;
+                        self.exit_code = Some(TRAP_EXIT_CODE);
+                        self.error = Some(last_line(&self.dir.join("stderr")));
+                    }
+                    Some(code) => {
+                        self.status = InstanceStatus::Exited;
+                        self.exit_code = Some(code);
+                    }
+                    None => {
+                        self.status = InstanceStatus::Failed;
+                        self.error = Some("killed by a signal".into());
+                    }
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                self.status = InstanceStatus::Failed;
+                self.error = Some(e.to_string());
+            }
+        }
+    }
+
+    pub(crate) fn report(&self) -> InstanceReport {
+        InstanceReport {
+            id: self.assignment.instance.clone(),
+            workload: self.assignment.workload.clone(),
+            status: self.status,
+            exit_code: self.exit_code,
+            error: self.error.clone(),
+            cpu_ms: self.last_usage.0,
+            memory: self.last_usage.1,
+        }
+    }
+
+    /// New output since what the controller acknowledged, cut at a UTF-8 boundary.
+    pub(crate) fn take_output(&mut self) -> Vec<LogChunk> {
+        let mut out = Vec::new();
+        for (k, (name, stream)) in [("stdout", Stream::Stdout), ("stderr", Stream::Stderr)]
+            .into_iter()
+            .enumerate()
+        {
+            let (acked, _) = self.out[k];
+            let Ok(mut f) = File::open(self.dir.join(name)) else {
+                continue;
+            };
+            let mut buf = Vec::new();
+            if f.seek(SeekFrom::Start(acked)).is_err()
+                || f.take(MAX_OUTPUT_PER_BEAT).read_to_end(&mut buf).is_err()
+            {
+                continue;
+            }
+            let text = match std::str::from_utf8(&buf) {
+                Ok(t) => t.to_string(),
+                // An incomplete character at the end waits for the next beat.
+                Err(e) if e.error_len().is_none() => {
+                    String::from_utf8_lossy(&buf[..e.valid_up_to()]).into_owned()
+                }
+                Err(_) => String::from_utf8_lossy(&buf).into_owned(),
+            };
+            let used = if std::str::from_utf8(&buf).is_ok() {
+                buf.len()
+            } else {
+                match std::str::from_utf8(&buf) {
+                    Err(e) if e.error_len().is_none() => e.valid_up_to(),
+                    _ => buf.len(),
+                }
+            };
+            self.out[k].1 = acked + used as u64;
+            if !text.is_empty() {
+                out.push(LogChunk {
+                    instance: self.assignment.instance.clone(),
+                    workload: self.assignment.workload.clone(),
+                    stream,
+                    data: text,
+                });
+            }
+        }
+        out
+    }
+
+    pub(crate) fn ack_output(&mut self) {
+        for s in &mut self.out {
+            s.0 = s.1.max(s.0);
+        }
+    }
+
+    pub(crate) fn unsend_output(&mut self) {
+        for s in &mut self.out {
+            s.1 = s.0;
+        }
+    }
+
+    pub(crate) fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn last_line(path: &Path) -> String {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|s| s.lines().last().map(str::to_string))
+        .unwrap_or_else(|| "trapped".into())
+}
+
+/// The blob's path in the node's cache, fetched and verified if missing.
+fn fetch_blob(config: &Config, client: &Client, digest: &str) -> Result<PathBuf> {
+    let Some(hex) = digest
+        .strip_prefix("sha256:")
+        .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+    else {
+        return Err(Error::Blob {
+            digest: digest.into(),
+            message: "not a sha256 digest".into(),
+        });
+    };
+    let dir = config.data_dir.join("blobs");
+    let path = dir.join(hex);
+    if path.exists() {
+        return Ok(path);
+    }
+    let bytes = client.blob(digest)?;
+    let got = tern_controller::digest(&bytes);
+    if got != digest {
+        return Err(Error::Blob {
+            digest: digest.into(),
+            message: format!("received bytes hash to {got}"),
+        });
+    }
+    let io = |source| Error::Io {
+        path: path.clone(),
+        source,
+    };
+    std::fs::create_dir_all(&dir).map_err(io)?;
+    let tmp = dir.join(format!("{hex}.part"));
+    std::fs::write(&tmp, &bytes).map_err(io)?;
+    std::fs::rename(&tmp, &path).map_err(io)?;
+    Ok(path)
+}
+
+/// An instance must not outlive its agent: once the agent is gone the controller starts the
+/// workload elsewhere, and an orphan would make it run twice.
+#[allow(unsafe_code)]
+fn die_with_agent(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the child between fork and exec, where only async-signal-safe
+    // calls are allowed; prctl is one, and it touches no memory shared with the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,220 @@
+//! `tern agent`: one per node. It registers the node with the controller (connecting out, so a
+//! node behind NAT works), sends a heartbeat every second with measured resource use, the state
+//! of its instances and their new output, and makes what runs on the node match the
+//! controller's reply: it pulls the blobs an assignment references (verifying each digest),
+//! starts instances, and stops those no longer assigned.
+//!
+//! Each instance is a `tern run` child process with its own directory (its files under a root
+//! preopened as `/`, its volumes, its stdout and stderr), so that a crashing program cannot
+//! take the agent down and its CPU time and memory can be read from `/proc`.
+
+mod instance;
+mod node;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tern_controller::api::{
+    Assignment, Capacity, Heartbeat, HeartbeatReply, Node, RegisterRequest,
+};
+
+use crate::instance::Instance;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("controller at {url}: {message}")]
+    Controller { url: String, message: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("blob {digest}: {message}")]
+    Blob { digest: String, message: String },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub controller: String,
+    pub token: String,
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub data_dir: PathBuf,
+    /// Where other nodes reach this one.
+    pub address: String,
+    /// The `tern` executable that runs instances.
+    pub tern_exe: PathBuf,
+    /// Defaults: all CPUs and all memory of the machine.
+    pub capacity: Option<Capacity>,
+    pub heartbeat: Duration,
+}
+
+/// A small blocking client for the controller's API.
+pub(crate) struct Client {
+    base: String,
+    token: String,
+    http: reqwest::blocking::Client,
+}
+
+impl Client {
+    fn new(base: &str, token: &str) -> Result<Client> {
+        let http = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| Error::Controller {
+                url: base.into(),
+                message: e.to_string(),
+            })?;
+        Ok(Client {
+            base: base.trim_end_matches('/').to_string(),
+            token: token.to_string(),
+            http,
+        })
+    }
+
+    fn err(&self, message: impl std::fmt::Display) -> Error {
+        Error::Controller {
+            url: self.base.clone(),
+            message: message.to_string(),
+        }
+    }
+
+    fn post<B: serde::Serialize, R: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<R> {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .json(body)
+            .send()
+            .map_err(|e| self.err(e))?;
+        self.decode(resp)
+    }
+
+    fn decode<R: serde::de::DeserializeOwned>(
+        &self,
+        resp: reqwest::blocking::Response,
+    ) -> Result<R> {
+        let status = resp.status();
+        let bytes = resp.bytes().map_err(|e| self.err(e))?;
+        if !status.is_success() {
+            let msg = serde_json::from_slice::<tern_controller::api::ErrorReply>(&bytes)
+                .map(|e| e.error)
+                .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).into_owned());
+            return Err(self.err(format!("{status}: {msg}")));
+        }
+        serde_json::from_slice(&bytes).map_err(|e| self.err(format!("bad reply: {e}")))
+    }
+
+    pub(crate) fn blob(&self, digest: &str) -> Result<Vec<u8>> {
+        let resp = self
+            .http
+            .get(format!("{}/v1/blobs/{digest}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .map_err(|e| self.err(e))?;
+        if !resp.status().is_success() {
+            return Err(self.err(format!("blob {digest}: {}", resp.status())));
+        }
+        Ok(resp.bytes().map_err(|e| self.err(e))?.to_vec())
+    }
+}
+
+/// Run the agent until `stop` is set; then stop every instance.
+pub fn run(config: Config, stop: Arc<AtomicBool>) -> Result<()> {
+    let io = |path: &PathBuf| {
+        let path = path.clone();
+        move |source| Error::Io { path, source }
+    };
+    std::fs::create_dir_all(&config.data_dir).map_err(io(&config.data_dir))?;
+    let client = Client::new(&config.controller, &config.token)?;
+    let mut raw = [0u8; 8];
+    getrandom::fill(&mut raw)
+        .map_err(|e| io(&config.data_dir)(std::io::Error::other(e.to_string())))?;
+    let session = hex::encode(raw);
+    let capacity = config.capacity.clone().unwrap_or_else(node::capacity);
+    let register = RegisterRequest {
+        name: config.name.clone(),
+        labels: config.labels.clone(),
+        capacity,
+        address: config.address.clone(),
+        session: session.clone(),
+    };
+    let _: Node = client.post("/v1/nodes", &register)?;
+    let mut instances: HashMap<String, Instance> = HashMap::new();
+    let mut cpu = node::CpuSampler::default();
+    while !stop.load(Ordering::SeqCst) {
+        let started = Instant::now();
+        for i in instances.values_mut() {
+            i.poll(&client);
+        }
+        let mut logs = Vec::new();
+        for i in instances.values_mut() {
+            logs.extend(i.take_output());
+        }
+        let hb = Heartbeat {
+            session: session.clone(),
+            usage: node::usage(&mut cpu),
+            instances: instances.values().map(|i| i.report()).collect(),
+            logs,
+        };
+        match client.post::<_, HeartbeatReply>(&format!("/v1/nodes/{}/heartbeat", config.name), &hb)
+        {
+            Ok(reply) => {
+                for i in instances.values_mut() {
+                    i.ack_output();
+                }
+                reconcile(&config, &client, &mut instances, reply.assignments)
+            }
+            Err(e) => {
+                // Keep running what runs: the controller may be restarting. Output not
+                // delivered is re-read from the files next time.
+                for i in instances.values_mut() {
+                    i.unsend_output();
+                }
+                eprintln!("tern agent {}: heartbeat: {e}", config.name);
+            }
+        }
+        let rest = config.heartbeat.saturating_sub(started.elapsed());
+        let until = Instant::now() + rest;
+        while Instant::now() < until && !stop.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(20).min(rest));
+        }
+    }
+    for i in instances.values_mut() {
+        i.stop();
+    }
+    Ok(())
+}
+
+fn reconcile(
+    config: &Config,
+    client: &Client,
+    instances: &mut HashMap<String, Instance>,
+    assignments: Vec<Assignment>,
+) {
+    let wanted: Vec<String> = assignments.iter().map(|a| a.instance.clone()).collect();
+    instances.retain(|id, i| {
+        if wanted.contains(id) {
+            true
+        } else {
+            i.stop();
+            false
+        }
+    });
+    for a in assignments {
+        if instances.contains_key(&a.instance) {
+            continue;
+        }
+        let i = Instance::start(config, client, a);
+        instances.insert(i.id().to_string(), i);
+    }
+}

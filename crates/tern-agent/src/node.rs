@@ -1,0 +1,95 @@
+//! What the node has and uses, read from `/proc`.
+
+use tern_controller::api::{Capacity, Usage};
+
+fn meminfo(field: &str) -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with(field))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+pub(crate) fn capacity() -> Capacity {
+    Capacity {
+        cpus: std::thread::available_parallelism()
+            .map(|n| n.get() as f64)
+            .unwrap_or(1.0),
+        memory: meminfo("MemTotal:").unwrap_or(1 << 30),
+    }
+}
+
+/// Busy fraction of all CPUs between two samples of `/proc/stat`.
+#[derive(Default)]
+pub(crate) struct CpuSampler {
+    last: Option<(u64, u64)>,
+}
+
+impl CpuSampler {
+    fn sample(&mut self) -> f64 {
+        let Some((busy, total)) = std::fs::read_to_string("/proc/stat").ok().and_then(|s| {
+            let line = s.lines().next()?;
+            let v: Vec<u64> = line
+                .split_whitespace()
+                .skip(1)
+                .filter_map(|x| x.parse().ok())
+                .collect();
+            let idle = v.get(3)? + v.get(4).copied().unwrap_or(0);
+            let total: u64 = v.iter().sum();
+            Some((total - idle, total))
+        }) else {
+            return 0.0;
+        };
+        let load = match self.last {
+            Some((b0, t0)) if total > t0 => (busy - b0.min(busy)) as f64 / (total - t0) as f64,
+            _ => 0.0,
+        };
+        self.last = Some((busy, total));
+        load
+    }
+}
+
+pub(crate) fn usage(cpu: &mut CpuSampler) -> Usage {
+    let total = meminfo("MemTotal:").unwrap_or(0);
+    let free = meminfo("MemAvailable:").unwrap_or(0);
+    Usage {
+        cpu_load: cpu.sample(),
+        memory_used: total.saturating_sub(free),
+        memory_free: free,
+    }
+}
+
+/// CPU time (ms) and resident memory (bytes) of a process.
+pub(crate) fn process(pid: u32) -> (u64, u64) {
+    let cpu = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            // Fields after the command name, which may contain spaces, start after ')'.
+            let rest = &s[s.rfind(')')? + 2..];
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let utime: u64 = f.get(11)?.parse().ok()?;
+            let stime: u64 = f.get(12)?.parse().ok()?;
+            Some((utime + stime) * 1000 / clock_ticks())
+        })
+        .unwrap_or(0);
+    let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
+            let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kib * 1024)
+        })
+        .unwrap_or(0);
+    (cpu, rss)
+}
+
+#[allow(unsafe_code)]
+fn clock_ticks() -> u64 {
+    // SAFETY: sysconf only reads a constant of the system; a failure (-1) falls back to the
+    // usual 100 ticks per second.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as u64
+    } else {
+        100
+    }
+}

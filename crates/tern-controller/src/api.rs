@@ -1,0 +1,205 @@
+//! The JSON shapes of the controller's HTTP API, shared by the controller, the agents and the
+//! CLI.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// What a node offers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Capacity {
+    pub cpus: f64,
+    /// Bytes.
+    pub memory: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RegisterRequest {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub capacity: Capacity,
+    /// Where other nodes reach this one (for node-to-node traffic).
+    pub address: String,
+    /// Identifies one run of the agent: a second agent with the same name is refused while the
+    /// first is up.
+    pub session: String,
+}
+
+/// Measured resource use of a node.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Usage {
+    /// 1-minute load average divided by the number of CPUs.
+    pub cpu_load: f64,
+    pub memory_used: u64,
+    pub memory_free: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InstanceStatus {
+    Starting,
+    Running,
+    /// The program ended with an exit code.
+    Exited,
+    /// The program trapped or could not be started.
+    Failed,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstanceReport {
+    pub id: String,
+    pub workload: String,
+    pub status: InstanceStatus,
+    pub exit_code: Option<i32>,
+    /// Why it failed, when it did.
+    pub error: Option<String>,
+    pub cpu_ms: u64,
+    pub memory: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// Output of an instance since the previous heartbeat.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogChunk {
+    pub instance: String,
+    pub workload: String,
+    pub stream: Stream,
+    pub data: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Heartbeat {
+    pub session: String,
+    pub usage: Usage,
+    pub instances: Vec<InstanceReport>,
+    #[serde(default)]
+    pub logs: Vec<LogChunk>,
+}
+
+/// What the controller wants running on the node that sent the heartbeat.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HeartbeatReply {
+    pub assignments: Vec<Assignment>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Assignment {
+    pub instance: String,
+    pub workload: String,
+    pub spec: WorkloadSpec,
+}
+
+/// A file the workload receives, by content digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileBlob {
+    pub guest: String,
+    pub digest: String,
+}
+
+/// A profile with its module and files resolved to blobs: what `tern deploy` sends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkloadSpec {
+    pub profile: tern_profile::Profile,
+    /// `sha256:<hex>` of the module.
+    pub module: String,
+    #[serde(default)]
+    pub files: Vec<FileBlob>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeStatus {
+    Up,
+    Down,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Node {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub capacity: Capacity,
+    pub address: String,
+    pub status: NodeStatus,
+    pub usage: Usage,
+    pub registered_unix_ms: u64,
+    pub last_heartbeat_unix_ms: u64,
+    pub session: String,
+    /// Per-instance figures from the last heartbeat.
+    #[serde(default)]
+    pub instances: Vec<InstanceReport>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkloadStatus {
+    /// Waiting for a node (see `reason`) or for its restart backoff.
+    Pending,
+    /// Assigned to a node that has not reported it running yet.
+    Starting,
+    Running,
+    /// Ended and not restarted (per its restart policy).
+    Exited,
+    Failed,
+    /// Stopped by `tern stop`.
+    Stopped,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub unix_ms: u64,
+    pub what: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Workload {
+    pub name: String,
+    pub status: WorkloadStatus,
+    pub node: Option<String>,
+    pub reason: Option<String>,
+    /// The current instance's id (a new one for every start).
+    pub instance: Option<String>,
+    pub generation: u64,
+    pub restarts: u32,
+    pub exit_code: Option<i32>,
+    pub spec: WorkloadSpec,
+    /// sha256 of the spec's JSON: deploying the same spec twice changes nothing.
+    pub spec_digest: String,
+    pub created_unix_ms: u64,
+    pub updated_unix_ms: u64,
+    /// Not before this time (restart backoff).
+    pub start_after_unix_ms: u64,
+    pub history: Vec<Event>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeployReply {
+    pub workload: Workload,
+    /// False when the same spec was already deployed.
+    pub changed: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LogsReply {
+    pub chunks: Vec<StoredLog>,
+    /// Pass as `from` to get what follows.
+    pub next: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredLog {
+    pub seq: u64,
+    pub instance: String,
+    pub stream: Stream,
+    pub data: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorReply {
+    pub error: String,
+}

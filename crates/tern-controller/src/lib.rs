@@ -1,0 +1,44 @@
+//! Tern's control plane. The controller keeps the registry of nodes and workloads in an
+//! embedded transactional store (redb), holds the content-addressed blobs (modules and files)
+//! that nodes pull by digest, decides where each workload runs, and serves all of it over an
+//! HTTP JSON API that the CLI and the agents use. Agents connect out to it (a node behind NAT
+//! works): their heartbeats carry measurements, instance states and output, and the replies
+//! carry what the node should run.
+//!
+//! Every request must carry the token generated at first start (`<data>/token`); without it the
+//! answer is 401 and nothing changes.
+
+pub mod api;
+mod openapi;
+pub mod placement;
+mod server;
+mod store;
+
+pub use server::{Config, Controller};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("store: {0}")]
+    Store(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// `sha256:<hex>` of some bytes: how Tern names blobs.
+pub fn digest(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,104 @@
+//! The OpenAPI document served at `/openapi.json`: the routes of `server.rs`, their bodies and
+//! answers. The workload profile's own schema is generated from its types (`/v1/profile-schema`).
+
+use serde_json::{json, Value};
+
+fn op(summary: &str, body: Option<&str>, ok: &str) -> Value {
+    let mut o = json!({
+        "summary": summary,
+        "security": [{"token": []}],
+        "responses": {
+            ok: {"description": "success"},
+            "401": {"description": "missing or wrong token", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+            "400": {"description": "bad input", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+        }
+    });
+    if let Some(b) = body {
+        o["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{b}")}}}});
+    }
+    o
+}
+
+fn name_param(what: &str) -> Value {
+    json!([{"name": what, "in": "path", "required": true, "schema": {"type": "string"}}])
+}
+
+pub fn document() -> Value {
+    let mut paths = serde_json::Map::new();
+    paths.insert(
+        "/openapi.json".into(),
+        json!({"get": op("This document", None, "200")}),
+    );
+    paths.insert(
+        "/v1/profile-schema".into(),
+        json!({"get": op("JSON Schema of the workload profile (tern.toml)", None, "200")}),
+    );
+    paths.insert(
+        "/v1/nodes".into(),
+        json!({
+            "get": op("List nodes", None, "200"),
+            "post": op("Register a node (agents; 409 if the name is taken by a node that is up)", Some("RegisterRequest"), "200"),
+        }),
+    );
+    paths.insert(
+        "/v1/nodes/{name}".into(),
+        json!({"parameters": name_param("name"), "get": op("One node", None, "200")}),
+    );
+    paths.insert(
+        "/v1/nodes/{name}/heartbeat".into(),
+        json!({"parameters": name_param("name"), "post": op("Report usage, instances and output; the reply lists the instances the node should run", Some("Heartbeat"), "200")}),
+    );
+    paths.insert(
+        "/v1/blobs/{digest}".into(),
+        json!({
+            "parameters": name_param("digest"),
+            "put": {"summary": "Upload a blob; the body must hash to the digest (sha256:<hex>)", "security": [{"token": []}],
+                    "requestBody": {"content": {"application/octet-stream": {}}},
+                    "responses": {"201": {"description": "stored"}, "200": {"description": "already stored"}, "400": {"description": "digest mismatch"}, "413": {"description": "too large"}}},
+            "get": {"summary": "Download a blob", "security": [{"token": []}], "responses": {"200": {"description": "the bytes", "content": {"application/octet-stream": {}}}, "404": {"description": "unknown digest"}}},
+        }),
+    );
+    paths.insert(
+        "/v1/workloads".into(),
+        json!({
+            "get": op("List workloads", None, "200"),
+            "post": op("Deploy a workload (201 created or replaced, 200 unchanged)", Some("WorkloadSpec"), "201"),
+        }),
+    );
+    paths.insert(
+        "/v1/workloads/{name}".into(),
+        json!({"parameters": name_param("name"), "get": op("One workload with its history", None, "200"), "delete": op("Remove a workload and its logs", None, "204")}),
+    );
+    paths.insert(
+        "/v1/workloads/{name}/stop".into(),
+        json!({"parameters": name_param("name"), "post": op("Stop a workload (it stays listed)", None, "200")}),
+    );
+    paths.insert(
+        "/v1/workloads/{name}/logs".into(),
+        json!({"parameters": [{"name": "name", "in": "path", "required": true, "schema": {"type": "string"}},
+                               {"name": "from", "in": "query", "schema": {"type": "integer"}, "description": "first sequence number"}],
+               "get": op("Output chunks from `from` on; `next` continues", None, "200")}),
+    );
+    json!({
+        "openapi": "3.1.0",
+        "info": {"title": "Tern controller", "version": env!("CARGO_PKG_VERSION")},
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"token": {"type": "http", "scheme": "bearer", "description": "the token in <controller data>/token"}},
+            "schemas": {
+                "Error": {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]},
+                "RegisterRequest": {"type": "object", "required": ["name", "labels", "capacity", "address", "session"],
+                    "properties": {"name": {"type": "string"}, "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                        "capacity": {"type": "object", "properties": {"cpus": {"type": "number"}, "memory": {"type": "integer"}}},
+                        "address": {"type": "string"}, "session": {"type": "string"}}},
+                "Heartbeat": {"type": "object", "required": ["session", "usage", "instances"],
+                    "properties": {"session": {"type": "string"},
+                        "usage": {"type": "object", "properties": {"cpu_load": {"type": "number"}, "memory_used": {"type": "integer"}, "memory_free": {"type": "integer"}}},
+                        "instances": {"type": "array", "items": {"type": "object"}}, "logs": {"type": "array", "items": {"type": "object"}}}},
+                "WorkloadSpec": {"type": "object", "required": ["profile", "module"],
+                    "properties": {"profile": {"$ref": "/v1/profile-schema"}, "module": {"type": "string"},
+                        "files": {"type": "array", "items": {"type": "object", "properties": {"guest": {"type": "string"}, "digest": {"type": "string"}}}}}}
+            }
+        }
+    })
+}

@@ -1,0 +1,760 @@
+//! The HTTP API and the reconcile loop that marks silent nodes down and places pending
+//! workloads.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path as UrlPath, Query, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use serde::Deserialize;
+
+use crate::api::*;
+use crate::placement::{self, Demand, View};
+use crate::store::{Store, Tx};
+use crate::{digest, now_ms, Error, Result};
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    /// A node that has not sent a heartbeat for this long is marked down.
+    pub down_after: Duration,
+    /// Largest blob accepted.
+    pub max_blob_bytes: usize,
+}
+
+impl Config {
+    pub fn new(data_dir: impl Into<PathBuf>, listen: SocketAddr) -> Config {
+        Config {
+            data_dir: data_dir.into(),
+            listen,
+            down_after: Duration::from_secs(5),
+            max_blob_bytes: 256 << 20,
+        }
+    }
+}
+
+struct Shared {
+    store: Store,
+    token: String,
+    down_after: Duration,
+}
+
+/// A running controller.
+pub struct Controller {
+    pub addr: SocketAddr,
+    pub token: String,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Controller {
+    /// Open (or create) the store and token, bind, and serve in the background of the current
+    /// tokio runtime.
+    pub async fn start(config: Config) -> Result<Controller> {
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| Error::Io { path, source }
+        };
+        std::fs::create_dir_all(&config.data_dir).map_err(io(&config.data_dir))?;
+        let token = load_or_create_token(&config.data_dir)?;
+        let store = Store::open(&config.data_dir.join("controller.redb"))?;
+        // Nodes get a full grace period after a controller restart: their instances kept
+        // running while it was away.
+        let now = now_ms();
+        store.write(|tx| {
+            for mut n in tx.nodes()? {
+                if n.status == NodeStatus::Up {
+                    n.last_heartbeat_unix_ms = n.last_heartbeat_unix_ms.max(now);
+                    tx.put_node(&n)?;
+                }
+            }
+            Ok(())
+        })?;
+        let shared = Arc::new(Shared {
+            store,
+            token: token.clone(),
+            down_after: config.down_after,
+        });
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(io(&config.data_dir))?;
+        let addr = listener.local_addr().map_err(io(&config.data_dir))?;
+        let app = router(shared.clone(), config.max_blob_bytes);
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let ticker = shared.clone();
+        let task = tokio::spawn(async move {
+            let reconcile = tokio::spawn(async move {
+                let mut every = tokio::time::interval(Duration::from_millis(200));
+                loop {
+                    every.tick().await;
+                    let s = ticker.clone();
+                    // A failed pass is retried on the next tick; the store is unchanged.
+                    let _ = tokio::task::spawn_blocking(move || reconcile(&s)).await;
+                }
+            });
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = rx.await;
+                })
+                .await;
+            reconcile.abort();
+        });
+        Ok(Controller {
+            addr,
+            token,
+            shutdown: Some(tx),
+            task: Some(task),
+        })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stop serving and wait until the server has finished.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+    }
+}
+
+fn load_or_create_token(dir: &Path) -> Result<String> {
+    let path = dir.join("token");
+    let io = |source| Error::Io {
+        path: path.clone(),
+        source,
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(t) if !t.trim().is_empty() => return Ok(t.trim().to_string()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(e)),
+    }
+    let mut raw = [0u8; 24];
+    getrandom::fill(&mut raw).map_err(|e| io(std::io::Error::other(e.to_string())))?;
+    let token = hex::encode(raw);
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(io)?;
+    f.write_all(token.as_bytes()).map_err(io)?;
+    Ok(token)
+}
+
+fn router(shared: Arc<Shared>, max_blob: usize) -> Router {
+    Router::new()
+        .route("/openapi.json", get(openapi))
+        .route("/v1/profile-schema", get(profile_schema))
+        .route("/v1/nodes", post(register).get(list_nodes))
+        .route("/v1/nodes/{name}", get(get_node))
+        .route("/v1/nodes/{name}/heartbeat", post(heartbeat))
+        .route("/v1/blobs/{digest}", put(put_blob).get(get_blob))
+        .route("/v1/workloads", post(deploy).get(list_workloads))
+        .route(
+            "/v1/workloads/{name}",
+            get(get_workload).delete(remove_workload),
+        )
+        .route("/v1/workloads/{name}/stop", post(stop_workload))
+        .route("/v1/workloads/{name}/logs", get(logs))
+        .layer(DefaultBodyLimit::max(max_blob))
+        .layer(middleware::from_fn_with_state(shared.clone(), auth))
+        .with_state(shared)
+}
+
+/// An API error: a status and a message, as `{"error": ...}`.
+struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(ErrorReply { error: self.1 })).into_response()
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+    }
+}
+
+type ApiResult<T> = std::result::Result<T, ApiError>;
+
+fn bad(msg: impl Into<String>) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, msg.into())
+}
+
+fn not_found(what: &str, name: &str) -> ApiError {
+    ApiError(StatusCode::NOT_FOUND, format!("no {what} named {name:?}"))
+}
+
+async fn auth(State(s): State<Arc<Shared>>, req: Request, next: Next) -> Response {
+    let ok = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|t| constant_time_eq(t.as_bytes(), s.token.as_bytes()));
+    if !ok {
+        return ApiError(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong token (see <controller data>/token)".into(),
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Run a store operation off the async threads (redb commits wait for the disk).
+async fn blocking<R: Send + 'static>(
+    s: &Arc<Shared>,
+    f: impl FnOnce(&Shared) -> ApiResult<R> + Send + 'static,
+) -> ApiResult<R> {
+    let s = s.clone();
+    tokio::task::spawn_blocking(move || f(&s))
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+}
+
+async fn openapi() -> Json<serde_json::Value> {
+    Json(crate::openapi::document())
+}
+
+async fn profile_schema() -> Json<serde_json::Value> {
+    Json(tern_profile::json_schema())
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
+async fn register(
+    State(s): State<Arc<Shared>>,
+    Json(req): Json<RegisterRequest>,
+) -> ApiResult<Json<Node>> {
+    if !valid_name(&req.name) {
+        return Err(bad(format!(
+            "node name {:?} must be 1-63 characters of a-z, 0-9 and '-'",
+            req.name
+        )));
+    }
+    if req.capacity.cpus.is_nan() || req.capacity.cpus <= 0.0 || req.capacity.memory == 0 {
+        return Err(bad("capacity needs cpus > 0 and memory > 0"));
+    }
+    blocking(&s, move |s| {
+        let now = now_ms();
+        Ok(Json(s.store.write(|tx| {
+            if let Some(old) = tx.node(&req.name)? {
+                if old.status == NodeStatus::Up && old.session != req.session {
+                    return Ok(Err(ApiError(
+                        StatusCode::CONFLICT,
+                        format!(
+                            "a node named {:?} is already registered and up; choose another name or stop that agent",
+                            req.name
+                        ),
+                    )));
+                }
+            }
+            let node = Node {
+                name: req.name.clone(),
+                labels: req.labels.clone(),
+                capacity: req.capacity.clone(),
+                address: req.address.clone(),
+                status: NodeStatus::Up,
+                usage: Usage::default(),
+                registered_unix_ms: now,
+                last_heartbeat_unix_ms: now,
+                session: req.session.clone(),
+                instances: Vec::new(),
+            };
+            tx.put_node(&node)?;
+            Ok(Ok(node))
+        })??))
+    })
+    .await
+}
+
+async fn list_nodes(State(s): State<Arc<Shared>>) -> ApiResult<Json<Vec<Node>>> {
+    blocking(&s, |s| Ok(Json(s.store.nodes()?))).await
+}
+
+async fn get_node(
+    State(s): State<Arc<Shared>>,
+    UrlPath(name): UrlPath<String>,
+) -> ApiResult<Json<Node>> {
+    blocking(&s, move |s| {
+        s.store
+            .node(&name)?
+            .map(Json)
+            .ok_or_else(|| not_found("node", &name))
+    })
+    .await
+}
+
+async fn heartbeat(
+    State(s): State<Arc<Shared>>,
+    UrlPath(name): UrlPath<String>,
+    Json(hb): Json<Heartbeat>,
+) -> ApiResult<Json<HeartbeatReply>> {
+    blocking(&s, move |s| {
+        let reply = s.store.write(|tx| {
+            let Some(mut node) = tx.node(&name)? else {
+                return Ok(Err(not_found("node", &name)));
+            };
+            if node.session != hb.session {
+                return Ok(Err(ApiError(
+                    StatusCode::CONFLICT,
+                    format!("node {name:?} was registered by another agent"),
+                )));
+            }
+            let now = now_ms();
+            if node.status == NodeStatus::Down {
+                // Its workloads were already started elsewhere; it comes back empty.
+                node.status = NodeStatus::Up;
+            }
+            node.last_heartbeat_unix_ms = now;
+            node.usage = hb.usage.clone();
+            node.instances = hb.instances.clone();
+            tx.put_node(&node)?;
+            for r in &hb.instances {
+                apply_report(tx, &name, r, now)?;
+            }
+            for chunk in &hb.logs {
+                if tx.workload(&chunk.workload)?.is_some() {
+                    tx.append_log(
+                        &chunk.workload,
+                        StoredLog {
+                            seq: 0,
+                            instance: chunk.instance.clone(),
+                            stream: chunk.stream,
+                            data: chunk.data.clone(),
+                        },
+                    )?;
+                }
+            }
+            let assignments = tx
+                .workloads()?
+                .into_iter()
+                .filter(|w| {
+                    w.node.as_deref() == Some(name.as_str())
+                        && matches!(w.status, WorkloadStatus::Starting | WorkloadStatus::Running)
+                })
+                .filter_map(|w| {
+                    Some(Assignment {
+                        instance: w.instance?,
+                        workload: w.name,
+                        spec: w.spec,
+                    })
+                })
+                .collect();
+            Ok(Ok(HeartbeatReply { assignments }))
+        })??;
+        Ok(Json(reply))
+    })
+    .await
+}
+
+/// Fold one instance report into its workload (reports of instances that are no longer the
+/// workload's current one are ignored: the workload moved on).
+fn apply_report(tx: &mut Tx, node: &str, r: &InstanceReport, now: u64) -> Result<()> {
+    let Some(mut w) = tx.workload(&r.workload)? else {
+        return Ok(());
+    };
+    if w.instance.as_deref() != Some(r.id.as_str()) || w.node.as_deref() != Some(node) {
+        return Ok(());
+    }
+    match r.status {
+        InstanceStatus::Starting => return Ok(()),
+        InstanceStatus::Running => {
+            if w.status == WorkloadStatus::Starting {
+                w.status = WorkloadStatus::Running;
+                w.reason = None;
+                event(&mut w, now, format!("running on {node}"));
+            } else {
+                return Ok(());
+            }
+        }
+        InstanceStatus::Exited | InstanceStatus::Failed => {
+            if !matches!(w.status, WorkloadStatus::Starting | WorkloadStatus::Running) {
+                return Ok(());
+            }
+            let failed = r.status == InstanceStatus::Failed || r.exit_code != Some(0);
+            w.exit_code = r.exit_code;
+            let what = match (&r.error, r.exit_code) {
+                (Some(e), _) => format!("failed on {node}: {e}"),
+                (None, Some(c)) => format!("exited on {node} with code {c}"),
+                (None, None) => format!("ended on {node}"),
+            };
+            event(&mut w, now, what.clone());
+            let restart = &w.spec.profile.restart;
+            let again = match restart.policy {
+                tern_profile::RestartPolicy::Never => false,
+                tern_profile::RestartPolicy::OnFailure => failed,
+                tern_profile::RestartPolicy::Always => true,
+            };
+            if again {
+                let backoff = restart
+                    .backoff
+                    .saturating_mul(1u32 << w.restarts.min(16))
+                    .min(restart.max_backoff.max(restart.backoff));
+                w.restarts += 1;
+                w.status = WorkloadStatus::Pending;
+                w.node = None;
+                w.reason = Some(format!(
+                    "{what}; restarting in {} ms (restart {})",
+                    backoff.as_millis(),
+                    w.restarts
+                ));
+                w.start_after_unix_ms = now + backoff.as_millis() as u64;
+            } else {
+                w.status = if failed {
+                    WorkloadStatus::Failed
+                } else {
+                    WorkloadStatus::Exited
+                };
+                w.reason = Some(what);
+            }
+        }
+    }
+    w.updated_unix_ms = now;
+    tx.put_workload(&w)
+}
+
+fn event(w: &mut Workload, now: u64, what: String) {
+    w.history.push(Event { unix_ms: now, what });
+    // Keep the record bounded; the log of a long-lived workload is not its history.
+    if w.history.len() > 100 {
+        w.history.drain(..w.history.len() - 100);
+    }
+}
+
+fn is_digest(d: &str) -> bool {
+    d.strip_prefix("sha256:")
+        .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+async fn put_blob(
+    State(s): State<Arc<Shared>>,
+    UrlPath(d): UrlPath<String>,
+    body: Bytes,
+) -> ApiResult<StatusCode> {
+    if !is_digest(&d) {
+        return Err(bad(format!(
+            "{d:?} is not a digest (sha256:<64 hex digits>)"
+        )));
+    }
+    let got = digest(&body);
+    if got != d {
+        return Err(bad(format!("body has digest {got}, not {d}")));
+    }
+    blocking(&s, move |s| {
+        if s.store.has_blob(&d)? {
+            return Ok(StatusCode::OK);
+        }
+        s.store.write(|tx| tx.put_blob(&d, &body))?;
+        Ok(StatusCode::CREATED)
+    })
+    .await
+}
+
+async fn get_blob(
+    State(s): State<Arc<Shared>>,
+    UrlPath(d): UrlPath<String>,
+) -> ApiResult<Response> {
+    blocking(&s, move |s| {
+        let bytes = s
+            .store
+            .blob(&d)?
+            .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no blob {d}")))?;
+        Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
+    })
+    .await
+}
+
+fn spec_digest(spec: &WorkloadSpec) -> String {
+    digest(&serde_json::to_vec(spec).unwrap_or_default())
+}
+
+async fn deploy(
+    State(s): State<Arc<Shared>>,
+    Json(spec): Json<WorkloadSpec>,
+) -> ApiResult<(StatusCode, Json<DeployReply>)> {
+    let name = spec.profile.name.clone();
+    if !valid_name(&name) {
+        return Err(bad(format!("workload name {name:?} is not valid")));
+    }
+    blocking(&s, move |s| {
+        for d in std::iter::once(&spec.module).chain(spec.files.iter().map(|f| &f.digest)) {
+            if !s.store.has_blob(d)? {
+                return Err(bad(format!(
+                    "blob {d} has not been uploaded (PUT /v1/blobs/{d} first)"
+                )));
+            }
+        }
+        let sd = spec_digest(&spec);
+        let now = now_ms();
+        let reply = s.store.write(|tx| {
+            let existing = tx.workload(&name)?;
+            if let Some(w) = &existing {
+                if w.spec_digest == sd && w.status != WorkloadStatus::Stopped {
+                    return Ok(DeployReply {
+                        workload: w.clone(),
+                        changed: false,
+                    });
+                }
+            }
+            let mut w = match existing {
+                Some(mut w) => {
+                    // A changed profile (or a stopped workload) replaces the running instance:
+                    // the node stops what is no longer assigned to it.
+                    event(&mut w, now, "redeployed".into());
+                    w.spec = spec.clone();
+                    w.spec_digest = sd.clone();
+                    w.restarts = 0;
+                    w.exit_code = None;
+                    w
+                }
+                None => Workload {
+                    name: name.clone(),
+                    status: WorkloadStatus::Pending,
+                    node: None,
+                    reason: None,
+                    instance: None,
+                    generation: 0,
+                    restarts: 0,
+                    exit_code: None,
+                    spec: spec.clone(),
+                    spec_digest: sd.clone(),
+                    created_unix_ms: now,
+                    updated_unix_ms: now,
+                    start_after_unix_ms: 0,
+                    history: vec![Event {
+                        unix_ms: now,
+                        what: "deployed".into(),
+                    }],
+                },
+            };
+            w.status = WorkloadStatus::Pending;
+            w.node = None;
+            w.instance = None;
+            w.reason = Some("waiting for placement".into());
+            w.start_after_unix_ms = 0;
+            w.updated_unix_ms = now;
+            tx.put_workload(&w)?;
+            place_pending(tx, now)?;
+            let w = tx.workload(&name)?.unwrap_or(w);
+            Ok(DeployReply {
+                workload: w,
+                changed: true,
+            })
+        })?;
+        let status = if reply.changed {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        };
+        Ok((status, Json(reply)))
+    })
+    .await
+}
+
+async fn list_workloads(State(s): State<Arc<Shared>>) -> ApiResult<Json<Vec<Workload>>> {
+    blocking(&s, |s| Ok(Json(s.store.workloads()?))).await
+}
+
+async fn get_workload(
+    State(s): State<Arc<Shared>>,
+    UrlPath(name): UrlPath<String>,
+) -> ApiResult<Json<Workload>> {
+    blocking(&s, move |s| {
+        s.store
+            .workload(&name)?
+            .map(Json)
+            .ok_or_else(|| not_found("workload", &name))
+    })
+    .await
+}
+
+async fn stop_workload(
+    State(s): State<Arc<Shared>>,
+    UrlPath(name): UrlPath<String>,
+) -> ApiResult<Json<Workload>> {
+    blocking(&s, move |s| {
+        let w = s.store.write(|tx| {
+            let Some(mut w) = tx.workload(&name)? else {
+                return Ok(None);
+            };
+            if w.status != WorkloadStatus::Stopped {
+                let now = now_ms();
+                w.status = WorkloadStatus::Stopped;
+                w.reason = Some("stopped by request".into());
+                w.node = None;
+                w.updated_unix_ms = now;
+                event(&mut w, now, "stopped".into());
+                tx.put_workload(&w)?;
+            }
+            Ok(Some(w))
+        })?;
+        w.map(Json).ok_or_else(|| not_found("workload", &name))
+    })
+    .await
+}
+
+async fn remove_workload(
+    State(s): State<Arc<Shared>>,
+    UrlPath(name): UrlPath<String>,
+) -> ApiResult<StatusCode> {
+    blocking(&s, move |s| {
+        if s.store.write(|tx| tx.delete_workload(&name))? {
+            Ok(StatusCode::NO_CONTENT)
+        } else {
+            Err(not_found("workload", &name))
+        }
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+struct LogsQuery {
+    #[serde(default)]
+    from: u64,
+}
+
+async fn logs(
+    State(s): State<Arc<Shared>>,
+    UrlPath(name): UrlPath<String>,
+    Query(q): Query<LogsQuery>,
+) -> ApiResult<Json<LogsReply>> {
+    blocking(&s, move |s| {
+        if s.store.workload(&name)?.is_none() {
+            return Err(not_found("workload", &name));
+        }
+        let chunks = s.store.logs(&name, q.from, 1000)?;
+        let next = chunks.last().map(|c| c.seq + 1).unwrap_or(q.from);
+        Ok(Json(LogsReply { chunks, next }))
+    })
+    .await
+}
+
+/// One pass: mark silent nodes down (their workloads go back to pending), then place every
+/// pending workload whose backoff has passed.
+fn reconcile(s: &Shared) -> Result<()> {
+    let now = now_ms();
+    s.store.write(|tx| {
+        let mut down = Vec::new();
+        for mut n in tx.nodes()? {
+            if n.status == NodeStatus::Up
+                && now.saturating_sub(n.last_heartbeat_unix_ms) > s.down_after.as_millis() as u64
+            {
+                n.status = NodeStatus::Down;
+                down.push(n.name.clone());
+                tx.put_node(&n)?;
+            }
+        }
+        if !down.is_empty() {
+            for mut w in tx.workloads()? {
+                let Some(node) = w.node.clone() else { continue };
+                if down.contains(&node)
+                    && matches!(w.status, WorkloadStatus::Starting | WorkloadStatus::Running)
+                {
+                    w.status = WorkloadStatus::Pending;
+                    w.node = None;
+                    w.reason = Some(format!("node {node} is down; starting elsewhere"));
+                    w.updated_unix_ms = now;
+                    event(&mut w, now, format!("node {node} went down"));
+                    tx.put_workload(&w)?;
+                }
+            }
+        }
+        place_pending(tx, now)
+    })
+}
+
+fn demand(p: &tern_profile::Profile) -> Demand {
+    Demand {
+        memory: p.limits.memory.unwrap_or(0),
+        cpu: p.limits.cpu.unwrap_or(0.0),
+        require: p.placement.require.clone(),
+        exclude_nodes: p.placement.exclude_nodes.clone(),
+    }
+}
+
+fn place_pending(tx: &mut Tx, now: u64) -> Result<()> {
+    let nodes = tx.nodes()?;
+    let mut workloads = tx.workloads()?;
+    let mut committed: HashMap<String, (u64, f64)> = HashMap::new();
+    for w in &workloads {
+        if let (Some(n), WorkloadStatus::Starting | WorkloadStatus::Running) = (&w.node, w.status) {
+            let d = demand(&w.spec.profile);
+            let e = committed.entry(n.clone()).or_default();
+            e.0 += d.memory;
+            e.1 += d.cpu;
+        }
+    }
+    for w in workloads.iter_mut() {
+        if w.status != WorkloadStatus::Pending || w.start_after_unix_ms > now {
+            continue;
+        }
+        let d = demand(&w.spec.profile);
+        let views: Vec<View> = nodes
+            .iter()
+            .map(|n| {
+                let (m, c) = committed.get(&n.name).copied().unwrap_or_default();
+                View {
+                    node: n,
+                    schedulable: true,
+                    committed_memory: m,
+                    committed_cpu: c,
+                }
+            })
+            .collect();
+        match placement::place(&d, &views) {
+            Ok(node) => {
+                w.generation += 1;
+                w.instance = Some(format!("{}-{}", w.name, w.generation));
+                w.status = WorkloadStatus::Starting;
+                w.reason = None;
+                w.updated_unix_ms = now;
+                event(w, now, format!("placed on {node}"));
+                w.node = Some(node.clone());
+                let e = committed.entry(node).or_default();
+                e.0 += d.memory;
+                e.1 += d.cpu;
+                tx.put_workload(w)?;
+            }
+            Err(reason) => {
+                if w.reason.as_deref() != Some(reason.as_str()) {
+                    w.reason = Some(reason);
+                    w.updated_unix_ms = now;
+                    tx.put_workload(w)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}

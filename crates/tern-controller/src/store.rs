@@ -1,0 +1,213 @@
+//! The controller's state in one redb file: nodes, workloads, blobs and logs. Every change is a
+//! transaction that reaches the disk before the API answers, so a restarted controller has
+//! lost nothing it acknowledged.
+
+use std::path::Path;
+
+use redb::{Database, ReadableTable, TableDefinition};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::api::{Node, StoredLog, Workload};
+use crate::{Error, Result};
+
+const NODES: TableDefinition<&str, &[u8]> = TableDefinition::new("nodes");
+const WORKLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("workloads");
+const BLOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("blobs");
+/// Key: `<workload>\0<seq as 20 digits>`, so that one workload's chunks are one ordered range.
+const LOGS: TableDefinition<&str, &[u8]> = TableDefinition::new("logs");
+const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
+
+fn db<T, E: Into<redb::Error>>(r: std::result::Result<T, E>) -> Result<T> {
+    r.map_err(|e| Error::Store(e.into().to_string()))
+}
+
+fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| Error::Store(format!("{what}: {e}")))
+}
+
+fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(v).map_err(|e| Error::Store(e.to_string()))
+}
+
+fn log_key(workload: &str, seq: u64) -> String {
+    format!("{workload}\0{seq:020}")
+}
+
+pub struct Store {
+    db: Database,
+}
+
+/// One write transaction.
+pub struct Tx {
+    tx: redb::WriteTransaction,
+}
+
+impl Store {
+    pub fn open(path: &Path) -> Result<Store> {
+        let database = db(Database::create(path))?;
+        let tx = db(database.begin_write())?;
+        db(tx.open_table(NODES))?;
+        db(tx.open_table(WORKLOADS))?;
+        db(tx.open_table(BLOBS))?;
+        db(tx.open_table(LOGS))?;
+        db(tx.open_table(COUNTERS))?;
+        db(tx.commit())?;
+        Ok(Store { db: database })
+    }
+
+    /// Run `f` in a write transaction, committed only if `f` succeeds.
+    pub fn write<R>(&self, f: impl FnOnce(&mut Tx) -> Result<R>) -> Result<R> {
+        let mut tx = Tx {
+            tx: db(self.db.begin_write())?,
+        };
+        let r = f(&mut tx)?;
+        db(tx.tx.commit())?;
+        Ok(r)
+    }
+
+    pub fn nodes(&self) -> Result<Vec<Node>> {
+        let rx = db(self.db.begin_read())?;
+        let t = db(rx.open_table(NODES))?;
+        let mut out = Vec::new();
+        for item in db(t.iter())? {
+            let (_, v) = db(item)?;
+            out.push(decode("node", v.value())?);
+        }
+        Ok(out)
+    }
+
+    pub fn node(&self, name: &str) -> Result<Option<Node>> {
+        let rx = db(self.db.begin_read())?;
+        let t = db(rx.open_table(NODES))?;
+        let v = db(t.get(name))?;
+        v.map(|v| decode("node", v.value())).transpose()
+    }
+
+    pub fn workloads(&self) -> Result<Vec<Workload>> {
+        let rx = db(self.db.begin_read())?;
+        let t = db(rx.open_table(WORKLOADS))?;
+        let mut out = Vec::new();
+        for item in db(t.iter())? {
+            let (_, v) = db(item)?;
+            out.push(decode("workload", v.value())?);
+        }
+        Ok(out)
+    }
+
+    pub fn workload(&self, name: &str) -> Result<Option<Workload>> {
+        let rx = db(self.db.begin_read())?;
+        let t = db(rx.open_table(WORKLOADS))?;
+        let v = db(t.get(name))?;
+        v.map(|v| decode("workload", v.value())).transpose()
+    }
+
+    pub fn blob(&self, digest: &str) -> Result<Option<Vec<u8>>> {
+        let rx = db(self.db.begin_read())?;
+        let t = db(rx.open_table(BLOBS))?;
+        Ok(db(t.get(digest))?.map(|v| v.value().to_vec()))
+    }
+
+    pub fn has_blob(&self, digest: &str) -> Result<bool> {
+        let rx = db(self.db.begin_read())?;
+        let t = db(rx.open_table(BLOBS))?;
+        Ok(db(t.get(digest))?.is_some())
+    }
+
+    /// Up to `limit` log chunks of `workload` from sequence number `from` on.
+    pub fn logs(&self, workload: &str, from: u64, limit: usize) -> Result<Vec<StoredLog>> {
+        let rx = db(self.db.begin_read())?;
+        let t = db(rx.open_table(LOGS))?;
+        let start = log_key(workload, from);
+        let end = log_key(workload, u64::MAX);
+        let mut out = Vec::new();
+        for item in db(t.range(start.as_str()..end.as_str()))?.take(limit) {
+            let (_, v) = db(item)?;
+            out.push(decode("log", v.value())?);
+        }
+        Ok(out)
+    }
+}
+
+impl Tx {
+    pub fn node(&self, name: &str) -> Result<Option<Node>> {
+        let t = db(self.tx.open_table(NODES))?;
+        let v = db(t.get(name))?;
+        v.map(|v| decode("node", v.value())).transpose()
+    }
+
+    pub fn put_node(&mut self, node: &Node) -> Result<()> {
+        let bytes = encode(node)?;
+        let mut t = db(self.tx.open_table(NODES))?;
+        db(t.insert(node.name.as_str(), bytes.as_slice()))?;
+        Ok(())
+    }
+
+    pub fn nodes(&self) -> Result<Vec<Node>> {
+        let t = db(self.tx.open_table(NODES))?;
+        let mut out = Vec::new();
+        for item in db(t.iter())? {
+            let (_, v) = db(item)?;
+            out.push(decode("node", v.value())?);
+        }
+        Ok(out)
+    }
+
+    pub fn workload(&self, name: &str) -> Result<Option<Workload>> {
+        let t = db(self.tx.open_table(WORKLOADS))?;
+        let v = db(t.get(name))?;
+        v.map(|v| decode("workload", v.value())).transpose()
+    }
+
+    pub fn workloads(&self) -> Result<Vec<Workload>> {
+        let t = db(self.tx.open_table(WORKLOADS))?;
+        let mut out = Vec::new();
+        for item in db(t.iter())? {
+            let (_, v) = db(item)?;
+            out.push(decode("workload", v.value())?);
+        }
+        Ok(out)
+    }
+
+    pub fn put_workload(&mut self, w: &Workload) -> Result<()> {
+        let bytes = encode(w)?;
+        let mut t = db(self.tx.open_table(WORKLOADS))?;
+        db(t.insert(w.name.as_str(), bytes.as_slice()))?;
+        Ok(())
+    }
+
+    /// Remove a workload and its logs.
+    pub fn delete_workload(&mut self, name: &str) -> Result<bool> {
+        let existed = {
+            let mut t = db(self.tx.open_table(WORKLOADS))?;
+            let removed = db(t.remove(name))?;
+            removed.is_some()
+        };
+        let mut t = db(self.tx.open_table(LOGS))?;
+        let start = log_key(name, 0);
+        let end = log_key(name, u64::MAX);
+        db(t.retain_in(start.as_str()..end.as_str(), |_, _| false))?;
+        Ok(existed)
+    }
+
+    pub fn put_blob(&mut self, digest: &str, bytes: &[u8]) -> Result<()> {
+        let mut t = db(self.tx.open_table(BLOBS))?;
+        db(t.insert(digest, bytes))?;
+        Ok(())
+    }
+
+    pub fn append_log(&mut self, workload: &str, mut log: StoredLog) -> Result<()> {
+        let seq = {
+            let mut c = db(self.tx.open_table(COUNTERS))?;
+            let key = format!("log:{workload}");
+            let next = db(c.get(key.as_str()))?.map(|v| v.value()).unwrap_or(0);
+            db(c.insert(key.as_str(), next + 1))?;
+            next
+        };
+        log.seq = seq;
+        let bytes = encode(&log)?;
+        let mut t = db(self.tx.open_table(LOGS))?;
+        db(t.insert(log_key(workload, seq).as_str(), bytes.as_slice()))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,557 @@
+//! The fleet commands: `tern controller`, `tern agent`, `tern up`/`down`, and the client side of
+//! `deploy`, `ps`, `nodes`, `logs`, `stop`, `rm`, `inspect`. The cluster is found through the
+//! context file `$TERN_HOME/context.json` that `tern up` writes (or `--controller`/`--token`).
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use tern_controller::api::{
+    DeployReply, ErrorReply, FileBlob, LogsReply, Node, Stream, Workload, WorkloadSpec,
+};
+
+use crate::cli::tern_home;
+
+/// Where the CLI finds the cluster.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClusterContext {
+    pub controller: String,
+    pub token: String,
+    /// Processes started by `tern up --detach`, for `tern down`.
+    #[serde(default)]
+    pub pids: Vec<u32>,
+}
+
+fn context_path() -> Result<PathBuf> {
+    Ok(tern_home()?.join("context.json"))
+}
+
+pub fn load_context(controller: Option<String>, token: Option<String>) -> Result<ClusterContext> {
+    if let (Some(c), Some(t)) = (&controller, &token) {
+        return Ok(ClusterContext {
+            controller: c.clone(),
+            token: t.clone(),
+            pids: Vec::new(),
+        });
+    }
+    let path = context_path()?;
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "no cluster: {} is missing (start one with `tern up`, or give --controller and --token)",
+            path.display()
+        )
+    })?;
+    let mut ctx: ClusterContext =
+        serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()))?;
+    if let Some(c) = controller {
+        ctx.controller = c;
+    }
+    if let Some(t) = token {
+        ctx.token = t;
+    }
+    Ok(ctx)
+}
+
+/// A blocking client of the controller's API.
+pub struct Api {
+    base: String,
+    token: String,
+    http: reqwest::blocking::Client,
+}
+
+impl Api {
+    pub fn new(ctx: &ClusterContext) -> Result<Api> {
+        Ok(Api {
+            base: ctx.controller.trim_end_matches('/').to_string(),
+            token: ctx.token.clone(),
+            http: reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(600))
+                .build()?,
+        })
+    }
+
+    fn send(&self, req: reqwest::blocking::RequestBuilder) -> Result<reqwest::blocking::Response> {
+        let resp = req
+            .bearer_auth(&self.token)
+            .send()
+            .with_context(|| format!("cannot reach the controller at {}", self.base))?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status();
+        let body = resp.bytes().unwrap_or_default();
+        let msg = serde_json::from_slice::<ErrorReply>(&body)
+            .map(|e| e.error)
+            .unwrap_or_else(|_| String::from_utf8_lossy(&body).into_owned());
+        bail!("{msg} ({status})")
+    }
+
+    pub fn get<R: serde::de::DeserializeOwned>(&self, path: &str) -> Result<R> {
+        Ok(self
+            .send(self.http.get(format!("{}{path}", self.base)))?
+            .json()?)
+    }
+
+    pub fn post<B: Serialize, R: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<R> {
+        Ok(self
+            .send(self.http.post(format!("{}{path}", self.base)).json(body))?
+            .json()?)
+    }
+
+    pub fn delete(&self, path: &str) -> Result<()> {
+        self.send(self.http.delete(format!("{}{path}", self.base)))?;
+        Ok(())
+    }
+
+    pub fn put_blob(&self, bytes: Vec<u8>) -> Result<String> {
+        let d = tern_controller::digest(&bytes);
+        self.send(
+            self.http
+                .put(format!("{}/v1/blobs/{d}", self.base))
+                .body(bytes),
+        )?;
+        Ok(d)
+    }
+}
+
+pub fn controller(
+    data: PathBuf,
+    listen: std::net::SocketAddr,
+    down_after: Duration,
+    max_blob_bytes: usize,
+) -> Result<ExitCode> {
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async move {
+        let mut config = tern_controller::Config::new(&data, listen);
+        config.down_after = down_after;
+        config.max_blob_bytes = max_blob_bytes;
+        let c = tern_controller::Controller::start(config)
+            .await
+            .context("starting the controller")?;
+        // `tern up` waits for this file to learn the address.
+        let url = c.url();
+        std::fs::write(data.join("url"), &url).context("writing the url file")?;
+        eprintln!(
+            "tern controller: listening on {url} (token in {})",
+            data.join("token").display()
+        );
+        wait_for_signal().await;
+        c.stop().await;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+pub struct AgentArgs {
+    pub controller: String,
+    pub token: String,
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub data: PathBuf,
+    pub address: String,
+}
+
+pub fn agent(a: AgentArgs) -> Result<ExitCode> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
+    }
+    let config = tern_agent::Config {
+        controller: a.controller,
+        token: a.token,
+        name: a.name,
+        labels: a.labels,
+        data_dir: a.data,
+        address: a.address,
+        tern_exe: std::env::current_exe().context("finding the tern executable")?,
+        capacity: None,
+        heartbeat: Duration::from_secs(1),
+    };
+    tern_agent::run(config, stop)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn parse_labels(s: &str) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for part in s.split(',').filter(|p| !p.is_empty()) {
+        let (k, v) = part
+            .split_once('=')
+            .with_context(|| format!("label {part:?}: expected key=value"))?;
+        out.insert(k.trim().to_string(), v.trim().to_string());
+    }
+    Ok(out)
+}
+
+/// The local cluster's nodes: regions and costs differ so that placement has a choice.
+const REGIONS: [(&str, &str); 3] = [
+    ("eu-west", "0.12"),
+    ("us-east", "0.08"),
+    ("ap-south", "0.05"),
+];
+
+pub fn up(nodes: usize, detach: bool) -> Result<ExitCode> {
+    let home = tern_home()?;
+    let base = home.join("cluster");
+    let exe = std::env::current_exe()?;
+    let cdata = base.join("controller");
+    std::fs::create_dir_all(&cdata)?;
+    let _ = std::fs::remove_file(cdata.join("url"));
+    let mut children = Vec::new();
+    let log = |name: &str| -> Result<std::fs::File> {
+        Ok(std::fs::File::create(base.join(format!("{name}.log")))?)
+    };
+    let controller = std::process::Command::new(&exe)
+        .args(["controller", "--data"])
+        .arg(&cdata)
+        .args(["--listen", "127.0.0.1:0"])
+        .stdout(log("controller")?)
+        .stderr(log("controller")?)
+        .spawn()
+        .context("starting the controller")?;
+    children.push(controller);
+    let url = wait_for_file(&cdata.join("url"))?;
+    let token = std::fs::read_to_string(cdata.join("token"))?
+        .trim()
+        .to_string();
+    for i in 0..nodes {
+        let (region, cost) = REGIONS[i % REGIONS.len()];
+        let name = format!("node-{}", i + 1);
+        let labels = format!(
+            "region={region},zone={region}-a,provider=local,arch={},cost={cost}",
+            std::env::consts::ARCH
+        );
+        let child = std::process::Command::new(&exe)
+            .args([
+                "agent",
+                "--controller",
+                &url,
+                "--token",
+                &token,
+                "--name",
+                &name,
+                "--labels",
+                &labels,
+                "--data",
+            ])
+            .arg(base.join(&name))
+            .stdout(log(&name)?)
+            .stderr(log(&name)?)
+            .spawn()
+            .with_context(|| format!("starting agent {name}"))?;
+        children.push(child);
+    }
+    let ctx = ClusterContext {
+        controller: url.clone(),
+        token,
+        pids: if detach {
+            children.iter().map(|c| c.id()).collect()
+        } else {
+            Vec::new()
+        },
+    };
+    std::fs::write(context_path()?, serde_json::to_vec_pretty(&ctx)?)?;
+    let api = Api::new(&ctx)?;
+    for _ in 0..100 {
+        let n: Vec<Node> = api.get("/v1/nodes")?;
+        if n.len() >= nodes {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    println!("controller: {url}");
+    println!(
+        "nodes:      {nodes} ({})",
+        REGIONS
+            .iter()
+            .take(nodes.min(3))
+            .map(|r| r.0)
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!("context:    {}", context_path()?.display());
+    if detach {
+        println!("stop with:  tern down");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("Ctrl-C stops the cluster");
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone())?;
+    }
+    while !stop.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Agents first (they stop their instances), then the controller.
+    for c in children.iter_mut().rev() {
+        terminate(c.id());
+        let _ = c.wait();
+    }
+    let _ = std::fs::remove_file(context_path()?);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn terminate(pid: u32) {
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+}
+
+fn wait_for_file(path: &Path) -> Result<String> {
+    for _ in 0..200 {
+        if let Ok(s) = std::fs::read_to_string(path) {
+            if !s.is_empty() {
+                return Ok(s.trim().to_string());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    bail!(
+        "the controller did not start (see {})",
+        path.with_file_name("../controller.log").display()
+    )
+}
+
+pub fn down() -> Result<ExitCode> {
+    let ctx = load_context(None, None)?;
+    if ctx.pids.is_empty() {
+        bail!("the cluster in the context was not started with `tern up --detach`");
+    }
+    for pid in ctx.pids.iter().rev() {
+        terminate(*pid);
+    }
+    std::fs::remove_file(context_path()?)?;
+    println!("stopped {} processes", ctx.pids.len());
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn deploy(ctx: &ClusterContext, profile_path: &Path) -> Result<ExitCode> {
+    let text = std::fs::read_to_string(profile_path)
+        .with_context(|| format!("reading {}", profile_path.display()))?;
+    let name = profile_path.display().to_string();
+    let profile = tern_profile::parse(&name, &text)?;
+    let dir = profile_path.parent().unwrap_or(Path::new("."));
+    let tty = std::io::stderr().is_terminal();
+    let say = |s: &str| {
+        if tty {
+            eprintln!("{s}");
+        }
+    };
+    let api = Api::new(ctx)?;
+    let module_path = dir.join(&profile.module);
+    let module = std::fs::read(&module_path)
+        .with_context(|| format!("{name}: module {}", module_path.display()))?;
+    say(&format!(
+        "uploading {} ({} bytes)",
+        profile.module,
+        module.len()
+    ));
+    let module = api.put_blob(module)?;
+    let mut files = Vec::new();
+    for f in &profile.files {
+        let p = dir.join(&f.host);
+        let bytes = std::fs::read(&p).with_context(|| format!("{name}: file {}", p.display()))?;
+        say(&format!("uploading {} ({} bytes)", f.host, bytes.len()));
+        files.push(FileBlob {
+            guest: f.guest.clone(),
+            digest: api.put_blob(bytes)?,
+        });
+    }
+    let spec = WorkloadSpec {
+        profile,
+        module,
+        files,
+    };
+    let reply: DeployReply = api.post("/v1/workloads", &spec)?;
+    let w = reply.workload;
+    if !reply.changed {
+        println!("{}: unchanged ({})", w.name, status(&w));
+        return Ok(ExitCode::SUCCESS);
+    }
+    say("placing and starting");
+    // Follow it until it runs or settles.
+    let mut last = w;
+    for _ in 0..100 {
+        if !matches!(
+            last.status,
+            tern_controller::api::WorkloadStatus::Pending
+                | tern_controller::api::WorkloadStatus::Starting
+        ) || (last.status == tern_controller::api::WorkloadStatus::Pending
+            && last.reason.as_deref() != Some("waiting for placement"))
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        last = api.get(&format!("/v1/workloads/{}", last.name))?;
+    }
+    println!(
+        "{}: {}{}",
+        last.name,
+        status(&last),
+        last.node
+            .as_deref()
+            .map(|n| format!(" on {n}"))
+            .unwrap_or_default()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn status(w: &Workload) -> String {
+    serde_json::to_value(w.status)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+fn table(headers: &[&str], rows: Vec<Vec<String>>) {
+    let mut width: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for r in &rows {
+        for (i, c) in r.iter().enumerate() {
+            width[i] = width[i].max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(c);
+            } else {
+                s.push_str(&format!("{c:<w$}  ", w = width[i]));
+            }
+        }
+        println!("{}", s.trim_end());
+    };
+    line(headers.iter().map(|h| h.to_string()).collect());
+    for r in rows {
+        line(r);
+    }
+}
+
+pub fn ps(ctx: &ClusterContext, json: bool) -> Result<ExitCode> {
+    let ws: Vec<Workload> = Api::new(ctx)?.get("/v1/workloads")?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&ws)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    table(
+        &["NAME", "STATUS", "NODE", "RESTARTS", "REASON"],
+        ws.iter()
+            .map(|w| {
+                vec![
+                    w.name.clone(),
+                    status(w),
+                    w.node.clone().unwrap_or_else(|| "-".into()),
+                    w.restarts.to_string(),
+                    w.reason.clone().unwrap_or_default(),
+                ]
+            })
+            .collect(),
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn nodes(ctx: &ClusterContext, json: bool) -> Result<ExitCode> {
+    let ns: Vec<Node> = Api::new(ctx)?.get("/v1/nodes")?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&ns)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    table(
+        &[
+            "NAME",
+            "STATUS",
+            "REGION",
+            "CPU",
+            "MEMORY FREE",
+            "INSTANCES",
+        ],
+        ns.iter()
+            .map(|n| {
+                vec![
+                    n.name.clone(),
+                    serde_json::to_value(n.status)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default(),
+                    n.labels
+                        .get("region")
+                        .cloned()
+                        .unwrap_or_else(|| "-".into()),
+                    format!("{:.0}%", n.usage.cpu_load * 100.0),
+                    tern_controller::placement::human_bytes(n.usage.memory_free),
+                    n.instances.len().to_string(),
+                ]
+            })
+            .collect(),
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn logs(ctx: &ClusterContext, workload: &str, follow: bool) -> Result<ExitCode> {
+    let api = Api::new(ctx)?;
+    let mut from = 0u64;
+    loop {
+        let r: LogsReply = api.get(&format!("/v1/workloads/{workload}/logs?from={from}"))?;
+        for c in &r.chunks {
+            match c.stream {
+                Stream::Stdout => {
+                    print!("{}", c.data);
+                    let _ = std::io::stdout().flush();
+                }
+                Stream::Stderr => eprint!("{}", c.data),
+            }
+        }
+        from = r.next;
+        if !follow {
+            return Ok(ExitCode::SUCCESS);
+        }
+        if r.chunks.is_empty() {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+pub fn stop(ctx: &ClusterContext, workload: &str) -> Result<ExitCode> {
+    let w: Workload = Api::new(ctx)?.post(&format!("/v1/workloads/{workload}/stop"), &())?;
+    println!("{}: {}", w.name, status(&w));
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn rm(ctx: &ClusterContext, workload: &str) -> Result<ExitCode> {
+    Api::new(ctx)?.delete(&format!("/v1/workloads/{workload}"))?;
+    println!("{workload}: removed");
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn inspect(ctx: &ClusterContext, name: &str) -> Result<ExitCode> {
+    let api = Api::new(ctx)?;
+    let v: serde_json::Value = match api.get::<serde_json::Value>(&format!("/v1/workloads/{name}"))
+    {
+        Ok(v) => v,
+        Err(_) => api
+            .get(&format!("/v1/nodes/{name}"))
+            .with_context(|| format!("no workload or node named {name:?}"))?,
+    };
+    println!("{}", serde_json::to_string_pretty(&v)?);
+    Ok(ExitCode::SUCCESS)
+}

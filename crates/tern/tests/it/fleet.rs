@@ -1,0 +1,468 @@
+//! A real controller and real agents (separate processes on 127.0.0.1), driven through the
+//! `tern` CLI as users drive them.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::harness::{fixture, tern_home, text};
+
+/// A cluster for one test; everything stops when it is dropped.
+struct Cluster {
+    dir: tempfile::TempDir,
+    controller: Option<Child>,
+    agents: Vec<(String, Child)>,
+    url: String,
+    token: String,
+    down_after: &'static str,
+    max_blob: usize,
+}
+
+struct Builder {
+    nodes: Vec<(String, String)>,
+    down_after: &'static str,
+    max_blob: usize,
+}
+
+impl Builder {
+    fn node(mut self, name: &str, labels: &str) -> Builder {
+        self.nodes.push((name.into(), labels.into()));
+        self
+    }
+    fn max_blob(mut self, bytes: usize) -> Builder {
+        self.max_blob = bytes;
+        self
+    }
+    fn start(self) -> Cluster {
+        let mut c = Cluster {
+            dir: tempfile::tempdir().expect("tempdir"),
+            controller: None,
+            agents: Vec::new(),
+            url: String::new(),
+            token: String::new(),
+            down_after: self.down_after,
+            max_blob: self.max_blob,
+        };
+        c.start_controller();
+        for (name, labels) in &self.nodes {
+            c.start_agent(name, labels);
+        }
+        c.wait(|c| c.nodes_up() == self.nodes.len(), "all nodes up");
+        c
+    }
+}
+
+fn cluster() -> Builder {
+    Builder {
+        nodes: Vec::new(),
+        down_after: "1s",
+        max_blob: 64 << 20,
+    }
+}
+
+fn tern_cmd() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tern"));
+    cmd.env("TERN_HOME", tern_home());
+    cmd
+}
+
+impl Cluster {
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("controller")
+    }
+
+    fn start_controller(&mut self) {
+        let _ = std::fs::remove_file(self.data().join("url"));
+        // A restarted controller comes back on the same address, where the agents look for it.
+        let listen = match self.url.strip_prefix("http://") {
+            Some(addr) => addr.to_string(),
+            None => "127.0.0.1:0".to_string(),
+        };
+        let log = std::fs::File::create(self.dir.path().join("controller.log")).expect("log");
+        let child = tern_cmd()
+            .args(["controller", "--data"])
+            .arg(self.data())
+            .args(["--listen", &listen, "--down-after", self.down_after])
+            .args(["--max-blob-bytes", &self.max_blob.to_string()])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("controller starts");
+        self.controller = Some(child);
+        let url_file = self.data().join("url");
+        let started = Instant::now();
+        while !url_file.exists() {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "controller did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        self.url = std::fs::read_to_string(&url_file)
+            .expect("url")
+            .trim()
+            .into();
+        self.token = std::fs::read_to_string(self.data().join("token"))
+            .expect("token")
+            .trim()
+            .into();
+    }
+
+    fn agent_command(&self, name: &str, labels: &str) -> Command {
+        let mut cmd = tern_cmd();
+        cmd.args(["agent", "--controller", &self.url, "--token", &self.token])
+            .args(["--name", name, "--labels", labels, "--data"])
+            .arg(self.dir.path().join(name));
+        cmd
+    }
+
+    fn start_agent(&mut self, name: &str, labels: &str) {
+        let log = std::fs::File::create(self.dir.path().join(format!("{name}.log"))).expect("log");
+        let child = self
+            .agent_command(name, labels)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("agent starts");
+        self.agents.push((name.into(), child));
+    }
+
+    fn kill_agent(&mut self, name: &str) {
+        let i = self
+            .agents
+            .iter()
+            .position(|(n, _)| n == name)
+            .expect("agent");
+        let (_, mut child) = self.agents.remove(i);
+        // A crash, not a shutdown: its instances are orphaned with it.
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    fn kill_controller(&mut self) {
+        if let Some(mut c) = self.controller.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn tern(&self, args: &[&str]) -> Output {
+        tern_cmd()
+            .args(args)
+            .args(["--controller", &self.url, "--token", &self.token])
+            .output()
+            .expect("tern runs")
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.tern(args);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "tern {args:?}: {}",
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    }
+
+    fn json(&self, args: &[&str]) -> serde_json::Value {
+        serde_json::from_str(&self.ok(args)).expect("json output")
+    }
+
+    fn workload(&self, name: &str) -> serde_json::Value {
+        self.json(&["ps", "-o", "json"])
+            .as_array()
+            .expect("array")
+            .iter()
+            .find(|w| w["name"] == name)
+            .cloned()
+            .unwrap_or(serde_json::Value::Null)
+    }
+
+    fn nodes_up(&self) -> usize {
+        let out = self.tern(&["nodes", "-o", "json"]);
+        serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            .ok()
+            .and_then(|v| v.as_array().cloned())
+            .map(|a| a.iter().filter(|n| n["status"] == "up").count())
+            .unwrap_or(0)
+    }
+
+    fn wait(&self, cond: impl Fn(&Cluster) -> bool, what: &str) {
+        let started = Instant::now();
+        while !cond(self) {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "timed out waiting for {what}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for (_, a) in &mut self.agents {
+            let _ = Command::new("kill")
+                .args(["-TERM", &a.id().to_string()])
+                .status();
+            let _ = a.wait();
+        }
+        self.kill_controller();
+    }
+}
+
+/// A profile for the printer fixture in its own directory.
+fn profile(dir: &Path, name: &str, lines: u32, extra: &str) -> PathBuf {
+    let d = dir.join(name);
+    std::fs::create_dir_all(&d).expect("mkdir");
+    std::fs::copy(fixture("printer"), d.join("printer.wasm")).expect("copy");
+    let p = d.join("tern.toml");
+    std::fs::write(
+        &p,
+        format!("name = \"{name}\"\nmodule = \"printer.wasm\"\nargs = [\"{lines}\"]\n{extra}"),
+    )
+    .expect("write");
+    p
+}
+
+#[test]
+fn deploy_ps_logs_stop_rm() {
+    let c = cluster()
+        .node("alpha", "region=eu-west,cost=0.1")
+        .node("beta", "region=us-east,cost=0.2")
+        .start();
+    let work = tempfile::tempdir().expect("tempdir");
+    let p = profile(work.path(), "short", 40, "[restart]\npolicy = \"never\"\n");
+    let ps = p.display().to_string();
+    assert!(c.ok(&["deploy", &ps]).contains("short"));
+    c.wait(
+        |c| c.workload("short")["status"] == "failed",
+        "the program to end",
+    );
+    let w = c.workload("short");
+    assert_eq!(w["exit_code"], 3, "{w}");
+    // The program's whole output, in order, through the controller.
+    c.wait(
+        |c| c.ok(&["logs", "short"]).lines().count() == 40,
+        "all 40 lines in the logs",
+    );
+    let logs = c.ok(&["logs", "short"]);
+    assert!(logs.starts_with("line 0 "), "{logs}");
+    assert!(logs.lines().last().expect("line").starts_with("line 39 "));
+    // Same profile again: nothing changes.
+    assert!(c.ok(&["deploy", &ps]).contains("unchanged"));
+    assert_eq!(c.workload("short")["generation"], 1);
+
+    // A long one: running on one of the nodes, listed with its node.
+    let p = profile(work.path(), "long", 10_000_000, "");
+    let lp = p.display().to_string();
+    c.ok(&["deploy", &lp]);
+    c.wait(
+        |c| c.workload("long")["status"] == "running",
+        "long running",
+    );
+    let table = c.ok(&["ps"]);
+    assert!(table.lines().next().expect("header").starts_with("NAME"));
+    assert!(table.lines().all(|l| l.len() <= 80), "{table}");
+    let node = c.workload("long")["node"]
+        .as_str()
+        .expect("node")
+        .to_string();
+    assert!(node == "alpha" || node == "beta");
+    // A changed profile replaces the instance.
+    std::fs::write(
+        &p,
+        "name = \"long\"\nmodule = \"printer.wasm\"\nargs = [\"10000001\"]\n",
+    )
+    .expect("write");
+    c.ok(&["deploy", &lp]);
+    c.wait(
+        |c| c.workload("long")["status"] == "running" && c.workload("long")["generation"] == 2,
+        "the replacement running",
+    );
+    c.ok(&["stop", "long"]);
+    assert_eq!(c.workload("long")["status"], "stopped");
+    // The node stops the instance: it no longer reports it.
+    c.wait(
+        |c| {
+            c.json(&["inspect", &node])["instances"]
+                .as_array()
+                .is_some_and(|a| a.is_empty())
+        },
+        "the instance gone from its node",
+    );
+    c.ok(&["rm", "long"]);
+    assert!(c.workload("long").is_null());
+    let out = c.tern(&["logs", "long"]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(text(&out.stderr).contains("no workload named \"long\""));
+}
+
+#[test]
+fn constraints_and_pending_reasons() {
+    let c = cluster()
+        .node("alpha", "region=eu-west")
+        .node("beta", "region=us-east")
+        .start();
+    let work = tempfile::tempdir().expect("tempdir");
+    let p = profile(
+        work.path(),
+        "pinned",
+        10_000_000,
+        "[placement]\nrequire = { region = [\"us-east\"] }\n",
+    );
+    c.ok(&["deploy", &p.display().to_string()]);
+    c.wait(
+        |c| c.workload("pinned")["status"] == "running",
+        "pinned running",
+    );
+    assert_eq!(c.workload("pinned")["node"], "beta");
+
+    let p = profile(
+        work.path(),
+        "nowhere",
+        10,
+        "[placement]\nrequire = { region = [\"mars\"] }\n",
+    );
+    c.ok(&["deploy", &p.display().to_string()]);
+    let w = c.workload("nowhere");
+    assert_eq!(w["status"], "pending");
+    assert_eq!(w["reason"], "no node is up with region=mars");
+    assert!(c.ok(&["ps"]).contains("no node is up with region=mars"));
+
+    let p = profile(
+        work.path(),
+        "huge",
+        10,
+        "[limits]\nmemory = \"100000GiB\"\n",
+    );
+    c.ok(&["deploy", &p.display().to_string()]);
+    let reason = c.workload("huge")["reason"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(reason.starts_with("no node has 100000 GiB"), "{reason}");
+}
+
+#[test]
+fn a_lost_node_s_workloads_start_elsewhere() {
+    let mut c = cluster()
+        .node("alpha", "region=eu-west")
+        .node("beta", "region=eu-west")
+        .start();
+    let work = tempfile::tempdir().expect("tempdir");
+    let p = profile(work.path(), "svc", 10_000_000, "");
+    c.ok(&["deploy", &p.display().to_string()]);
+    c.wait(|c| c.workload("svc")["status"] == "running", "svc running");
+    let first = c.workload("svc")["node"]
+        .as_str()
+        .expect("node")
+        .to_string();
+    c.kill_agent(&first);
+    c.wait(
+        |c| {
+            let w = c.workload("svc");
+            w["status"] == "running" && w["node"] != first.as_str()
+        },
+        "svc running on the other node",
+    );
+    let nodes = c.json(&["nodes", "-o", "json"]);
+    let lost = nodes
+        .as_array()
+        .expect("array")
+        .iter()
+        .find(|n| n["name"] == first.as_str())
+        .expect("lost node listed");
+    assert_eq!(lost["status"], "down");
+}
+
+#[test]
+fn a_restarted_controller_has_lost_nothing() {
+    let mut c = cluster().node("alpha", "region=eu-west").start();
+    let work = tempfile::tempdir().expect("tempdir");
+    let p = profile(work.path(), "svc", 10_000_000, "");
+    c.ok(&["deploy", &p.display().to_string()]);
+    c.wait(|c| c.workload("svc")["status"] == "running", "svc running");
+    let before = c.workload("svc");
+    c.kill_controller();
+    std::thread::sleep(Duration::from_millis(1500));
+    c.start_controller();
+    // Same token, same workload, same instance, still running: the agent kept it going and
+    // reconnects.
+    let after = c.workload("svc");
+    assert_eq!(after["instance"], before["instance"]);
+    assert_eq!(after["status"], "running");
+    std::thread::sleep(Duration::from_millis(2500));
+    let after = c.workload("svc");
+    assert_eq!(after["instance"], before["instance"], "{after}");
+    assert_eq!(after["status"], "running");
+    assert_eq!(c.nodes_up(), 1);
+}
+
+#[test]
+fn bad_input_gets_a_clear_error_and_changes_nothing() {
+    let c = cluster()
+        .node("alpha", "region=eu-west")
+        .max_blob(1 << 20)
+        .start();
+    let work = tempfile::tempdir().expect("tempdir");
+    // A malformed profile: file, line and field.
+    let p = profile(work.path(), "bad", 10, "[limits]\nmemory = \"lots\"\n");
+    let out = c.tern(&["deploy", &p.display().to_string()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("tern.toml:5:") && err.contains("limits.memory"),
+        "{err}"
+    );
+    // A missing module.
+    let d = work.path().join("nomodule");
+    std::fs::create_dir_all(&d).expect("mkdir");
+    std::fs::write(
+        d.join("tern.toml"),
+        "name = \"x\"\nmodule = \"missing.wasm\"\n",
+    )
+    .expect("write");
+    let out = c.tern(&["deploy", &d.join("tern.toml").display().to_string()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("missing.wasm"),
+        "{}",
+        text(&out.stderr)
+    );
+    // An oversized upload.
+    std::fs::write(d.join("missing.wasm"), vec![0u8; 2 << 20]).expect("write");
+    let out = c.tern(&["deploy", &d.join("tern.toml").display().to_string()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("413"), "{}", text(&out.stderr));
+    // A wrong token.
+    let out = tern_cmd()
+        .args(["ps", "--controller", &c.url, "--token", "nope"])
+        .output()
+        .expect("tern runs");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("401"), "{}", text(&out.stderr));
+    // An unknown workload.
+    let out = c.tern(&["stop", "ghost"]);
+    assert!(text(&out.stderr).contains("no workload named \"ghost\""));
+    // Nothing was created by any of it.
+    assert_eq!(c.json(&["ps", "-o", "json"]), serde_json::json!([]));
+    // A second agent with a name that is taken and up is refused.
+    let out = c
+        .agent_command("alpha", "region=us-east")
+        .output()
+        .expect("agent runs");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("already registered"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(
+        c.json(&["inspect", "alpha"])["labels"]["region"],
+        "eu-west",
+        "the first registration stands"
+    );
+}
