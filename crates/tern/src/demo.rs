@@ -1,6 +1,8 @@
 //! `tern demo`: the main job on a bundled program. It runs the program uninterrupted, then runs
 //! it again with a checkpoint, resumes the snapshot in a separate process, and shows that the
-//! two halves together equal the uninterrupted run byte for byte.
+//! two halves together equal the uninterrupted run byte for byte. Then it starts a local
+//! cluster (a controller and three agents in different regions), deploys the program as a
+//! workload, shows it running with its output, and stops the cluster.
 
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -107,7 +109,61 @@ pub fn demo(after: Option<Duration>) -> Result<std::process::ExitCode> {
     if !same {
         bail!("the resumed run differs from the uninterrupted one");
     }
+    cluster(&dir)?;
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// Part two: the same program as a workload on a local cluster, in a Tern home of its own so
+/// that a cluster the user runs is not disturbed.
+fn cluster(dir: &std::path::Path) -> Result<()> {
+    let home = dir.join("home");
+    let _ = std::fs::remove_dir_all(&home);
+    std::fs::create_dir_all(&home)?;
+    let exe = std::env::current_exe().context("finding the tern executable")?;
+    let tern_at = |args: &[&str]| -> Result<Output> {
+        Command::new(&exe)
+            .args(args)
+            .env("TERN_HOME", &home)
+            .output()
+            .with_context(|| format!("running tern {}", args.join(" ")))
+    };
+    let show = |out: &Output| {
+        print!("{}", indent(&String::from_utf8_lossy(&out.stdout)));
+    };
+    println!("6. a local cluster: tern up --detach");
+    let up = tern_at(&["up", "--detach"])?;
+    show(&up);
+    if !up.status.success() {
+        bail!("tern up failed: {}", String::from_utf8_lossy(&up.stderr));
+    }
+    let result = (|| -> Result<()> {
+        let profile = dir.join("tern.toml");
+        std::fs::write(
+            &profile,
+            "name = \"printer\"\nmodule = \"printer.wasm\"\nargs = [\"100000\"]\n\n[limits]\nmemory = \"64MiB\"\n\n[placement]\nrequire = { region = [\"eu-west\", \"us-east\"] }\n",
+        )?;
+        println!("7. deploy it: tern deploy {}", profile.display());
+        let out = tern_at(&["deploy", &profile.display().to_string()])?;
+        show(&out);
+        if !out.status.success() {
+            bail!("deploy failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        std::thread::sleep(Duration::from_millis(1500));
+        println!("8. tern nodes; tern ps");
+        show(&tern_at(&["nodes"])?);
+        show(&tern_at(&["ps"])?);
+        println!("9. tern logs printer (last lines so far)");
+        let logs = tern_at(&["logs", "printer"])?;
+        let text = String::from_utf8_lossy(&logs.stdout);
+        let lines: Vec<&str> = text.lines().collect();
+        for l in &lines[lines.len().saturating_sub(3)..] {
+            println!("   {l}");
+        }
+        Ok(())
+    })();
+    println!("10. tern down");
+    show(&tern_at(&["down"])?);
+    result
 }
 
 fn count_lines(b: &[u8]) -> usize {

@@ -466,3 +466,40 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
         "the first registration stands"
     );
 }
+
+#[test]
+fn crashed_instances_restart_per_policy() {
+    let c = cluster().node("alpha", "region=eu-west").start();
+    let work = tempfile::tempdir().expect("tempdir");
+    // The printer exits with code 3: a failure, so on-failure restarts it, with backoff.
+    let p = profile(
+        work.path(),
+        "flaky",
+        5,
+        "[restart]\npolicy = \"on-failure\"\nbackoff = \"100ms\"\nmax_backoff = \"200ms\"\n",
+    );
+    c.ok(&["deploy", &p.display().to_string()]);
+    c.wait(
+        |c| c.workload("flaky")["generation"].as_u64().unwrap_or(0) >= 3,
+        "a third start",
+    );
+    let w = c.workload("flaky");
+    assert!(w["restarts"].as_u64().unwrap_or(0) >= 2, "{w}");
+    let history: Vec<String> = w["history"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .map(|e| e["what"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert!(
+        history.iter().any(|h| h == "exited on alpha with code 3"),
+        "{history:?}"
+    );
+    // never: it stays down.
+    let p = profile(work.path(), "once", 5, "[restart]\npolicy = \"never\"\n");
+    c.ok(&["deploy", &p.display().to_string()]);
+    c.wait(|c| c.workload("once")["status"] == "failed", "once ended");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(c.workload("once")["restarts"], 0);
+    assert_eq!(c.workload("once")["generation"], 1);
+}
