@@ -151,10 +151,14 @@ pub fn run(config: Config, stop: Arc<AtomicBool>) -> Result<()> {
     let _: Node = client.post("/v1/nodes", &register)?;
     let mut instances: HashMap<String, Instance> = HashMap::new();
     let mut cpu = node::CpuSampler::default();
+    // Report at once (no held heartbeat) after something changed on the node.
+    let mut report_now = true;
     while !stop.load(Ordering::SeqCst) {
         let started = Instant::now();
         for i in instances.values_mut() {
+            let before = i.report().status;
             i.poll(&client);
+            report_now |= i.report().status != before;
         }
         let mut logs = Vec::new();
         for i in instances.values_mut() {
@@ -165,14 +169,24 @@ pub fn run(config: Config, stop: Arc<AtomicBool>) -> Result<()> {
             usage: node::usage(&mut cpu),
             instances: instances.values().map(|i| i.report()).collect(),
             logs,
+            wait_ms: if report_now {
+                0
+            } else {
+                config.heartbeat.as_millis() as u64
+            },
         };
-        match client.post::<_, HeartbeatReply>(&format!("/v1/nodes/{}/heartbeat", config.name), &hb)
-        {
+        report_now = false;
+        let path = format!("/v1/nodes/{}/heartbeat", config.name);
+        match client.post::<_, HeartbeatReply>(&path, &hb) {
             Ok(reply) => {
                 for i in instances.values_mut() {
                     i.ack_output();
                 }
-                reconcile(&config, &client, &mut instances, reply.assignments)
+                report_now = reconcile(&config, &client, &mut instances, reply.assignments);
+                // The next heartbeat is held by the controller until something changes (or a
+                // heartbeat period passes), which sets the cadence; the pause only keeps a
+                // node whose state keeps changing from spinning.
+                sleep_unless_stopped(MIN_BEAT.saturating_sub(started.elapsed()), &stop);
             }
             Err(e) => {
                 // Keep running what runs: the controller may be restarting. Output not
@@ -181,12 +195,8 @@ pub fn run(config: Config, stop: Arc<AtomicBool>) -> Result<()> {
                     i.unsend_output();
                 }
                 eprintln!("tern agent {}: heartbeat: {e}", config.name);
+                sleep_unless_stopped(config.heartbeat.saturating_sub(started.elapsed()), &stop);
             }
-        }
-        let rest = config.heartbeat.saturating_sub(started.elapsed());
-        let until = Instant::now() + rest;
-        while Instant::now() < until && !stop.load(Ordering::SeqCst) {
-            std::thread::sleep(Duration::from_millis(20).min(rest));
         }
     }
     for i in instances.values_mut() {
@@ -195,13 +205,29 @@ pub fn run(config: Config, stop: Arc<AtomicBool>) -> Result<()> {
     Ok(())
 }
 
+/// Shortest time between two heartbeats, so that a node that keeps changing cannot spin.
+const MIN_BEAT: Duration = Duration::from_millis(20);
+
+fn sleep_unless_stopped(d: Duration, stop: &AtomicBool) {
+    let until = Instant::now() + d;
+    while !stop.load(Ordering::SeqCst) {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        std::thread::sleep(left.min(Duration::from_millis(20)));
+    }
+}
+
+/// Make the node run exactly its assignments; true if anything was started or stopped.
 fn reconcile(
     config: &Config,
     client: &Client,
     instances: &mut HashMap<String, Instance>,
     assignments: Vec<Assignment>,
-) {
+) -> bool {
     let wanted: Vec<String> = assignments.iter().map(|a| a.instance.clone()).collect();
+    let before = instances.len();
     instances.retain(|id, i| {
         if wanted.contains(id) {
             true
@@ -210,11 +236,14 @@ fn reconcile(
             false
         }
     });
+    let mut changed = instances.len() != before;
     for a in assignments {
         if instances.contains_key(&a.instance) {
             continue;
         }
         let i = Instance::start(config, client, a);
         instances.insert(i.id().to_string(), i);
+        changed = true;
     }
+    changed
 }

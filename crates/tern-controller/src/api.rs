@@ -80,6 +80,11 @@ pub struct Heartbeat {
     pub instances: Vec<InstanceReport>,
     #[serde(default)]
     pub logs: Vec<LogChunk>,
+    /// When what the node runs is already what it should run, hold the reply up to this long
+    /// (at most 5 s) and answer as soon as that changes: assignments reach the node at once
+    /// without polling.
+    #[serde(default)]
+    pub wait_ms: u64,
 }
 
 /// What the controller wants running on the node that sent the heartbeat.

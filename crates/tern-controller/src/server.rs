@@ -46,6 +46,14 @@ struct Shared {
     store: Store,
     token: String,
     down_after: Duration,
+    /// Bumped whenever assignments may have changed; held heartbeats wait on it.
+    version: tokio::sync::watch::Sender<u64>,
+}
+
+impl Shared {
+    fn changed(&self) {
+        self.version.send_modify(|v| *v += 1);
+    }
 }
 
 /// A running controller.
@@ -83,6 +91,7 @@ impl Controller {
             store,
             token: token.clone(),
             down_after: config.down_after,
+            version: tokio::sync::watch::channel(0).0,
         });
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
@@ -321,7 +330,13 @@ async fn heartbeat(
     UrlPath(name): UrlPath<String>,
     Json(hb): Json<Heartbeat>,
 ) -> ApiResult<Json<HeartbeatReply>> {
-    blocking(&s, move |s| {
+    // Subscribe before reading, so that a change made meanwhile is not missed.
+    let mut version = s.version.subscribe();
+    version.borrow_and_update();
+    let running: Vec<String> = hb.instances.iter().map(|i| i.id.clone()).collect();
+    let wait = Duration::from_millis(hb.wait_ms.min(5000));
+    let node = name.clone();
+    let reply = blocking(&s, move |s| {
         let reply = s.store.write(|tx| {
             let Some(mut node) = tx.node(&name)? else {
                 return Ok(Err(not_found("node", &name)));
@@ -357,26 +372,54 @@ async fn heartbeat(
                     )?;
                 }
             }
-            let assignments = tx
-                .workloads()?
-                .into_iter()
-                .filter(|w| {
-                    w.node.as_deref() == Some(name.as_str())
-                        && matches!(w.status, WorkloadStatus::Starting | WorkloadStatus::Running)
-                })
-                .filter_map(|w| {
-                    Some(Assignment {
-                        instance: w.instance?,
-                        workload: w.name,
-                        spec: w.spec,
-                    })
-                })
-                .collect();
-            Ok(Ok(HeartbeatReply { assignments }))
+            Ok(Ok(HeartbeatReply {
+                assignments: assignments(tx.workloads()?, &name),
+            }))
         })??;
-        Ok(Json(reply))
+        Ok(reply)
+    })
+    .await?;
+    let same = {
+        let mut a: Vec<&str> = reply
+            .assignments
+            .iter()
+            .map(|a| a.instance.as_str())
+            .collect();
+        let mut b: Vec<&str> = running.iter().map(String::as_str).collect();
+        a.sort_unstable();
+        b.sort_unstable();
+        a == b
+    };
+    if wait.is_zero() || !same {
+        return Ok(Json(reply));
+    }
+    if tokio::time::timeout(wait, version.changed()).await.is_err() {
+        return Ok(Json(reply));
+    }
+    blocking(&s, move |s| {
+        Ok(Json(HeartbeatReply {
+            assignments: assignments(s.store.workloads()?, &node),
+        }))
     })
     .await
+}
+
+/// The instances `node` should run.
+fn assignments(workloads: Vec<Workload>, node: &str) -> Vec<Assignment> {
+    workloads
+        .into_iter()
+        .filter(|w| {
+            w.node.as_deref() == Some(node)
+                && matches!(w.status, WorkloadStatus::Starting | WorkloadStatus::Running)
+        })
+        .filter_map(|w| {
+            Some(Assignment {
+                instance: w.instance?,
+                workload: w.name,
+                spec: w.spec,
+            })
+        })
+        .collect()
 }
 
 /// Fold one instance report into its workload (reports of instances that are no longer the
@@ -574,6 +617,7 @@ async fn deploy(
             })
         })?;
         let status = if reply.changed {
+            s.changed();
             StatusCode::CREATED
         } else {
             StatusCode::OK
@@ -620,6 +664,7 @@ async fn stop_workload(
             }
             Ok(Some(w))
         })?;
+        s.changed();
         w.map(Json).ok_or_else(|| not_found("workload", &name))
     })
     .await
@@ -631,6 +676,7 @@ async fn remove_workload(
 ) -> ApiResult<StatusCode> {
     blocking(&s, move |s| {
         if s.store.write(|tx| tx.delete_workload(&name))? {
+            s.changed();
             Ok(StatusCode::NO_CONTENT)
         } else {
             Err(not_found("workload", &name))
@@ -665,7 +711,7 @@ async fn logs(
 /// pending workload whose backoff has passed.
 fn reconcile(s: &Shared) -> Result<()> {
     let now = now_ms();
-    s.store.write(|tx| {
+    let changed = s.store.write(|tx| {
         let mut down = Vec::new();
         for mut n in tx.nodes()? {
             if n.status == NodeStatus::Up
@@ -691,8 +737,12 @@ fn reconcile(s: &Shared) -> Result<()> {
                 }
             }
         }
-        place_pending(tx, now)
-    })
+        Ok(place_pending(tx, now)? || !down.is_empty())
+    })?;
+    if changed {
+        s.changed();
+    }
+    Ok(())
 }
 
 fn demand(p: &tern_profile::Profile) -> Demand {
@@ -704,7 +754,9 @@ fn demand(p: &tern_profile::Profile) -> Demand {
     }
 }
 
-fn place_pending(tx: &mut Tx, now: u64) -> Result<()> {
+/// Place what can be placed; true if anything was.
+fn place_pending(tx: &mut Tx, now: u64) -> Result<bool> {
+    let mut placed = false;
     let nodes = tx.nodes()?;
     let mut workloads = tx.workloads()?;
     let mut committed: HashMap<String, (u64, f64)> = HashMap::new();
@@ -746,6 +798,7 @@ fn place_pending(tx: &mut Tx, now: u64) -> Result<()> {
                 e.0 += d.memory;
                 e.1 += d.cpu;
                 tx.put_workload(w)?;
+                placed = true;
             }
             Err(reason) => {
                 if w.reason.as_deref() != Some(reason.as_str()) {
@@ -756,5 +809,5 @@ fn place_pending(tx: &mut Tx, now: u64) -> Result<()> {
             }
         }
     }
-    Ok(())
+    Ok(placed)
 }

@@ -1,0 +1,276 @@
+//! Benchmark of the local fleet; prints tables (not a timed test):
+//! `cargo bench -p tern --bench fleet`. A real controller and one real agent (processes on
+//! 127.0.0.1) as `tern up` starts them.
+//!
+//! - deploy-to-running: from `POST /v1/workloads` to the controller reporting the workload
+//!   running, with the module already on the node, and with a 10 MiB module the node has never
+//!   seen (upload, pull, instrument, compile, start);
+//! - density: idle instances (blocked in `poll_oneoff`) on one agent, and the resident memory of
+//!   the agent with all its instance processes.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn tern(home: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_tern"));
+    c.env("TERN_HOME", home);
+    c
+}
+
+/// A program that sleeps forever (an hour at a time), with `data` bytes of initialised memory.
+fn idle_module(data: usize, seed: u32) -> Vec<u8> {
+    let pages = (data + 2048).div_ceil(65536).max(1);
+    let mut text = format!(
+        r#"(module
+  (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") {pages})
+  (global i32 (i32.const {seed}))
+  (func (export "_start")
+    (loop $l
+      (i64.store (i32.const 24) (i64.const 3600000000000))
+      (i32.store (i32.const 16) (i32.const 1))
+      (drop (call $poll (i32.const 0) (i32.const 64) (i32.const 1) (i32.const 128)))
+      (br $l)))
+"#
+    );
+    if data > 0 {
+        text.push_str("  (data (i32.const 1024) \"");
+        let mut x = seed.wrapping_mul(2654435761) | 1;
+        for _ in 0..data {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            text.push_str(&format!("\\{:02x}", x as u8));
+        }
+        text.push_str("\")\n");
+    }
+    text.push(')');
+    wat::parse_str(&text).expect("valid module")
+}
+
+struct Fleet {
+    _dir: tempfile::TempDir,
+    children: Vec<Child>,
+    url: String,
+    token: String,
+    http: reqwest::blocking::Client,
+    agent_pid: u32,
+}
+
+impl Fleet {
+    fn start(home: &Path) -> Fleet {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("controller");
+        let controller = tern(home)
+            .args(["controller", "--data"])
+            .arg(&data)
+            .args(["--listen", "127.0.0.1:0"])
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("controller");
+        let started = Instant::now();
+        while !data.join("url").exists() {
+            assert!(started.elapsed() < Duration::from_secs(20));
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        let url = std::fs::read_to_string(data.join("url")).expect("url");
+        let token = std::fs::read_to_string(data.join("token")).expect("token");
+        let agent = tern(home)
+            .args(["agent", "--controller", url.trim(), "--token", token.trim()])
+            .args(["--name", "bench", "--labels", "region=eu-west", "--data"])
+            .arg(dir.path().join("agent"))
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("agent");
+        let agent_pid = agent.id();
+        let f = Fleet {
+            _dir: dir,
+            children: vec![controller, agent],
+            url: url.trim().into(),
+            token: token.trim().into(),
+            http: reqwest::blocking::Client::new(),
+            agent_pid,
+        };
+        while f.get("/v1/nodes").as_array().is_none_or(|a| a.is_empty()) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        f
+    }
+
+    fn get(&self, path: &str) -> serde_json::Value {
+        self.http
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(&self.token)
+            .send()
+            .and_then(|r| r.json())
+            .unwrap_or(serde_json::Value::Null)
+    }
+
+    fn upload(&self, bytes: Vec<u8>) -> String {
+        let d = tern_controller::digest(&bytes);
+        let r = self
+            .http
+            .put(format!("{}/v1/blobs/{d}", self.url))
+            .bearer_auth(&self.token)
+            .body(bytes)
+            .send()
+            .expect("upload");
+        assert!(r.status().is_success(), "{}", r.status());
+        d
+    }
+
+    fn deploy(&self, name: &str, module: &str) {
+        let profile = tern_profile::parse(
+            "bench.toml",
+            &format!("name = \"{name}\"\nmodule = \"m.wasm\"\n[limits]\nmemory = \"1MiB\"\n"),
+        )
+        .expect("profile");
+        let spec = tern_controller::api::WorkloadSpec {
+            profile,
+            module: module.into(),
+            files: vec![],
+        };
+        let r = self
+            .http
+            .post(format!("{}/v1/workloads", self.url))
+            .bearer_auth(&self.token)
+            .json(&spec)
+            .send()
+            .expect("deploy");
+        assert!(r.status().is_success(), "{}", r.status());
+    }
+
+    fn wait_running(&self, name: &str) {
+        let started = Instant::now();
+        loop {
+            let w = self.get(&format!("/v1/workloads/{name}"));
+            if w["status"] == "running" {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "{name} never ran: {w}"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// Resident memory of the agent and all its instance processes, in bytes.
+    fn agent_tree_rss(&self) -> u64 {
+        let mut total = rss(self.agent_pid);
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let parent = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| {
+                    let rest = s[s.rfind(')')? + 2..].to_string();
+                    rest.split_whitespace().nth(1)?.parse::<u32>().ok()
+                });
+            if parent == Some(self.agent_pid) {
+                total += rss(pid);
+            }
+        }
+        total
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        for c in self.children.iter_mut().rev() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn rss(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            let l = s.lines().find(|l| l.starts_with("VmRSS:"))?;
+            l.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .unwrap_or(0)
+        * 1024
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn rounded(v: &[f64]) -> Vec<f64> {
+    v.iter().map(|m| m.round()).collect()
+}
+
+fn main() {
+    let home = tempfile::tempdir().expect("home");
+    let fleet = Fleet::start(home.path());
+
+    // Deploy-to-running, module already on the node (and compiled in the node's cache).
+    let warm = fleet.upload(idle_module(0, 1));
+    fleet.deploy("warmup", &warm);
+    fleet.wait_running("warmup");
+    let mut warm_ms = Vec::new();
+    for i in 0..5 {
+        let name = format!("warm-{i}");
+        let t = Instant::now();
+        fleet.deploy(&name, &warm);
+        fleet.wait_running(&name);
+        warm_ms.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    // A 10 MiB module the node has never seen: upload, pull, instrument, compile, start.
+    let mut cold_ms = Vec::new();
+    for i in 0..3 {
+        let module = idle_module(10 << 20, 100 + i);
+        let name = format!("cold-{i}");
+        let t = Instant::now();
+        let d = fleet.upload(module);
+        fleet.deploy(&name, &d);
+        fleet.wait_running(&name);
+        cold_ms.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    println!("\n## tern fleet benchmark (one controller, one agent, 127.0.0.1)\n");
+    println!("| deploy to running | median | runs (ms) |\n|---|---|---|");
+    println!(
+        "| module already on the node | {:.0} ms | {:?} |",
+        median(warm_ms.clone()),
+        rounded(&warm_ms)
+    );
+    println!(
+        "| 10 MiB module not yet there | {:.0} ms | {:?} |",
+        median(cold_ms.clone()),
+        rounded(&cold_ms)
+    );
+
+    // Density: idle instances on the one agent.
+    let before = fleet.agent_tree_rss();
+    let n = 50;
+    for i in 0..n {
+        fleet.deploy(&format!("idle-{i}"), &warm);
+    }
+    for i in 0..n {
+        fleet.wait_running(&format!("idle-{i}"));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let after = fleet.agent_tree_rss();
+    let instances = n + 5 + 3 + 1;
+    let per = after.saturating_sub(before) as f64 / n as f64;
+    println!("\n| density | value |\n|---|---|");
+    println!("| idle instances running on the agent | {instances} |");
+    println!(
+        "| resident memory, agent + instances | {:.0} MiB |",
+        after as f64 / 1048576.0
+    );
+    println!("| per idle instance | {:.1} MiB |", per / 1048576.0);
+    println!(
+        "| 1,000 idle instances would need | {:.1} GiB (target 2 GiB) |",
+        per * 1000.0 / 1073741824.0
+    );
+}
