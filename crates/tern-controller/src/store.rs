@@ -41,6 +41,9 @@ pub struct Store {
 /// One write transaction.
 pub struct Tx {
     tx: redb::WriteTransaction,
+    /// Whether anything was written: a transaction that only read is aborted instead of
+    /// committed, so the reconcile pass does not wait for the disk five times a second.
+    dirty: bool,
 }
 
 impl Store {
@@ -60,9 +63,14 @@ impl Store {
     pub fn write<R>(&self, f: impl FnOnce(&mut Tx) -> Result<R>) -> Result<R> {
         let mut tx = Tx {
             tx: db(self.db.begin_write())?,
+            dirty: false,
         };
         let r = f(&mut tx)?;
-        db(tx.tx.commit())?;
+        if tx.dirty {
+            db(tx.tx.commit())?;
+        } else {
+            db(tx.tx.abort())?;
+        }
         Ok(r)
     }
 
@@ -137,6 +145,7 @@ impl Tx {
     }
 
     pub fn put_node(&mut self, node: &Node) -> Result<()> {
+        self.dirty = true;
         let bytes = encode(node)?;
         let mut t = db(self.tx.open_table(NODES))?;
         db(t.insert(node.name.as_str(), bytes.as_slice()))?;
@@ -170,6 +179,7 @@ impl Tx {
     }
 
     pub fn put_workload(&mut self, w: &Workload) -> Result<()> {
+        self.dirty = true;
         let bytes = encode(w)?;
         let mut t = db(self.tx.open_table(WORKLOADS))?;
         db(t.insert(w.name.as_str(), bytes.as_slice()))?;
@@ -178,6 +188,7 @@ impl Tx {
 
     /// Remove a workload and its logs.
     pub fn delete_workload(&mut self, name: &str) -> Result<bool> {
+        self.dirty = true;
         let existed = {
             let mut t = db(self.tx.open_table(WORKLOADS))?;
             let removed = db(t.remove(name))?;
@@ -191,12 +202,14 @@ impl Tx {
     }
 
     pub fn put_blob(&mut self, digest: &str, bytes: &[u8]) -> Result<()> {
+        self.dirty = true;
         let mut t = db(self.tx.open_table(BLOBS))?;
         db(t.insert(digest, bytes))?;
         Ok(())
     }
 
     pub fn append_log(&mut self, workload: &str, mut log: StoredLog) -> Result<()> {
+        self.dirty = true;
         let seq = {
             let mut c = db(self.tx.open_table(COUNTERS))?;
             let key = format!("log:{workload}");

@@ -503,3 +503,109 @@ fn crashed_instances_restart_per_policy() {
     assert_eq!(c.workload("once")["restarts"], 0);
     assert_eq!(c.workload("once")["generation"], 1);
 }
+
+#[test]
+fn files_are_shipped_and_volumes_persist() {
+    let c = cluster().node("alpha", "region=eu-west").start();
+    let work = tempfile::tempdir().expect("tempdir");
+    let d = work.path().join("files");
+    std::fs::create_dir_all(&d).expect("mkdir");
+    std::fs::copy(fixture("files"), d.join("files.wasm")).expect("copy");
+    std::fs::write(d.join("notes.txt"), "shipped\n").expect("write");
+    // The fixture works in the directory it is given and lists it at the end: the shipped
+    // file is there.
+    let p = d.join("tern.toml");
+    std::fs::write(
+        &p,
+        "name = \"shipped\"\nmodule = \"files.wasm\"\nargs = [\"/etc\", \"5\"]\nfiles = [{ host = \"notes.txt\", guest = \"/etc/notes.txt\" }]\n[restart]\npolicy = \"never\"\n",
+    )
+    .expect("write");
+    c.ok(&["deploy", &p.display().to_string()]);
+    c.wait(
+        |c| c.workload("shipped")["status"] == "exited",
+        "shipped ended",
+    );
+    c.wait(
+        |c| c.ok(&["logs", "shipped"]).contains("done "),
+        "its output",
+    );
+    assert!(c.ok(&["logs", "shipped"]).contains("entry notes.txt"));
+
+    // A volume outlives the instance: a second run appends to the first one's log.
+    let profile = |steps: u32| {
+        format!("name = \"vol\"\nmodule = \"files.wasm\"\nargs = [\"/data\", \"{steps}\"]\nvolumes = [{{ name = \"data\", guest = \"/data\" }}]\n[restart]\npolicy = \"never\"\n")
+    };
+    std::fs::write(&p, profile(20)).expect("write");
+    c.ok(&["deploy", &p.display().to_string()]);
+    c.wait(
+        |c| c.workload("vol")["status"] == "exited",
+        "first run ended",
+    );
+    std::fs::write(&p, profile(21)).expect("write");
+    c.ok(&["deploy", &p.display().to_string()]);
+    c.wait(
+        |c| c.workload("vol")["status"] == "exited" && c.workload("vol")["generation"] == 2,
+        "second run ended",
+    );
+    let log = std::fs::read_to_string(c.dir.path().join("alpha/volumes/vol/data/log.txt"))
+        .expect("volume log");
+    assert_eq!(log.lines().count(), 41, "{log}");
+}
+
+#[test]
+fn tern_up_runs_a_cluster_that_ctrl_c_stops() {
+    let home = tempfile::tempdir().expect("home");
+    let mut up = Command::new(env!("CARGO_BIN_EXE_tern"))
+        .args(["up", "--nodes", "2"])
+        .env("TERN_HOME", home.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("tern up");
+    let context = home.path().join("context.json");
+    let started = Instant::now();
+    let with_home = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_tern"))
+            .args(args)
+            .env("TERN_HOME", home.path())
+            .output()
+            .expect("tern runs")
+    };
+    // Every other command finds the cluster through the context file.
+    loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no cluster came up"
+        );
+        if context.exists() {
+            let out = with_home(&["nodes", "-o", "json"]);
+            let nodes: serde_json::Value =
+                serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+            if nodes.as_array().is_some_and(|a| a.len() == 2) {
+                let regions: Vec<&str> = nodes
+                    .as_array()
+                    .expect("array")
+                    .iter()
+                    .filter_map(|n| n["labels"]["region"].as_str())
+                    .collect();
+                assert_eq!(regions.len(), 2);
+                assert_ne!(regions[0], regions[1], "different regions");
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = Command::new("kill")
+        .args(["-INT", &up.id().to_string()])
+        .status();
+    let status = up.wait().expect("tern up exits");
+    assert_eq!(status.code(), Some(0));
+    assert!(!context.exists(), "the context is removed with the cluster");
+    let out = with_home(&["ps"]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        text(&out.stderr).contains("tern up"),
+        "{}",
+        text(&out.stderr)
+    );
+}
