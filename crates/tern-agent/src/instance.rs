@@ -81,6 +81,9 @@ impl Instance {
         }
         let mut cmd = Command::new(&config.tern_exe);
         cmd.arg("run");
+        if let Some(bytes) = profile.limits.memory {
+            cmd.arg("--max-memory").arg(bytes.to_string());
+        }
         for (k, v) in &profile.env {
             cmd.arg("--env").arg(format!("{k}={v}"));
         }

@@ -228,7 +228,7 @@ fn transfer(rt: &Runtime, runs: usize) {
             let opts = RunOptions {
                 checkpoint_after: Some(Duration::from_millis(after_ms)),
                 control: Arc::new(Control::new()),
-                stats: Arc::default(),
+                ..RunOptions::default()
             };
             let passes = "100000";
             let args = [mib.to_string(), passes.to_string()];

@@ -22,11 +22,20 @@ use crate::{Error, Result};
 pub(crate) struct Host {
     pub(crate) wasi: WasiCtx,
     control: Arc<Control>,
+    limits: wasmtime::StoreLimits,
 }
 
 impl Host {
-    fn new(wasi: WasiCtx, control: Arc<Control>) -> Host {
-        Host { wasi, control }
+    fn new(wasi: WasiCtx, control: Arc<Control>, max_memory: Option<u64>) -> Host {
+        let mut limits = wasmtime::StoreLimitsBuilder::new();
+        if let Some(bytes) = max_memory {
+            limits = limits.memory_size(usize::try_from(bytes).unwrap_or(usize::MAX));
+        }
+        Host {
+            wasi,
+            control,
+            limits: limits.build(),
+        }
     }
 }
 
@@ -100,6 +109,9 @@ pub struct RunOptions {
     pub control: Arc<Control>,
     /// Filled in as the run goes, for benchmarks and reports.
     pub stats: Arc<Mutex<RunStats>>,
+    /// Largest size of any one linear memory, in bytes: a `memory.grow` beyond it fails (the
+    /// program sees an allocation failure), as under `wasmtime run -W max-memory-size`.
+    pub max_memory: Option<u64>,
 }
 
 /// Timings of the state transfer, in milliseconds.
@@ -122,6 +134,7 @@ impl Default for RunOptions {
             checkpoint_after: None,
             control: Arc::new(Control::new()),
             stats: Arc::default(),
+            max_memory: None,
         }
     }
 }
@@ -220,7 +233,11 @@ impl Runtime {
                 )
             }
         };
-        let mut store = Store::new(&self.engine, Host::new(wasi, control.clone()));
+        let mut store = Store::new(
+            &self.engine,
+            Host::new(wasi, control.clone(), options.max_memory),
+        );
+        store.limiter(|h| &mut h.limits);
         let instance = self
             .linker
             .instantiate(&mut store, &prepared.module)
@@ -326,7 +343,10 @@ impl Runtime {
     /// Run an uninstrumented module on the same engine and WASI host.
     pub fn run_uninstrumented(&self, module: &wasmtime::Module, config: WasiConfig) -> Result<i32> {
         let control = Arc::new(Control::new());
-        let mut store = Store::new(&self.engine, Host::new(WasiCtx::new(config)?, control));
+        let mut store = Store::new(
+            &self.engine,
+            Host::new(WasiCtx::new(config)?, control, None),
+        );
         let instance = self
             .linker
             .instantiate(&mut store, module)

@@ -124,7 +124,7 @@ impl Fleet {
     fn deploy(&self, name: &str, module: &str) {
         let profile = tern_profile::parse(
             "bench.toml",
-            &format!("name = \"{name}\"\nmodule = \"m.wasm\"\n[limits]\nmemory = \"1MiB\"\n"),
+            &format!("name = \"{name}\"\nmodule = \"m.wasm\"\n[limits]\nmemory = \"64MiB\"\n"),
         )
         .expect("profile");
         let spec = tern_controller::api::WorkloadSpec {

@@ -33,6 +33,13 @@ pub struct CheckpointArgs {
     /// instead of mapping the file.
     #[arg(long)]
     pub compress: bool,
+    /// Largest size of the program's memory (e.g. 512MiB); growing beyond it fails.
+    #[arg(long, value_parser = parse_size)]
+    pub max_memory: Option<u64>,
+}
+
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    tern_profile::parse_size(s).ok_or_else(|| format!("{s:?}: expected a size such as 512MiB"))
 }
 
 #[derive(Subcommand)]

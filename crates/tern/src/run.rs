@@ -40,6 +40,7 @@ fn options(checkpoint: &CheckpointArgs) -> Result<RunOptions> {
         checkpoint_after: checkpoint.checkpoint_after,
         control,
         stats: Default::default(),
+        max_memory: checkpoint.max_memory,
     })
 }
 

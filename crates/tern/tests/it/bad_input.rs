@@ -226,3 +226,21 @@ fn module_missing_from_cache_is_refused_with_exit_code_2() {
     );
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
 }
+
+#[test]
+fn max_memory_makes_growing_beyond_it_fail() {
+    let bigmem = fixture("bigmem").display().to_string();
+    let out = tern(&["run", "--max-memory", "32MiB", &bigmem, "--", "64", "1"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("out of memory"));
+    let out = tern(&["run", "--max-memory", "128MiB", &bigmem, "--", "64", "1"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = tern(&["run", "--max-memory", "lots", &bigmem]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "clap refuses it: {}",
+        text(&out.stderr)
+    );
+    assert!(text(&out.stderr).contains("expected a size"));
+}
