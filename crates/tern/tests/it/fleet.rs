@@ -609,3 +609,65 @@ fn tern_up_runs_a_cluster_that_ctrl_c_stops() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn the_api_is_described_and_guarded() {
+    let c = cluster().start();
+    let http = reqwest::blocking::Client::new();
+    let get = |path: &str, token: Option<&str>| {
+        let mut r = http.get(format!("{}{path}", c.url));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send().expect("request")
+    };
+    assert_eq!(get("/openapi.json", None).status(), 401);
+    assert_eq!(get("/v1/workloads", Some("wrong")).status(), 401);
+    let doc: serde_json::Value = get("/openapi.json", Some(&c.token)).json().expect("json");
+    for path in [
+        "/v1/workloads",
+        "/v1/nodes/{name}/heartbeat",
+        "/v1/blobs/{digest}",
+    ] {
+        assert!(
+            doc["paths"][path].is_object(),
+            "{path} missing from the OpenAPI document"
+        );
+    }
+    let schema: serde_json::Value = get("/v1/profile-schema", Some(&c.token))
+        .json()
+        .expect("json");
+    for field in [
+        "name",
+        "module",
+        "limits",
+        "placement",
+        "restart",
+        "volumes",
+        "files",
+    ] {
+        assert!(
+            schema["properties"][field].is_object(),
+            "schema lacks {field}"
+        );
+    }
+    // A blob whose bytes do not match its name is refused and not stored.
+    let wrong = format!("sha256:{}", "0".repeat(64));
+    let r = http
+        .put(format!("{}/v1/blobs/{wrong}", c.url))
+        .bearer_auth(&c.token)
+        .body(b"hello".to_vec())
+        .send()
+        .expect("put");
+    assert_eq!(r.status(), 400);
+    assert_eq!(
+        get(&format!("/v1/blobs/{wrong}"), Some(&c.token)).status(),
+        404
+    );
+    // Unauthenticated writes change nothing either.
+    let r = http
+        .post(format!("{}/v1/workloads/x/stop", c.url))
+        .send()
+        .expect("post");
+    assert_eq!(r.status(), 401);
+}
