@@ -157,9 +157,11 @@ impl Fleet {
         }
     }
 
-    /// Resident memory of the agent and all its instance processes, in bytes.
-    fn agent_tree_rss(&self) -> u64 {
-        let mut total = rss(self.agent_pid);
+    /// Resident memory of the agent and all its instance processes, in bytes: (RSS, PSS).
+    /// RSS counts shared pages (the `tern` executable, the compiled module in the page cache)
+    /// once per process; PSS divides them among the processes that share them.
+    fn agent_tree_memory(&self) -> (u64, u64) {
+        let mut total = memory(self.agent_pid);
         for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
             let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
                 continue;
@@ -171,7 +173,9 @@ impl Fleet {
                     rest.split_whitespace().nth(1)?.parse::<u32>().ok()
                 });
             if parent == Some(self.agent_pid) {
-                total += rss(pid);
+                let m = memory(pid);
+                total.0 += m.0;
+                total.1 += m.1;
             }
         }
         total
@@ -189,15 +193,17 @@ impl Drop for Fleet {
     }
 }
 
-fn rss(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            let l = s.lines().find(|l| l.starts_with("VmRSS:"))?;
-            l.split_whitespace().nth(1)?.parse::<u64>().ok()
-        })
-        .unwrap_or(0)
-        * 1024
+/// (RSS, PSS) of a process in bytes, from `/proc/<pid>/smaps_rollup`.
+fn memory(pid: u32) -> (u64, u64) {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+    let field = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .unwrap_or(0)
+            * 1024
+    };
+    (field("Rss:"), field("Pss:"))
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -250,7 +256,7 @@ fn main() {
     );
 
     // Density: idle instances on the one agent.
-    let before = fleet.agent_tree_rss();
+    let before = fleet.agent_tree_memory();
     let n = 50;
     for i in 0..n {
         fleet.deploy(&format!("idle-{i}"), &warm);
@@ -259,18 +265,26 @@ fn main() {
         fleet.wait_running(&format!("idle-{i}"));
     }
     std::thread::sleep(Duration::from_secs(2));
-    let after = fleet.agent_tree_rss();
+    let after = fleet.agent_tree_memory();
     let instances = n + 5 + 3 + 1;
-    let per = after.saturating_sub(before) as f64 / n as f64;
-    println!("\n| density | value |\n|---|---|");
-    println!("| idle instances running on the agent | {instances} |");
+    let mib = |b: u64| b as f64 / 1048576.0;
+    let per = |a: u64, b: u64| a.saturating_sub(b) as f64 / n as f64;
+    let (rss_per, pss_per) = (per(after.0, before.0), per(after.1, before.1));
+    println!("\n| density | RSS | PSS |\n|---|---|---|");
+    println!("| idle instances running on the agent | {instances} | |");
     println!(
-        "| resident memory, agent + instances | {:.0} MiB |",
-        after as f64 / 1048576.0
+        "| agent + instances | {:.0} MiB | {:.0} MiB |",
+        mib(after.0),
+        mib(after.1)
     );
-    println!("| per idle instance | {:.1} MiB |", per / 1048576.0);
     println!(
-        "| 1,000 idle instances would need | {:.1} GiB (target 2 GiB) |",
-        per * 1000.0 / 1073741824.0
+        "| per idle instance | {:.1} MiB | {:.1} MiB |",
+        rss_per / 1048576.0,
+        pss_per / 1048576.0
+    );
+    println!(
+        "| 1,000 idle instances (target 2 GiB) | {:.1} GiB | {:.1} GiB |",
+        rss_per * 1000.0 / 1073741824.0,
+        pss_per * 1000.0 / 1073741824.0
     );
 }
