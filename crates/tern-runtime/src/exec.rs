@@ -50,6 +50,9 @@ impl WasiView for Host {
     fn capture_requested(&self) -> bool {
         self.control.requested()
     }
+    fn wake_fd(&self) -> Option<std::sync::Arc<std::os::fd::OwnedFd>> {
+        self.control.wake_fd()
+    }
 }
 
 /// How a run begins.

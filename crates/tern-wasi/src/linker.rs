@@ -14,6 +14,11 @@ pub trait WasiView: Send + 'static {
     /// Polled at least every 5 ms while an import blocks; true = abandon the
     /// call now so the runtime can checkpoint.
     fn capture_requested(&self) -> bool;
+    /// A descriptor that becomes readable when a capture is requested. With one, blocking
+    /// imports sleep until something happens instead of waking every 5 ms to look.
+    fn wake_fd(&self) -> Option<std::sync::Arc<std::os::fd::OwnedFd>> {
+        None
+    }
 }
 
 /// Hooks the runtime supplies for imports that may block (poll_oneoff,

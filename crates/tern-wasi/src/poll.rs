@@ -11,7 +11,8 @@ use crate::mem::Mem;
 use crate::WasiCtx;
 use rustix::event::{PollFd, PollFlags};
 use std::io::Seek;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime::{Caller, Memory};
 
@@ -27,13 +28,39 @@ fn timespec(d: Duration) -> rustix::time::Timespec {
     }
 }
 
-/// poll(2) that treats EINTR as "nothing ready yet".
-pub(crate) fn poll_fds(fds: &mut [PollFd<'_>], timeout: Duration) -> WasiResult<()> {
-    match rustix::event::poll(fds, Some(&timespec(timeout))) {
-        Ok(_) => Ok(()),
-        Err(e) if e == rustix::io::Errno::INTR => Ok(()),
-        Err(e) => Err(e.into()),
+thread_local! {
+    /// The runtime's wake descriptor while a blocking import runs on this thread (see
+    /// [`block`]): every wait also watches it, so a capture request ends the wait at once.
+    static WAKE: std::cell::RefCell<Option<Arc<OwnedFd>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// With a wake descriptor, waits only need a safety-net timeout.
+const WOKEN_SLICE: Duration = Duration::from_millis(500);
+
+/// poll(2) over `fds` (plus the wake descriptor, if any) that treats EINTR as "nothing ready
+/// yet"; returns each descriptor's events.
+pub(crate) fn poll_fds(
+    fds: &[(BorrowedFd<'_>, PollFlags)],
+    timeout: Duration,
+) -> WasiResult<Vec<PollFlags>> {
+    let wake = WAKE.with(|w| w.borrow().clone());
+    let mut pollfds: Vec<PollFd<'_>> = fds
+        .iter()
+        .map(|&(fd, events)| PollFd::from_borrowed_fd(fd, events))
+        .collect();
+    if let Some(w) = &wake {
+        pollfds.push(PollFd::new(w.as_ref(), PollFlags::IN));
     }
+    match rustix::event::poll(&mut pollfds, Some(&timespec(timeout))) {
+        Ok(_) => {}
+        Err(e) if e == rustix::io::Errno::INTR => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(pollfds
+        .iter()
+        .take(fds.len())
+        .map(|p| p.revents())
+        .collect())
 }
 
 /// Waits up to `timeout` for `events` on one descriptor; returns what fired.
@@ -42,9 +69,14 @@ pub(crate) fn poll_one(
     events: PollFlags,
     timeout: Duration,
 ) -> WasiResult<PollFlags> {
-    let mut fds = [PollFd::from_borrowed_fd(fd, events)];
-    poll_fds(&mut fds, timeout)?;
-    Ok(fds[0].revents())
+    Ok(poll_fds(&[(fd, events)], timeout)?
+        .pop()
+        .unwrap_or(PollFlags::empty()))
+}
+
+/// Sleep up to `timeout`, or until a capture request wakes the thread.
+pub(crate) fn nap(timeout: Duration) -> WasiResult<()> {
+    poll_fds(&[], timeout).map(|_| ())
 }
 
 /// For writes the guest expects to block: not interruptible, since only
@@ -63,6 +95,17 @@ pub(crate) fn block<T: WasiView, R>(
     hooks: &BlockingHooks<T>,
     mut step: impl FnMut(&mut Mem<'_>, &mut WasiCtx, Duration) -> WasiResult<Option<R>>,
 ) -> wasmtime::Result<Option<WasiResult<R>>> {
+    let wake = caller.data().wake_fd();
+    let slice = if wake.is_some() { WOKEN_SLICE } else { SLICE };
+    /// Clears the thread's wake descriptor however the call ends.
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            WAKE.with(|w| *w.borrow_mut() = None);
+        }
+    }
+    WAKE.with(|w| *w.borrow_mut() = wake);
+    let _reset = Reset;
     let mut timeout = Duration::ZERO;
     loop {
         let (bytes, data) = memory.data_and_store_mut(&mut *caller);
@@ -75,7 +118,7 @@ pub(crate) fn block<T: WasiView, R>(
             (hooks.on_interrupt)(caller)?;
             return Ok(None);
         }
-        timeout = SLICE;
+        timeout = slice;
     }
 }
 
@@ -192,15 +235,12 @@ fn gather(ctx: &WasiCtx, subs: &[Sub], timeout: Duration) -> WasiResult<Vec<Fire
     if !fired.is_empty() {
         wait = Duration::ZERO;
     }
-    let mut pollfds: Vec<PollFd<'_>> = waits
+    let asked: Vec<(BorrowedFd<'_>, PollFlags)> = waits
         .iter()
-        .map(|&(_, fd, write)| {
-            PollFd::from_borrowed_fd(fd, if write { PollFlags::OUT } else { PollFlags::IN })
-        })
+        .map(|&(_, fd, write)| (fd, if write { PollFlags::OUT } else { PollFlags::IN }))
         .collect();
-    poll_fds(&mut pollfds, wait)?;
-    for (pfd, &(i, fd, write)) in pollfds.iter().zip(&waits) {
-        let rev = pfd.revents();
+    let revents = poll_fds(&asked, wait)?;
+    for (&rev, &(i, fd, write)) in revents.iter().zip(&waits) {
         if rev.is_empty() {
             continue;
         }

@@ -64,7 +64,8 @@ pub(crate) fn try_recv(
             if !closed {
                 // Readable already (have > 0) makes poll useless for waiting.
                 if have > 0 {
-                    std::thread::sleep(timeout);
+                    // More data arriving cannot be polled for: look again soon.
+                    crate::poll::nap(timeout.min(crate::poll::SLICE))?;
                 } else {
                     poll_one(sock.as_fd(), PollFlags::IN | PollFlags::RDHUP, timeout)?;
                 }

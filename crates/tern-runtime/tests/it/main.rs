@@ -161,3 +161,60 @@ fn captured_at_every_safe_point_ends_like_an_uninterrupted_run() {
     assert_eq!(code, expected, "after {captures} captures");
     assert!(captures > 500, "only {captures} captures");
 }
+
+/// Sleeps an hour at a time in `poll_oneoff`.
+const SLEEPER: &str = r#"
+(module
+  (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "_start")
+    (loop $l
+      (i64.store (i32.const 24) (i64.const 3600000000000))
+      (i32.store (i32.const 16) (i32.const 1))
+      (drop (call $poll (i32.const 0) (i32.const 64) (i32.const 1) (i32.const 128)))
+      (br $l))))
+"#;
+
+#[test]
+fn a_program_asleep_in_poll_oneoff_is_captured_and_resumed() {
+    let cache = tempfile::tempdir().expect("tempdir");
+    let rt = Runtime::new(cache.path()).expect("runtime");
+    let prepared = rt
+        .prepare(&wat::parse_str(SLEEPER).expect("wat"))
+        .expect("prepare");
+    let config = WasiConfig {
+        args: vec!["sleeper".into()],
+        env: vec![],
+        preopens: vec![],
+        listeners: vec![],
+    };
+    let options = RunOptions {
+        checkpoint_after: Some(std::time::Duration::from_millis(50)),
+        ..RunOptions::default()
+    };
+    let Outcome::Captured(snapshot) = rt
+        .run(&prepared, Start::Fresh(config), &options)
+        .expect("run")
+    else {
+        panic!("a program that sleeps for an hour ended");
+    };
+    let latency = options
+        .stats
+        .lock()
+        .expect("stats")
+        .request_to_safe_point_ms;
+    eprintln!("request to safe point while asleep: {latency:?} ms");
+    assert!(latency.is_some());
+    // Resumed, it goes back to sleep (the interrupted call runs again) until captured again.
+    let again = RunOptions {
+        checkpoint_after: Some(std::time::Duration::from_millis(50)),
+        ..RunOptions::default()
+    };
+    let start = Start::Resume {
+        snapshot: Resumable::Snapshot(snapshot),
+        preopens: vec![],
+        listeners: vec![],
+    };
+    let out = rt.run(&prepared, start, &again).expect("resume");
+    assert!(matches!(out, Outcome::Captured(_)));
+}
