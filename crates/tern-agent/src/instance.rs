@@ -111,7 +111,7 @@ impl Instance {
     }
 
     /// Notice an exit, and enforce the wall-time limit.
-    pub(crate) fn poll(&mut self, _client: &Client) {
+    pub(crate) fn poll(&mut self) {
         let Some(child) = self.child.as_mut() else {
             return;
         };
@@ -182,22 +182,13 @@ impl Instance {
             {
                 continue;
             }
-            let text = match std::str::from_utf8(&buf) {
-                Ok(t) => t.to_string(),
-                // An incomplete character at the end waits for the next beat.
-                Err(e) if e.error_len().is_none() => {
-                    String::from_utf8_lossy(&buf[..e.valid_up_to()]).into_owned()
-                }
-                Err(_) => String::from_utf8_lossy(&buf).into_owned(),
+            // An incomplete character at the end waits for the next beat; invalid bytes
+            // elsewhere are shown as replacement characters.
+            let used = match std::str::from_utf8(&buf) {
+                Err(e) if e.error_len().is_none() => e.valid_up_to(),
+                _ => buf.len(),
             };
-            let used = if std::str::from_utf8(&buf).is_ok() {
-                buf.len()
-            } else {
-                match std::str::from_utf8(&buf) {
-                    Err(e) if e.error_len().is_none() => e.valid_up_to(),
-                    _ => buf.len(),
-                }
-            };
+            let text = String::from_utf8_lossy(&buf[..used]).into_owned();
             self.out[k].1 = acked + used as u64;
             if !text.is_empty() {
                 out.push(LogChunk {

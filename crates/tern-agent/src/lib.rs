@@ -157,7 +157,7 @@ pub fn run(config: Config, stop: Arc<AtomicBool>) -> Result<()> {
         let started = Instant::now();
         for i in instances.values_mut() {
             let before = i.report().status;
-            i.poll(&client);
+            i.poll();
             report_now |= i.report().status != before;
         }
         let mut logs = Vec::new();

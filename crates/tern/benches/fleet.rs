@@ -257,7 +257,11 @@ fn main() {
 
     // Density: idle instances on the one agent.
     let before = fleet.agent_tree_memory();
-    let n = 50;
+    // TERN_BENCH_IDLE=1000 for the full density target (takes minutes).
+    let n: usize = std::env::var("TERN_BENCH_IDLE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50);
     for i in 0..n {
         fleet.deploy(&format!("idle-{i}"), &warm);
     }
