@@ -69,14 +69,18 @@ pub fn place(demand: &Demand, nodes: &[View<'_>]) -> Result<String, String> {
     match best {
         Some(v) => Ok(v.node.name.clone()),
         None => Err(format!(
-            "no node {}has {} and {} CPU free",
+            "no node {}has {}{} free",
             if demand.require.is_empty() && demand.exclude_nodes.is_empty() {
                 String::new()
             } else {
                 format!("with {constraint_text} ")
             },
             human_bytes(demand.memory),
-            demand.cpu
+            if demand.cpu > 0.0 {
+                format!(" and {} CPU", demand.cpu)
+            } else {
+                String::new()
+            }
         )),
     }
 }

@@ -121,10 +121,10 @@ impl Fleet {
         d
     }
 
-    fn deploy(&self, name: &str, module: &str) {
+    fn deploy(&self, name: &str, module: &str, memory: &str) {
         let profile = tern_profile::parse(
             "bench.toml",
-            &format!("name = \"{name}\"\nmodule = \"m.wasm\"\n[limits]\nmemory = \"64MiB\"\n"),
+            &format!("name = \"{name}\"\nmodule = \"m.wasm\"\n[limits]\nmemory = \"{memory}\"\n"),
         )
         .expect("profile");
         let spec = tern_controller::api::WorkloadSpec {
@@ -221,13 +221,13 @@ fn main() {
 
     // Deploy-to-running, module already on the node (and compiled in the node's cache).
     let warm = fleet.upload(idle_module(0, 1));
-    fleet.deploy("warmup", &warm);
+    fleet.deploy("warmup", &warm, "4MiB");
     fleet.wait_running("warmup");
     let mut warm_ms = Vec::new();
     for i in 0..5 {
         let name = format!("warm-{i}");
         let t = Instant::now();
-        fleet.deploy(&name, &warm);
+        fleet.deploy(&name, &warm, "4MiB");
         fleet.wait_running(&name);
         warm_ms.push(t.elapsed().as_secs_f64() * 1e3);
     }
@@ -238,7 +238,7 @@ fn main() {
         let name = format!("cold-{i}");
         let t = Instant::now();
         let d = fleet.upload(module);
-        fleet.deploy(&name, &d);
+        fleet.deploy(&name, &d, "64MiB");
         fleet.wait_running(&name);
         cold_ms.push(t.elapsed().as_secs_f64() * 1e3);
     }
@@ -263,7 +263,7 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(50);
     for i in 0..n {
-        fleet.deploy(&format!("idle-{i}"), &warm);
+        fleet.deploy(&format!("idle-{i}"), &warm, "4MiB");
     }
     for i in 0..n {
         fleet.wait_running(&format!("idle-{i}"));
