@@ -30,6 +30,29 @@ fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>> {
     serde_json::to_vec(v).map_err(|e| Error::Store(e.to_string()))
 }
 
+/// Every record of a table, decoded (read and write transactions share this).
+fn all<T: DeserializeOwned>(
+    t: &impl ReadableTable<&'static str, &'static [u8]>,
+    what: &str,
+) -> Result<Vec<T>> {
+    let mut out = Vec::new();
+    for item in db(t.iter())? {
+        let (_, v) = db(item)?;
+        out.push(decode(what, v.value())?);
+    }
+    Ok(out)
+}
+
+/// One record of a table, decoded.
+fn one<T: DeserializeOwned>(
+    t: &impl ReadableTable<&'static str, &'static [u8]>,
+    key: &str,
+    what: &str,
+) -> Result<Option<T>> {
+    let v = db(t.get(key))?;
+    v.map(|v| decode(what, v.value())).transpose()
+}
+
 fn log_key(workload: &str, seq: u64) -> String {
     format!("{workload}\0{seq:020}")
 }
@@ -76,38 +99,22 @@ impl Store {
 
     pub fn nodes(&self) -> Result<Vec<Node>> {
         let rx = db(self.db.begin_read())?;
-        let t = db(rx.open_table(NODES))?;
-        let mut out = Vec::new();
-        for item in db(t.iter())? {
-            let (_, v) = db(item)?;
-            out.push(decode("node", v.value())?);
-        }
-        Ok(out)
+        all(&db(rx.open_table(NODES))?, "node")
     }
 
     pub fn node(&self, name: &str) -> Result<Option<Node>> {
         let rx = db(self.db.begin_read())?;
-        let t = db(rx.open_table(NODES))?;
-        let v = db(t.get(name))?;
-        v.map(|v| decode("node", v.value())).transpose()
+        one(&db(rx.open_table(NODES))?, name, "node")
     }
 
     pub fn workloads(&self) -> Result<Vec<Workload>> {
         let rx = db(self.db.begin_read())?;
-        let t = db(rx.open_table(WORKLOADS))?;
-        let mut out = Vec::new();
-        for item in db(t.iter())? {
-            let (_, v) = db(item)?;
-            out.push(decode("workload", v.value())?);
-        }
-        Ok(out)
+        all(&db(rx.open_table(WORKLOADS))?, "workload")
     }
 
     pub fn workload(&self, name: &str) -> Result<Option<Workload>> {
         let rx = db(self.db.begin_read())?;
-        let t = db(rx.open_table(WORKLOADS))?;
-        let v = db(t.get(name))?;
-        v.map(|v| decode("workload", v.value())).transpose()
+        one(&db(rx.open_table(WORKLOADS))?, name, "workload")
     }
 
     pub fn blob(&self, digest: &str) -> Result<Option<Vec<u8>>> {
@@ -139,9 +146,7 @@ impl Store {
 
 impl Tx {
     pub fn node(&self, name: &str) -> Result<Option<Node>> {
-        let t = db(self.tx.open_table(NODES))?;
-        let v = db(t.get(name))?;
-        v.map(|v| decode("node", v.value())).transpose()
+        one(&db(self.tx.open_table(NODES))?, name, "node")
     }
 
     pub fn put_node(&mut self, node: &Node) -> Result<()> {
@@ -153,29 +158,15 @@ impl Tx {
     }
 
     pub fn nodes(&self) -> Result<Vec<Node>> {
-        let t = db(self.tx.open_table(NODES))?;
-        let mut out = Vec::new();
-        for item in db(t.iter())? {
-            let (_, v) = db(item)?;
-            out.push(decode("node", v.value())?);
-        }
-        Ok(out)
+        all(&db(self.tx.open_table(NODES))?, "node")
     }
 
     pub fn workload(&self, name: &str) -> Result<Option<Workload>> {
-        let t = db(self.tx.open_table(WORKLOADS))?;
-        let v = db(t.get(name))?;
-        v.map(|v| decode("workload", v.value())).transpose()
+        one(&db(self.tx.open_table(WORKLOADS))?, name, "workload")
     }
 
     pub fn workloads(&self) -> Result<Vec<Workload>> {
-        let t = db(self.tx.open_table(WORKLOADS))?;
-        let mut out = Vec::new();
-        for item in db(t.iter())? {
-            let (_, v) = db(item)?;
-            out.push(decode("workload", v.value())?);
-        }
-        Ok(out)
+        all(&db(self.tx.open_table(WORKLOADS))?, "workload")
     }
 
     pub fn put_workload(&mut self, w: &Workload) -> Result<()> {
