@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use tern_controller::api::{Assignment, InstanceReport, InstanceStatus, LogChunk, Stream};
 
+use crate::cgroup::{CpuControl, Group};
 use crate::{Client, Config, Error, Result};
 
 /// `tern run` exits with this code when the program trapped.
@@ -26,6 +27,8 @@ pub(crate) struct Instance {
     /// Per stream: bytes acknowledged by the controller, and bytes sent but not yet acknowledged.
     out: [(u64, u64); 2],
     last_usage: (u64, u64),
+    /// Present while a process with a CPU limit runs; dropping it removes the group.
+    cgroup: Option<Group>,
 }
 
 impl Instance {
@@ -35,7 +38,12 @@ impl Instance {
 
     /// Prepare the instance's directory and start it; a failure to do so is reported as the
     /// instance's failure, not the agent's.
-    pub(crate) fn start(config: &Config, client: &Client, assignment: Assignment) -> Instance {
+    pub(crate) fn start(
+        config: &Config,
+        client: &Client,
+        cpu_control: &CpuControl,
+        assignment: Assignment,
+    ) -> Instance {
         let dir = config.data_dir.join("instances").join(&assignment.instance);
         let mut i = Instance {
             assignment,
@@ -47,8 +55,9 @@ impl Instance {
             error: None,
             out: [(0, 0); 2],
             last_usage: (0, 0),
+            cgroup: None,
         };
-        match i.spawn(config, client) {
+        match i.spawn(config, client, cpu_control) {
             Ok(child) => {
                 i.child = Some(child);
                 i.status = InstanceStatus::Running;
@@ -61,7 +70,12 @@ impl Instance {
         i
     }
 
-    fn spawn(&mut self, config: &Config, client: &Client) -> Result<Child> {
+    fn spawn(
+        &mut self,
+        config: &Config,
+        client: &Client,
+        cpu_control: &CpuControl,
+    ) -> Result<Child> {
         let io = |path: &Path| {
             let path = path.to_path_buf();
             move |source| Error::Io { path, source }
@@ -107,6 +121,13 @@ impl Instance {
             .stderr(stderr)
             .current_dir(&self.dir);
         die_with_agent(&mut cmd);
+        if let Some(cpus) = profile.limits.cpu {
+            let group = cpu_control
+                .create(&self.assignment.instance, cpus)
+                .map_err(io(&self.dir))?;
+            join_in_child(&mut cmd, group.procs_file());
+            self.cgroup = Some(group);
+        }
         cmd.spawn().map_err(io(&config.tern_exe))
     }
 
@@ -120,6 +141,7 @@ impl Instance {
                 let _ = child.kill();
                 let _ = child.wait();
                 self.child = None;
+                self.cgroup = None;
                 self.status = InstanceStatus::Failed;
                 self.error = Some(format!("exceeded its wall time of {limit:?}"));
                 return;
@@ -129,6 +151,7 @@ impl Instance {
         match child.try_wait() {
             Ok(Some(status)) => {
                 self.child = None;
+                self.cgroup = None;
                 match status.code() {
                     Some(TRAP_EXIT_CODE) => {
                         self.status = InstanceStatus::Failed;
@@ -219,6 +242,7 @@ impl Instance {
             let _ = child.kill();
             let _ = child.wait();
         }
+        self.cgroup = None;
     }
 }
 
@@ -275,6 +299,31 @@ fn die_with_agent(cmd: &mut Command) {
         cmd.pre_exec(|| {
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                 return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Move the child into its cgroup before it runs anything, so that no moment of its life
+/// escapes the limit.
+#[allow(unsafe_code)]
+fn join_in_child(cmd: &mut Command, procs: std::ffi::CString) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: between fork and exec only async-signal-safe calls are allowed; open, write and
+    // close are, and the path was allocated before the fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // "0" means the writing process itself.
+            let n = libc::write(fd, b"0".as_ptr().cast(), 1);
+            let err = std::io::Error::last_os_error();
+            libc::close(fd);
+            if n != 1 {
+                return Err(err);
             }
             Ok(())
         });

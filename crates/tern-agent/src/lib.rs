@@ -8,6 +8,7 @@
 //! preopened as `/`, its volumes, its stdout and stderr), so that a crashing program cannot
 //! take the agent down and its CPU time and memory can be read from `/proc`.
 
+mod cgroup;
 mod instance;
 mod node;
 
@@ -18,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tern_controller::api::{
-    Assignment, Capacity, Heartbeat, HeartbeatReply, Node, RegisterRequest,
+    Assignment, Capabilities, Capacity, Heartbeat, HeartbeatReply, Node, RegisterRequest,
 };
 
 use crate::instance::Instance;
@@ -141,10 +142,20 @@ pub fn run(config: Config, stop: Arc<AtomicBool>) -> Result<()> {
         .map_err(|e| io(&config.data_dir)(std::io::Error::other(e.to_string())))?;
     let session = hex::encode(raw);
     let capacity = config.capacity.clone().unwrap_or_else(node::capacity);
+    let cpu_control = cgroup::CpuControl::detect(&config.name);
+    if let cgroup::CpuControl::Unavailable(reason) = &cpu_control {
+        eprintln!(
+            "tern agent {}: CPU limits cannot be enforced here ({reason}); workloads with a CPU limit will not be placed on this node",
+            config.name
+        );
+    }
     let register = RegisterRequest {
         name: config.name.clone(),
         labels: config.labels.clone(),
         capacity,
+        capabilities: Capabilities {
+            cpu_limit: cpu_control.available(),
+        },
         address: config.address.clone(),
         session: session.clone(),
     };
@@ -182,7 +193,13 @@ pub fn run(config: Config, stop: Arc<AtomicBool>) -> Result<()> {
                 for i in instances.values_mut() {
                     i.ack_output();
                 }
-                report_now = reconcile(&config, &client, &mut instances, reply.assignments);
+                report_now = reconcile(
+                    &config,
+                    &client,
+                    &cpu_control,
+                    &mut instances,
+                    reply.assignments,
+                );
                 // The next heartbeat is held by the controller until something changes (or a
                 // heartbeat period passes), which sets the cadence; the pause only keeps a
                 // node whose state keeps changing from spinning.
@@ -202,6 +219,8 @@ pub fn run(config: Config, stop: Arc<AtomicBool>) -> Result<()> {
     for i in instances.values_mut() {
         i.stop();
     }
+    instances.clear();
+    cpu_control.remove();
     Ok(())
 }
 
@@ -223,6 +242,7 @@ fn sleep_unless_stopped(d: Duration, stop: &AtomicBool) {
 fn reconcile(
     config: &Config,
     client: &Client,
+    cpu_control: &cgroup::CpuControl,
     instances: &mut HashMap<String, Instance>,
     assignments: Vec<Assignment>,
 ) -> bool {
@@ -241,7 +261,7 @@ fn reconcile(
         if instances.contains_key(&a.instance) {
             continue;
         }
-        let i = Instance::start(config, client, a);
+        let i = Instance::start(config, client, cpu_control, a);
         instances.insert(i.id().to_string(), i);
         changed = true;
     }

@@ -18,11 +18,20 @@ pub struct RegisterRequest {
     pub name: String,
     pub labels: BTreeMap<String, String>,
     pub capacity: Capacity,
+    #[serde(default)]
+    pub capabilities: Capabilities,
     /// Where other nodes reach this one (for node-to-node traffic).
     pub address: String,
     /// Identifies one run of the agent: a second agent with the same name is refused while the
     /// first is up.
     pub session: String,
+}
+
+/// What a node can do beyond running WebAssembly.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Capabilities {
+    /// It can hold an instance to a CPU share (a writable cgroup cpu controller).
+    pub cpu_limit: bool,
 }
 
 /// Measured resource use of a node.
@@ -129,6 +138,8 @@ pub struct Node {
     pub name: String,
     pub labels: BTreeMap<String, String>,
     pub capacity: Capacity,
+    #[serde(default)]
+    pub capabilities: Capabilities,
     pub address: String,
     pub status: NodeStatus,
     pub usage: Usage,

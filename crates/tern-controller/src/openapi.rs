@@ -90,6 +90,7 @@ pub fn document() -> Value {
                 "RegisterRequest": {"type": "object", "required": ["name", "labels", "capacity", "address", "session"],
                     "properties": {"name": {"type": "string"}, "labels": {"type": "object", "additionalProperties": {"type": "string"}},
                         "capacity": {"type": "object", "properties": {"cpus": {"type": "number"}, "memory": {"type": "integer"}}},
+                        "capabilities": {"type": "object", "properties": {"cpu_limit": {"type": "boolean", "description": "the node enforces CPU limits (cgroup)"}}},
                         "address": {"type": "string"}, "session": {"type": "string"}}},
                 "Heartbeat": {"type": "object", "required": ["session", "usage", "instances"],
                     "properties": {"session": {"type": "string"},

@@ -54,6 +54,25 @@ pub fn place(demand: &Demand, nodes: &[View<'_>]) -> Result<String, String> {
     if constrained.is_empty() {
         return Err(format!("no node is up with {constraint_text}"));
     }
+    let constrained: Vec<&View> = if demand.cpu > 0.0 {
+        let enforcing: Vec<&View> = constrained
+            .into_iter()
+            .filter(|v| v.node.capabilities.cpu_limit)
+            .collect();
+        if enforcing.is_empty() {
+            return Err(format!(
+                "no node {}can enforce a CPU limit (it needs a writable cgroup cpu controller)",
+                if demand.require.is_empty() && demand.exclude_nodes.is_empty() {
+                    String::new()
+                } else {
+                    format!("with {constraint_text} ")
+                },
+            ));
+        }
+        enforcing
+    } else {
+        constrained
+    };
     let fitting: Vec<&View> = constrained
         .into_iter()
         .filter(|v| {
@@ -128,7 +147,7 @@ pub fn human_bytes(b: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{Capacity, Usage};
+    use crate::api::{Capabilities, Capacity, Usage};
 
     fn node(name: &str, region: &str, memory_mib: u64, load: f64) -> Node {
         Node {
@@ -138,6 +157,7 @@ mod tests {
                 cpus: 2.0,
                 memory: memory_mib << 20,
             },
+            capabilities: Capabilities { cpu_limit: true },
             address: String::new(),
             status: NodeStatus::Up,
             usage: Usage {
@@ -195,6 +215,20 @@ mod tests {
             require: [("region".into(), vec!["ap-south".into()])].into(),
             ..Demand::default()
         };
+        let mut weak = node("w", "eu-west", 1024, 0.0);
+        weak.capabilities.cpu_limit = false;
+        let d2 = Demand {
+            cpu: 0.5,
+            ..Demand::default()
+        };
+        assert_eq!(
+            place(&d2, &[view(&weak, 0)]),
+            Err(
+                "no node can enforce a CPU limit (it needs a writable cgroup cpu controller)"
+                    .into()
+            )
+        );
+        assert_eq!(place(&d2, &[view(&weak, 0), view(&a, 0)]), Ok("a".into()));
         assert_eq!(
             place(&d, &[view(&a, 0)]),
             Err("no node is up with region=ap-south".into())

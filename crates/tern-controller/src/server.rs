@@ -293,6 +293,7 @@ async fn register(
                 name: req.name.clone(),
                 labels: req.labels.clone(),
                 capacity: req.capacity.clone(),
+                capabilities: req.capabilities.clone(),
                 address: req.address.clone(),
                 status: NodeStatus::Up,
                 usage: Usage::default(),

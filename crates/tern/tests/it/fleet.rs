@@ -347,6 +347,60 @@ fn constraints_and_pending_reasons() {
 }
 
 #[test]
+fn a_cpu_limit_holds_a_busy_program_to_its_share() {
+    // A node name no other test uses: its cgroups are the machine's, not the test's.
+    let c = cluster().node("cpu-limited", "region=eu-west").start();
+    let work = tempfile::tempdir().expect("tempdir");
+    let d = work.path().join("spin");
+    std::fs::create_dir_all(&d).expect("mkdir");
+    std::fs::copy(fixture("compute"), d.join("compute.wasm")).expect("copy");
+    let p = d.join("tern.toml");
+    std::fs::write(
+        &p,
+        "name = \"spin\"\nmodule = \"compute.wasm\"\nargs = [\"100000000000\"]\n[limits]\ncpu = 0.25\n",
+    )
+    .expect("write");
+    c.ok(&["deploy", &p.display().to_string()]);
+    let node = c.json(&["inspect", "cpu-limited"]);
+    if node["capabilities"]["cpu_limit"] != true {
+        // Without a writable cgroup cpu controller the limit cannot be kept, and the workload
+        // waits with that reason instead of running unlimited.
+        c.wait(
+            |c| {
+                c.workload("spin")["reason"]
+                    .as_str()
+                    .is_some_and(|r| r.contains("can enforce a CPU limit"))
+            },
+            "the reason the workload waits",
+        );
+        assert_eq!(c.workload("spin")["status"], "pending");
+        return;
+    }
+    c.wait(
+        |c| c.workload("spin")["status"] == "running",
+        "spin running",
+    );
+    let cpu_ms = |c: &Cluster| {
+        c.json(&["inspect", "cpu-limited"])["instances"]
+            .as_array()
+            .and_then(|a| a.first().cloned())
+            .and_then(|i| i["cpu_ms"].as_u64())
+            .unwrap_or(0)
+    };
+    // Let the program get going, then measure its share over a few seconds.
+    std::thread::sleep(Duration::from_secs(1));
+    let (t0, c0) = (Instant::now(), cpu_ms(&c));
+    std::thread::sleep(Duration::from_secs(3));
+    let (t1, c1) = (Instant::now(), cpu_ms(&c));
+    let share = (c1 - c0) as f64 / (t1 - t0).as_millis() as f64;
+    // Unlimited, a spinning program takes a whole CPU; the heartbeat's sampling adds jitter.
+    assert!(
+        share > 0.05 && share < 0.4,
+        "CPU share {share:.2} for a limit of 0.25"
+    );
+}
+
+#[test]
 fn a_lost_node_s_workloads_start_elsewhere() {
     let mut c = cluster()
         .node("alpha", "region=eu-west")
