@@ -219,3 +219,84 @@ pub struct StoredLog {
 pub struct ErrorReply {
     pub error: String,
 }
+
+/// One round of a live migration: bytes of memory sent, raw and on the wire.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MigrationRound {
+    pub raw_bytes: u64,
+    pub wire_bytes: u64,
+    pub ms: f64,
+}
+
+/// What a live migration did, as the moving instance reports it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TransferReport {
+    /// "committed", "rolled_back" or "failed".
+    pub outcome: String,
+    pub failed_step: Option<String>,
+    pub reason: Option<String>,
+    pub rounds: Vec<MigrationRound>,
+    pub pause_ms: f64,
+    pub total_ms: f64,
+    pub bytes_raw: u64,
+    pub bytes_wire: u64,
+    /// How written pages were found: "userfaultfd-wp" or "hashing".
+    pub tracker: String,
+    pub bandwidth_mib_s: f64,
+}
+
+/// Settings of one live migration.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TransferOptions {
+    /// Bytes per second (None: unlimited).
+    #[serde(default)]
+    pub bandwidth: Option<u64>,
+    #[serde(default)]
+    pub max_rounds: Option<u32>,
+    /// Find written pages by hashing even where the kernel can track them.
+    #[serde(default)]
+    pub force_hashing: bool,
+}
+
+/// A command to a running instance, one JSON line on its control socket (`tern run
+/// --control`). The instance answers with [`InstanceEvent`] lines.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InstanceCommand {
+    /// Move the running program to the `tern receive` listening at `to`. With `ask_commit`
+    /// the instance sends `ready` once the destination holds everything and waits for a
+    /// `commit` line; without, it commits on its own.
+    Migrate {
+        to: String,
+        #[serde(default)]
+        options: TransferOptions,
+        #[serde(default)]
+        ask_commit: bool,
+    },
+    /// The answer to `ready`.
+    Commit { commit: bool },
+    /// For a receiving instance whose source went silent after it was ready: run (go) or not.
+    Decide { go: bool },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InstanceEvent {
+    Progress {
+        phase: String,
+        round: u32,
+        bytes: u64,
+    },
+    /// The destination is ready; the program is paused until `commit`.
+    Ready {
+        report: TransferReport,
+    },
+    /// The migration ended (committed: the program now runs at the destination).
+    Done {
+        report: TransferReport,
+    },
+    Error {
+        message: String,
+    },
+    Ok,
+}

@@ -6,6 +6,8 @@ use std::sync::{Arc, Mutex};
 
 use tern_instrument::FLAG_CAPTURE;
 
+use crate::live::LiveRequest;
+
 /// A capture request channel shared between the thread running the program and whoever wants
 /// it captured (a timer, a signal handler thread, an agent).
 #[derive(Debug)]
@@ -17,6 +19,18 @@ pub struct Control {
     /// An eventfd that is readable while a request is pending: blocking imports wait on it
     /// instead of waking every few milliseconds to look (None if eventfd is unavailable).
     wake: Option<Arc<OwnedFd>>,
+    /// The running program's module and memories, for a live migration to read.
+    live_info: Mutex<Option<LiveInfo>>,
+    /// A live migration waiting for the program to stop at a safe point.
+    live: Mutex<Option<LiveRequest>>,
+}
+
+/// Where a running program's memories are, for reading them while it runs.
+#[derive(Debug, Clone)]
+pub(crate) struct LiveInfo {
+    pub(crate) module_digest: String,
+    /// (memory index, base address) of each memory the program defines.
+    pub(crate) memories: Vec<(u32, usize)>,
 }
 
 impl Default for Control {
@@ -29,6 +43,8 @@ impl Default for Control {
             wake: eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)
                 .ok()
                 .map(Arc::new),
+            live_info: Mutex::new(None),
+            live: Mutex::new(None),
         }
     }
 }
@@ -86,5 +102,48 @@ impl Control {
     /// Must be called before the instance's store is dropped.
     pub(crate) fn detach(&self) {
         *self.flag.lock().unwrap_or_else(|p| p.into_inner()) = 0;
+        *self.live_info.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    pub(crate) fn set_live_info(&self, info: LiveInfo) {
+        *self.live_info.lock().unwrap_or_else(|p| p.into_inner()) = Some(info);
+    }
+
+    pub(crate) fn live_info(&self) -> Option<LiveInfo> {
+        self.live_info
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Whether a program is running under this control.
+    pub fn running(&self) -> bool {
+        *self.flag.lock().unwrap_or_else(|p| p.into_inner()) != 0
+    }
+
+    /// Stop the program at its next safe point and hand its state to a live migration.
+    pub(crate) fn request_live(&self, req: LiveRequest) {
+        *self.live.lock().unwrap_or_else(|p| p.into_inner()) = Some(req);
+        self.request();
+    }
+
+    pub(crate) fn take_live(&self) -> Option<LiveRequest> {
+        self.live.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+
+    /// Put back a live request that could not be served at this safe point.
+    pub(crate) fn put_live(&self, req: LiveRequest) {
+        *self.live.lock().unwrap_or_else(|p| p.into_inner()) = Some(req);
+    }
+
+    /// Withdraw a live request (the migration gave up before the program stopped).
+    pub(crate) fn cancel_live(&self) {
+        if self.take_live().is_some() {
+            self.clear();
+            let flag = self.flag.lock().unwrap_or_else(|p| p.into_inner());
+            if *flag != 0 {
+                crate::sys::fetch_and_word(*flag, !FLAG_CAPTURE);
+            }
+        }
     }
 }

@@ -64,6 +64,16 @@ pub enum Start {
         preopens: Vec<Preopen>,
         listeners: Vec<TcpListener>,
     },
+    /// Receive a program by live migration on `conn` (see [`crate::migrate_out`]) and run it
+    /// once the source says go. Should the connection end after this side is ready and before
+    /// the verdict, `decide` is asked until it knows (Some(true) go, Some(false) abort): the
+    /// source may have committed and then died.
+    Incoming {
+        conn: std::net::TcpStream,
+        preopens: Vec<Preopen>,
+        listeners: Vec<TcpListener>,
+        decide: Box<dyn FnMut() -> Option<bool> + Send>,
+    },
 }
 
 /// A snapshot to continue.
@@ -103,6 +113,8 @@ pub enum Outcome {
     Exited(i32),
     /// The program was stopped at a safe point; the snapshot continues it.
     Captured(Box<Snapshot>),
+    /// The program moved to another process by live migration and continues there.
+    Migrated,
 }
 
 #[derive(Clone)]
@@ -214,8 +226,27 @@ impl Runtime {
     pub fn run(&self, prepared: &Prepared, start: Start, options: &RunOptions) -> Result<Outcome> {
         let control = options.control.clone();
         let restore_started = Instant::now();
+        let mut incoming = None;
+        let mut migrated_in = false;
         let (wasi, snapshot) = match start {
             Start::Fresh(config) => (WasiCtx::new(config)?, None),
+            Start::Incoming {
+                conn,
+                preopens,
+                listeners,
+                decide,
+            } => {
+                // The WASI state arrives last; until then the instance has an empty one.
+                let empty = WasiConfig {
+                    args: Vec::new(),
+                    env: Vec::new(),
+                    preopens: Vec::new(),
+                    listeners: Vec::new(),
+                };
+                incoming = Some((conn, preopens, listeners, decide));
+                migrated_in = true;
+                (WasiCtx::new(empty)?, None)
+            }
             Start::Resume {
                 snapshot,
                 preopens,
@@ -249,6 +280,13 @@ impl Runtime {
             .get_memory(&mut store, FLAG_EXPORT)
             .ok_or_else(|| Error::Mismatch("module is not instrumented".into()))?;
         let flag_addr = flag.data_ptr(&store) as usize;
+        let mut live_memories = Vec::new();
+        for &index in &prepared.meta.memories {
+            let name = format!("{}{index}", tern_instrument::MEMORY_EXPORT_PREFIX);
+            if let Some(m) = instance.get_memory(&mut store, &name) {
+                live_memories.push((index, m.data_ptr(&store) as usize));
+            }
+        }
         let _detach = Detach(&control);
         let main = instance
             .get_typed_func::<(), ()>(&mut store, "_start")
@@ -260,7 +298,60 @@ impl Runtime {
             Some(c) => c.wait().and(r),
             None => r,
         };
+        if let Some((mut conn, preopens, listeners, mut decide)) = incoming {
+            let _ = conn.set_nodelay(true);
+            let mut rx = crate::live::Receiver {
+                conn: &mut conn,
+                buf: Vec::new(),
+            };
+            let received = rx
+                .handshake(&prepared.digest, &prepared.meta.memories)
+                .and_then(|()| {
+                    let mut sink = StoreSink {
+                        store: &mut store,
+                        instance: &instance,
+                    };
+                    rx.receive(&mut sink)
+                })
+                .and_then(|state| {
+                    let wasi_state = serde_json::from_value(state.wasi.clone())
+                        .map_err(|e| Error::Mismatch(format!("WASI state: {e}")))?;
+                    store.data_mut().wasi = WasiCtx::restore(&wasi_state, &preopens, listeners)?;
+                    state::restore(&mut store, &instance, prepared, state::Source::Live(&state))
+                });
+            if let Err(e) = received {
+                rx.fail(&e.to_string());
+                return Err(e);
+            }
+            let go = match rx.ready_then_verdict() {
+                Ok(go) => go,
+                Err(_) => loop {
+                    if let Some(go) = decide() {
+                        break go;
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                },
+            };
+            if !go {
+                return Err(Error::Migration(
+                    "aborted: the program continues at the source".into(),
+                ));
+            }
+            crate::sys::fetch_or_word(flag_addr, FLAG_REWIND);
+        }
+        control.set_live_info(crate::control::LiveInfo {
+            module_digest: prepared.digest.clone(),
+            memories: live_memories,
+        });
         match &snapshot {
+            None if migrated_in => {
+                control.attach(flag_addr);
+                options
+                    .stats
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .restore_ms = Some(ms(restore_started.elapsed()));
+            }
             None => {
                 control.attach(flag_addr);
                 request_after(&control, options.checkpoint_after);
@@ -310,16 +401,33 @@ impl Runtime {
             if let Some(c) = &page_check {
                 c.wait()?;
             }
-            match state::capture(&mut store, &instance, prepared) {
+            // A live migration takes the state without the memories, which it reads in place.
+            let live = control.take_live();
+            match state::capture(&mut store, &instance, prepared, live.is_none()) {
                 Ok(snapshot) => {
-                    let mut stats = options.stats.lock().unwrap_or_else(|p| p.into_inner());
-                    stats.capture_ms = Some(ms(unwound.elapsed()));
-                    stats.request_to_safe_point_ms = control
-                        .requested_at()
-                        .map(|t| ms(unwound.saturating_duration_since(t)));
-                    return Ok(Outcome::Captured(Box::new(snapshot)));
+                    {
+                        let mut stats = options.stats.lock().unwrap_or_else(|p| p.into_inner());
+                        stats.capture_ms = Some(ms(unwound.elapsed()));
+                        stats.request_to_safe_point_ms = control
+                            .requested_at()
+                            .map(|t| ms(unwound.saturating_duration_since(t)));
+                    }
+                    let Some(live) = live else {
+                        return Ok(Outcome::Captured(Box::new(snapshot)));
+                    };
+                    if live.paused.send(snapshot).is_ok() && live.verdict.recv().unwrap_or(false) {
+                        return Ok(Outcome::Migrated);
+                    }
+                    // Rolled back: the program continues here, from where it stopped.
+                    state::set_state(&mut store, &instance, STATE_REWINDING)?;
+                    control.clear();
+                    crate::sys::fetch_and_word(flag_addr, !FLAG_CAPTURE);
+                    crate::sys::fetch_or_word(flag_addr, FLAG_REWIND);
                 }
                 Err(CaptureError::Retry) => {
+                    if let Some(live) = live {
+                        control.put_live(live);
+                    }
                     // A frame holds a reference that cannot be written out. Rewind in place
                     // (nothing was lost) and try again at the next safe point — which the
                     // request still pending achieves — backing off when that keeps failing,
@@ -361,9 +469,35 @@ impl Runtime {
             Ok(()) => Ok(0),
             Err(e) => match finish(e)? {
                 Outcome::Exited(code) => Ok(code),
-                Outcome::Captured(_) => Err(Error::Capture("unexpected capture".into())),
+                Outcome::Captured(_) | Outcome::Migrated => {
+                    Err(Error::Capture("unexpected capture".into()))
+                }
             },
         }
+    }
+}
+
+/// Pages received by live migration go straight into the instance's memories.
+struct StoreSink<'a> {
+    store: &'a mut Store<Host>,
+    instance: &'a wasmtime::Instance,
+}
+
+impl crate::live::PageSink for StoreSink<'_> {
+    fn memory(&mut self, index: u32, end: u64) -> Result<&mut [u8]> {
+        let name = format!("{}{index}", tern_instrument::MEMORY_EXPORT_PREFIX);
+        let mem = self
+            .instance
+            .get_memory(&mut *self.store, &name)
+            .ok_or_else(|| Error::Migration(format!("module has no memory {index}")))?;
+        let have = mem.data_size(&*self.store) as u64;
+        if end > have {
+            let grow = crate::live::pages_for(end) - crate::live::pages_for(have);
+            mem.grow(&mut *self.store, grow).map_err(|e| {
+                Error::Migration(format!("growing memory {index} to {end} bytes: {e:#}"))
+            })?;
+        }
+        Ok(mem.data_mut(&mut *self.store))
     }
 }
 

@@ -11,6 +11,7 @@
 mod cache;
 mod control;
 mod exec;
+mod live;
 mod snapfile;
 mod state;
 mod sys;
@@ -18,6 +19,7 @@ mod sys;
 pub use cache::{Cache, Prepared};
 pub use control::Control;
 pub use exec::{engine_config, Outcome, Resumable, RunOptions, RunStats, Runtime, Start};
+pub use live::{migrate_out, MigrateOptions, MigrationReport, Progress, Round};
 pub use snapfile::SnapshotFile;
 
 /// Exit code for a program stopped by a trap, as `wasmtime run` reports an abort.
@@ -55,6 +57,8 @@ pub enum Error {
     Restore(String),
     #[error("capturing state: {0}")]
     Capture(String),
+    #[error("migration: {0}")]
+    Migration(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -65,6 +65,7 @@ pub(crate) fn capture(
     store: &mut Store<Host>,
     instance: &Instance,
     prepared: &Prepared,
+    with_memories: bool,
 ) -> Result<Snapshot, CaptureError> {
     // Frames that hold live references (funcref, externref, exnref) cannot be written to a file.
     let mut ref_slots = [0u32; 3];
@@ -101,7 +102,15 @@ pub(crate) fn capture(
     let mut memories = Vec::new();
     for &index in &prepared.meta.memories {
         let mem = memory(store, instance, &format!("{MEMORY_EXPORT_PREFIX}{index}"))?;
-        memories.push(MemoryImage::capture(index, mem.data(&*store)));
+        if with_memories {
+            memories.push(MemoryImage::capture(index, mem.data(&*store)));
+        } else {
+            memories.push(MemoryImage {
+                index,
+                size: mem.data_size(&*store) as u64,
+                chunks: Vec::new(),
+            });
+        }
     }
     let mut globals = Vec::new();
     for (index, _) in &prepared.meta.globals {
@@ -195,6 +204,9 @@ fn describe_stack(frames: &[u8], prepared: &Prepared) -> Vec<FrameInfo> {
 pub(crate) enum Source<'a> {
     Snapshot(&'a Snapshot),
     File(&'a SnapshotFile),
+    /// State received by live migration: the pages are already in the instance's memories,
+    /// which the snapshot only gives the sizes of.
+    Live(&'a Snapshot),
 }
 
 /// Write a snapshot's state into a freshly instantiated instance and arm the rewind.
@@ -205,7 +217,7 @@ pub(crate) fn restore(
     src: Source<'_>,
 ) -> Result<()> {
     let (meta, globals, frames) = match src {
-        Source::Snapshot(s) => (&s.meta, &s.globals[..], &s.frames[..]),
+        Source::Snapshot(s) | Source::Live(s) => (&s.meta, &s.globals[..], &s.frames[..]),
         Source::File(f) => {
             let o = f.opened();
             (&o.meta, &o.globals[..], &o.frames[..])
@@ -233,6 +245,11 @@ pub(crate) fn restore(
                     }
                 }
                 image.write_into(data)?;
+            }
+        }
+        Source::Live(snap) => {
+            for image in &snap.memories {
+                sized_memory(store, instance, prepared, image.index, image.size)?;
             }
         }
         Source::File(file) => {

@@ -144,3 +144,244 @@ pub(crate) fn map_file(dest: &mut [u8], file: &std::fs::File, offset: u64) -> st
     }?;
     Ok(())
 }
+
+/// Which pages of a region the program writes, tracked by the kernel: the region is registered
+/// with a userfaultfd in asynchronous write-protect mode (the kernel resolves each first write
+/// itself, so the program never stops) and `PAGEMAP_SCAN` reports the written pages and
+/// write-protects them again in one call. Linux 6.7 or later; `new` fails elsewhere.
+pub(crate) struct WriteTracker {
+    _uffd: std::os::fd::OwnedFd,
+    pagemap: std::fs::File,
+    start: usize,
+    len: usize,
+}
+
+// The kernel's uAPI (linux/userfaultfd.h, linux/fs.h), which libc does not carry yet.
+const UFFD_API: u64 = 0xAA;
+const UFFD_USER_MODE_ONLY: libc::c_int = 1;
+const UFFD_FEATURE_WP_UNPOPULATED: u64 = 1 << 13;
+const UFFD_FEATURE_WP_ASYNC: u64 = 1 << 15;
+const UFFDIO_REGISTER_MODE_WP: u64 = 1 << 1;
+const UFFDIO_WRITEPROTECT_MODE_WP: u64 = 1;
+const PM_SCAN_WP_MATCHING: u64 = 1;
+const PM_SCAN_CHECK_WPASYNC: u64 = 1 << 1;
+const PAGE_IS_WRITTEN: u64 = 1 << 1;
+
+const fn iowr(ty: u64, nr: u64, size: usize) -> libc::c_ulong {
+    ((3u64 << 30) | ((size as u64) << 16) | (ty << 8) | nr) as libc::c_ulong
+}
+
+#[repr(C)]
+struct UffdioApi {
+    api: u64,
+    features: u64,
+    ioctls: u64,
+}
+
+#[repr(C)]
+struct UffdioRegister {
+    start: u64,
+    len: u64,
+    mode: u64,
+    ioctls: u64,
+}
+
+#[repr(C)]
+struct UffdioWriteprotect {
+    start: u64,
+    len: u64,
+    mode: u64,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct PageRegion {
+    start: u64,
+    end: u64,
+    categories: u64,
+}
+
+#[repr(C)]
+struct PmScanArg {
+    size: u64,
+    flags: u64,
+    start: u64,
+    end: u64,
+    walk_end: u64,
+    vec: u64,
+    vec_len: u64,
+    max_pages: u64,
+    category_inverted: u64,
+    category_mask: u64,
+    category_anyof_mask: u64,
+    return_mask: u64,
+}
+
+const UFFDIO_API: libc::c_ulong = iowr(0xAA, 0x3F, std::mem::size_of::<UffdioApi>());
+const UFFDIO_REGISTER: libc::c_ulong = iowr(0xAA, 0x00, std::mem::size_of::<UffdioRegister>());
+const UFFDIO_WRITEPROTECT: libc::c_ulong =
+    iowr(0xAA, 0x06, std::mem::size_of::<UffdioWriteprotect>());
+const PAGEMAP_SCAN: libc::c_ulong = iowr(b'f' as u64, 16, std::mem::size_of::<PmScanArg>());
+
+fn check(r: libc::c_int) -> std::io::Result<()> {
+    if r < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+impl WriteTracker {
+    /// Start tracking writes to `[start, start + len)`, which must be mapped (any protection)
+    /// and page aligned.
+    pub(crate) fn new(start: usize, len: usize) -> std::io::Result<WriteTracker> {
+        use std::os::fd::FromRawFd;
+        // SAFETY: a plain system call; the returned descriptor is owned from here on.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_userfaultfd,
+                libc::O_CLOEXEC | libc::O_NONBLOCK | UFFD_USER_MODE_ONLY,
+            )
+        };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just returned by the kernel and is not owned elsewhere.
+        let uffd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as libc::c_int) };
+        use std::os::fd::AsRawFd;
+        let raw = uffd.as_raw_fd();
+        let mut api = UffdioApi {
+            api: UFFD_API,
+            features: UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED,
+            ioctls: 0,
+        };
+        // SAFETY: the ioctls get pointers to live, correctly laid out structures (the kernel's
+        // uAPI), and only touch the registered range's page tables, not its contents.
+        unsafe {
+            check(libc::ioctl(raw, UFFDIO_API, &mut api))?;
+            let mut reg = UffdioRegister {
+                start: start as u64,
+                len: len as u64,
+                mode: UFFDIO_REGISTER_MODE_WP,
+                ioctls: 0,
+            };
+            check(libc::ioctl(raw, UFFDIO_REGISTER, &mut reg))?;
+            let mut wp = UffdioWriteprotect {
+                start: start as u64,
+                len: len as u64,
+                mode: UFFDIO_WRITEPROTECT_MODE_WP,
+            };
+            check(libc::ioctl(raw, UFFDIO_WRITEPROTECT, &mut wp))?;
+        }
+        let pagemap = std::fs::File::open("/proc/self/pagemap")?;
+        Ok(WriteTracker {
+            _uffd: uffd,
+            pagemap,
+            start,
+            len,
+        })
+    }
+
+    /// Byte ranges (relative to the region's start, below `upto`) written since the last call
+    /// or since tracking began; they are write-protected again before this returns.
+    pub(crate) fn take_written(&mut self, upto: usize) -> std::io::Result<Vec<(usize, usize)>> {
+        use std::os::fd::AsRawFd;
+        let end = self.start + upto.min(self.len);
+        let mut out = Vec::new();
+        let mut regions = [PageRegion::default(); 256];
+        let mut from = self.start as u64;
+        while from < end as u64 {
+            let mut arg = PmScanArg {
+                size: std::mem::size_of::<PmScanArg>() as u64,
+                flags: PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC,
+                start: from,
+                end: end as u64,
+                walk_end: 0,
+                vec: regions.as_mut_ptr() as u64,
+                vec_len: regions.len() as u64,
+                max_pages: 0,
+                category_inverted: 0,
+                category_mask: PAGE_IS_WRITTEN,
+                category_anyof_mask: 0,
+                return_mask: PAGE_IS_WRITTEN,
+            };
+            // SAFETY: `arg` points at `regions`, which outlives the call and has room for
+            // `vec_len` entries; the scan reads page tables of our own address space.
+            let n = unsafe { libc::ioctl(self.pagemap.as_raw_fd(), PAGEMAP_SCAN, &mut arg) };
+            if n < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            for r in &regions[..n as usize] {
+                out.push((r.start as usize - self.start, (r.end - r.start) as usize));
+            }
+            if arg.walk_end <= from || arg.walk_end >= end as u64 {
+                break;
+            }
+            from = arg.walk_end;
+        }
+        Ok(out)
+    }
+}
+
+/// The accessible (read-write) length of the mapping that starts at `base`, and the length of
+/// the whole reservation behind it (accessible or not), from `/proc/self/maps`.
+pub(crate) fn mapping_extent(base: usize) -> std::io::Result<(usize, usize)> {
+    let maps = std::fs::read_to_string("/proc/self/maps")?;
+    let mut next = base;
+    let (mut accessible, mut reserved) = (0usize, 0usize);
+    let mut in_rw = true;
+    for line in maps.lines() {
+        let Some((range, rest)) = line.split_once(' ') else {
+            continue;
+        };
+        let Some((a, b)) = range.split_once('-') else {
+            continue;
+        };
+        let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16)) else {
+            continue;
+        };
+        if b <= base || a != next {
+            if a > next {
+                break;
+            }
+            continue;
+        }
+        let rw = rest.starts_with("rw");
+        if rw && in_rw {
+            accessible += b - a;
+        } else {
+            in_rw = false;
+        }
+        reserved += b - a;
+        next = b;
+    }
+    if reserved == 0 {
+        return Err(std::io::Error::other(format!(
+            "no mapping starts at {base:#x}"
+        )));
+    }
+    Ok((accessible, reserved))
+}
+
+/// Copy bytes of this process's memory at `addr` into `buf` through the kernel, so that
+/// memory another thread may be writing is read without a data race in our code.
+pub(crate) fn read_own(addr: usize, buf: &mut [u8]) -> std::io::Result<()> {
+    let local = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    let remote = libc::iovec {
+        iov_base: addr as *mut libc::c_void,
+        iov_len: buf.len(),
+    };
+    // SAFETY: `local` describes `buf`, exclusively borrowed; the kernel checks `remote` and
+    // reports an unmapped range as an error instead of faulting.
+    let n = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if n as usize != buf.len() {
+        return Err(std::io::Error::other("short read of own memory"));
+    }
+    Ok(())
+}

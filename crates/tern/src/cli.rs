@@ -36,6 +36,9 @@ pub struct CheckpointArgs {
     /// Largest size of the program's memory (e.g. 512MiB); growing beyond it fails.
     #[arg(long, value_parser = parse_size)]
     pub max_memory: Option<u64>,
+    /// Take commands (live migration) on this Unix socket.
+    #[arg(long, value_name = "SOCKET")]
+    pub control: Option<PathBuf>,
 }
 
 pub fn parse_size(s: &str) -> Result<u64, String> {
@@ -72,6 +75,31 @@ pub enum Command {
         checkpoint: CheckpointArgs,
         /// The snapshot file.
         snapshot: PathBuf,
+    },
+    /// Receive a program by live migration and run it (the destination of `tern instance
+    /// migrate`); it runs only once its source says go.
+    Receive {
+        /// Where to listen for the source.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: std::net::SocketAddr,
+        /// Write the address actually listened on to this file.
+        #[arg(long)]
+        port_file: Option<PathBuf>,
+        /// Give up if no source connects within this long.
+        #[arg(long, value_parser = parse_duration, default_value = "60s")]
+        accept_timeout: Duration,
+        /// Grant a host directory: HOST_DIR[::GUEST_DIR] (must cover the program's preopens).
+        #[arg(long = "dir", value_name = "HOST_DIR[::GUEST_DIR]")]
+        dirs: Vec<String>,
+        #[command(flatten)]
+        checkpoint: CheckpointArgs,
+        /// The program's module (.wasm).
+        module: PathBuf,
+    },
+    /// Act on a running instance through its control socket.
+    Instance {
+        #[command(subcommand)]
+        command: InstanceCmd,
     },
     /// Work with snapshot files.
     Snapshot {
@@ -201,6 +229,28 @@ impl Output {
 }
 
 #[derive(Subcommand)]
+pub enum InstanceCmd {
+    /// Move the program of the instance behind SOCKET to the `tern receive` at ADDR while it
+    /// runs, and print the migration's report.
+    Migrate {
+        /// The instance's control socket (`--control` of `tern run`).
+        socket: PathBuf,
+        #[arg(long)]
+        to: String,
+        /// Bytes per second on the wire (e.g. 100MiB).
+        #[arg(long, value_parser = parse_size)]
+        bandwidth: Option<u64>,
+        #[arg(long)]
+        max_rounds: Option<u32>,
+        /// Find written pages by hashing every page each round instead of asking the kernel.
+        #[arg(long)]
+        hashing: bool,
+        #[command(flatten)]
+        out: Output,
+    },
+}
+
+#[derive(Subcommand)]
 pub enum SnapshotCommand {
     /// Show what a snapshot holds.
     Inspect {
@@ -309,6 +359,41 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
             module.as_deref(),
             parse_dirs(&dirs)?,
             &checkpoint,
+        ),
+        Command::Receive {
+            listen,
+            port_file,
+            accept_timeout,
+            dirs,
+            checkpoint,
+            module,
+        } => crate::run::receive(
+            &module,
+            listen,
+            port_file.as_deref(),
+            accept_timeout,
+            parse_dirs(&dirs)?,
+            &checkpoint,
+        ),
+        Command::Instance {
+            command:
+                InstanceCmd::Migrate {
+                    socket,
+                    to,
+                    bandwidth,
+                    max_rounds,
+                    hashing,
+                    out,
+                },
+        } => crate::instance::migrate_command(
+            &socket,
+            &to,
+            tern_controller::api::TransferOptions {
+                bandwidth,
+                max_rounds,
+                force_hashing: hashing,
+            },
+            out.json(),
         ),
         Command::Snapshot {
             command: SnapshotCommand::Inspect { file, json },

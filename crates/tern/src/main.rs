@@ -5,6 +5,7 @@
 mod cli;
 mod demo;
 mod fleet;
+mod instance;
 mod run;
 
 use std::process::ExitCode;

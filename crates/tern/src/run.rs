@@ -10,6 +10,7 @@ use tern_snapshot::{PageEncoding, Snapshot};
 use tern_wasi::{Preopen, WasiConfig};
 
 use crate::cli::{runtime, CheckpointArgs};
+use crate::instance::Shared;
 
 /// A snapshot that cannot be resumed with what it was given (wrong module, missing module).
 #[derive(Debug)]
@@ -23,8 +24,12 @@ impl std::fmt::Display for SnapshotRefused {
 
 impl std::error::Error for SnapshotRefused {}
 
-fn options(checkpoint: &CheckpointArgs) -> Result<RunOptions> {
+fn options(checkpoint: &CheckpointArgs) -> Result<(RunOptions, Arc<Shared>)> {
     let control = Arc::new(Control::new());
+    let shared = Arc::new(Shared::default());
+    if let Some(path) = &checkpoint.control {
+        crate::instance::serve(path, control.clone(), shared.clone())?;
+    }
     if checkpoint.checkpoint_to.is_some() {
         // SIGUSR1 asks for a checkpoint now; without a file to write it has no meaning.
         let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGUSR1])
@@ -36,21 +41,30 @@ fn options(checkpoint: &CheckpointArgs) -> Result<RunOptions> {
             }
         });
     }
-    Ok(RunOptions {
-        checkpoint_after: checkpoint.checkpoint_after,
-        control,
-        stats: Default::default(),
-        max_memory: checkpoint.max_memory,
-    })
+    Ok((
+        RunOptions {
+            checkpoint_after: checkpoint.checkpoint_after,
+            control,
+            stats: Default::default(),
+            max_memory: checkpoint.max_memory,
+        },
+        shared,
+    ))
 }
 
 fn finish(
     outcome: tern_runtime::Result<Outcome>,
     checkpoint: &CheckpointArgs,
     module: &[u8],
+    shared: &Shared,
 ) -> Result<ExitCode> {
     match outcome {
         Ok(Outcome::Exited(code)) => Ok(ExitCode::from(code.clamp(0, 255) as u8)),
+        Ok(Outcome::Migrated) => {
+            // The program continues elsewhere; this process ends once it has said so.
+            shared.wait_reported();
+            Ok(ExitCode::SUCCESS)
+        }
         Ok(Outcome::Captured(mut snapshot)) => {
             let path = checkpoint
                 .checkpoint_to
@@ -100,7 +114,7 @@ pub fn run(
     let wasm = std::fs::read(module).with_context(|| format!("reading {}", module.display()))?;
     // Install the SIGUSR1 handler first: a signal that arrives while the module compiles must
     // not kill the process.
-    let options = options(checkpoint)?;
+    let (options, shared) = options(checkpoint)?;
     let rt = runtime()?;
     let prepared = rt
         .prepare(&wasm)
@@ -114,7 +128,48 @@ pub fn run(
         listeners: Vec::new(),
     };
     let outcome = rt.run(&prepared, Start::Fresh(config), &options);
-    finish(outcome, checkpoint, &wasm)
+    finish(outcome, checkpoint, &wasm, &shared)
+}
+
+pub fn receive(
+    module: &Path,
+    listen: std::net::SocketAddr,
+    port_file: Option<&Path>,
+    accept_timeout: std::time::Duration,
+    preopens: Vec<Preopen>,
+    checkpoint: &CheckpointArgs,
+) -> Result<ExitCode> {
+    let wasm = std::fs::read(module).with_context(|| format!("reading {}", module.display()))?;
+    let (options, shared) = options(checkpoint)?;
+    let rt = runtime()?;
+    let prepared = rt
+        .prepare(&wasm)
+        .with_context(|| format!("loading {}", module.display()))?;
+    let listener =
+        std::net::TcpListener::bind(listen).with_context(|| format!("listening on {listen}"))?;
+    let addr = listener.local_addr()?;
+    if let Some(f) = port_file {
+        crate::instance::write_atomically(f, &addr.to_string())?;
+    }
+    let conn = accept_within(&listener, accept_timeout)?;
+    drop(listener);
+    conn.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
+    // Should the source fall silent after this side is ready, only a control socket's owner
+    // can know whether it committed; without one, not running is the safe answer.
+    let decide: Box<dyn FnMut() -> Option<bool> + Send> = if checkpoint.control.is_some() {
+        let s = shared.clone();
+        Box::new(move || s.decision())
+    } else {
+        Box::new(|| Some(false))
+    };
+    let start = Start::Incoming {
+        conn,
+        preopens,
+        listeners: Vec::new(),
+        decide,
+    };
+    let outcome = rt.run(&prepared, start, &options);
+    finish(outcome, checkpoint, &wasm, &shared)
 }
 
 pub fn open_snapshot(path: &Path) -> Result<SnapshotFile> {
@@ -127,7 +182,7 @@ pub fn resume(
     preopens: Vec<Preopen>,
     checkpoint: &CheckpointArgs,
 ) -> Result<ExitCode> {
-    let options = options(checkpoint)?;
+    let (options, shared) = options(checkpoint)?;
     let snapshot = open_snapshot(path)?;
     let rt = runtime()?;
     let want = snapshot.opened().meta.module_digest.clone();
@@ -174,7 +229,30 @@ pub fn resume(
         listeners: Vec::new(),
     };
     let outcome = rt.run(&prepared, start, &options);
-    finish(outcome, checkpoint, &wasm)
+    finish(outcome, checkpoint, &wasm, &shared)
+}
+
+fn accept_within(
+    listener: &std::net::TcpListener,
+    timeout: std::time::Duration,
+) -> Result<std::net::TcpStream> {
+    listener.set_nonblocking(true)?;
+    let until = std::time::Instant::now() + timeout;
+    loop {
+        match listener.accept() {
+            Ok((conn, _)) => {
+                conn.set_nonblocking(false)?;
+                return Ok(conn);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if std::time::Instant::now() >= until {
+                    anyhow::bail!("no source connected within {timeout:?}");
+                }
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            Err(e) => return Err(e).context("waiting for the source"),
+        }
+    }
 }
 
 /// Without `--dir`, a resume on the same machine grants the directories the program had.

@@ -120,7 +120,7 @@ fn captured_at_every_safe_point_ends_like_an_uninterrupted_run() {
         .expect("run")
     {
         Outcome::Exited(code) => code,
-        Outcome::Captured(_) => panic!("captured without a request"),
+        Outcome::Captured(_) | Outcome::Migrated => panic!("captured without a request"),
     };
     let plain = rt.compile_uninstrumented(&wasm).expect("compile");
     assert_eq!(
@@ -135,6 +135,7 @@ fn captured_at_every_safe_point_ends_like_an_uninterrupted_run() {
     let code = loop {
         match outcome {
             Outcome::Exited(code) => break code,
+            Outcome::Migrated => panic!("migrated without a request"),
             Outcome::Captured(snapshot) => {
                 captures += 1;
                 assert!(captures < 100_000, "no progress between captures");

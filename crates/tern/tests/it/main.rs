@@ -5,5 +5,6 @@
 mod bad_input;
 mod fleet;
 mod harness;
+mod migrate;
 mod real_programs;
 mod resume;

@@ -1,0 +1,765 @@
+//! Live migration of a running program to another process, over one byte stream (TCP between
+//! nodes). The source keeps running while its memory is sent; then only the pages it wrote
+//! since the previous round, until what remains is small; then it stops at a safe point, sends
+//! the last pages and its stack, globals and WASI state, and waits. The destination writes
+//! every page straight into its own instance's memory (nothing is buffered whole), installs the
+//! state and says it is ready, but runs only once told to go. Until then the source can still
+//! continue where it stopped (rollback): the program is in exactly one place at any moment.
+//!
+//! Written pages are found by the kernel (userfaultfd write protection, see
+//! [`crate::sys::WriteTracker`]); where that is unavailable, by hashing every page each round.
+//!
+//! Wire format: frames of `kind u8 | length u32 | payload | crc32 u32` (little endian; the
+//! checksum covers kind, length and payload). Page frames carry `memory u32 | offset u64 |
+//! length u32 | encoding u8 | data` with encoding 0 raw, 1 LZ4, 2 zero (no data).
+
+use std::io::{Read, Write};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tern_snapshot::{Snapshot, PAGE};
+
+use crate::control::Control;
+use crate::{Error, Result};
+
+/// Host page: the unit of dirty tracking and of page frames.
+const HOST_PAGE: usize = 4096;
+/// Bytes read and sent at a time; bounds the buffers on both sides.
+const CHUNK: usize = 256 << 10;
+/// Largest frame payload accepted, so that a hostile peer cannot make us allocate at will.
+const MAX_FRAME: usize = 64 << 20;
+const PROTOCOL_VERSION: u32 = 1;
+
+mod kind {
+    pub const HELLO: u8 = 1;
+    pub const ACCEPT: u8 = 2;
+    pub const REFUSE: u8 = 3;
+    pub const PAGES: u8 = 4;
+    pub const ROUND_END: u8 = 5;
+    pub const FINAL: u8 = 6;
+    pub const READY: u8 = 7;
+    pub const GO: u8 = 8;
+    pub const ABORT: u8 = 9;
+    pub const FAILED: u8 = 10;
+}
+
+mod enc {
+    pub const RAW: u8 = 0;
+    pub const LZ4: u8 = 1;
+    pub const ZERO: u8 = 2;
+}
+
+/// How the source runs its rounds.
+#[derive(Debug, Clone)]
+pub struct MigrateOptions {
+    /// Stop pre-copying after this many rounds even if the program keeps writing.
+    pub max_rounds: u32,
+    /// Stop pre-copying once a round finds no more than this many written bytes.
+    pub stop_below: u64,
+    /// Bytes per second on the wire (None: as fast as the connection goes).
+    pub bandwidth: Option<u64>,
+    /// Compress pages with LZ4.
+    pub compress: bool,
+    /// Use page hashing even where the kernel can track writes (for comparison).
+    pub force_hashing: bool,
+}
+
+impl Default for MigrateOptions {
+    fn default() -> Self {
+        MigrateOptions {
+            max_rounds: 30,
+            stop_below: 256 << 10,
+            bandwidth: None,
+            compress: true,
+            force_hashing: false,
+        }
+    }
+}
+
+/// One round of sending pages; the last one is the stop-and-copy round.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Round {
+    /// Bytes of memory sent (all zero pages included).
+    pub raw_bytes: u64,
+    /// Bytes that went on the wire for them.
+    pub wire_bytes: u64,
+    pub ms: f64,
+}
+
+/// What a migration did, from the source's side.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct MigrationReport {
+    /// "committed", "rolled_back" or "failed".
+    pub outcome: String,
+    /// The step where a failure happened, and why.
+    pub failed_step: Option<String>,
+    pub reason: Option<String>,
+    pub rounds: Vec<Round>,
+    /// From the stop request to the destination ready (the program stands still meanwhile).
+    pub pause_ms: f64,
+    pub total_ms: f64,
+    /// Raw and wire bytes of everything sent (pages and state).
+    pub bytes_raw: u64,
+    pub bytes_wire: u64,
+    /// How written pages were found: "userfaultfd-wp" or "hashing".
+    pub tracker: String,
+    /// Wire bytes over total time, in MiB/s.
+    pub bandwidth_mib_s: f64,
+}
+
+/// Progress, for a bar.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Progress {
+    pub phase: String,
+    pub round: u32,
+    pub bytes: u64,
+}
+
+/// What the migration thread hands the program thread, and back.
+#[derive(Debug)]
+pub(crate) struct LiveRequest {
+    pub(crate) paused: mpsc::SyncSender<Snapshot>,
+    pub(crate) verdict: mpsc::Receiver<bool>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Hello {
+    version: u32,
+    module_digest: String,
+    transform_version: u32,
+    memories: Vec<u32>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Reason {
+    reason: String,
+}
+
+fn proto(what: impl std::fmt::Display) -> Error {
+    Error::Migration(what.to_string())
+}
+
+fn io_err(step: &str) -> impl Fn(std::io::Error) -> Error + '_ {
+    move |e| Error::Migration(format!("{step}: {e}"))
+}
+
+/// Writes frames, counting bytes and keeping to a bandwidth limit.
+struct FrameWriter<W: Write> {
+    w: W,
+    bandwidth: Option<u64>,
+    started: Instant,
+    sent: u64,
+}
+
+impl<W: Write> FrameWriter<W> {
+    fn new(w: W, bandwidth: Option<u64>) -> Self {
+        FrameWriter {
+            w,
+            bandwidth,
+            started: Instant::now(),
+            sent: 0,
+        }
+    }
+
+    fn frame(&mut self, kind: u8, parts: &[&[u8]]) -> std::io::Result<u64> {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        let mut crc = crc32fast::Hasher::new();
+        let head = [[kind].as_slice(), (len as u32).to_le_bytes().as_slice()].concat();
+        crc.update(&head);
+        self.w.write_all(&head)?;
+        for p in parts {
+            crc.update(p);
+            self.w.write_all(p)?;
+        }
+        self.w.write_all(&crc.finalize().to_le_bytes())?;
+        let n = (head.len() + len + 4) as u64;
+        self.sent += n;
+        if let Some(limit) = self.bandwidth.filter(|b| *b > 0) {
+            let due = Duration::from_secs_f64(self.sent as f64 / limit as f64);
+            if let Some(wait) = due.checked_sub(self.started.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.w.flush()
+    }
+}
+
+/// Read one frame: its kind and payload (checksum verified).
+fn read_frame(r: &mut impl Read, buf: &mut Vec<u8>) -> Result<u8> {
+    let mut head = [0u8; 5];
+    r.read_exact(&mut head).map_err(io_err("reading"))?;
+    let len = u32::from_le_bytes([head[1], head[2], head[3], head[4]]) as usize;
+    if len > MAX_FRAME {
+        return Err(proto(format!(
+            "frame of {len} bytes is larger than allowed"
+        )));
+    }
+    buf.resize(len, 0);
+    r.read_exact(buf).map_err(io_err("reading"))?;
+    let mut sum = [0u8; 4];
+    r.read_exact(&mut sum).map_err(io_err("reading"))?;
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&head);
+    crc.update(buf);
+    if crc.finalize() != u32::from_le_bytes(sum) {
+        return Err(proto("a frame failed its checksum"));
+    }
+    Ok(head[0])
+}
+
+/// Finds the pages written since the last look.
+enum Tracker {
+    Kernel(crate::sys::WriteTracker),
+    /// One hash per host page of the memory.
+    Hashing(Vec<u64>),
+}
+
+struct SourceMemory {
+    index: u32,
+    base: usize,
+    tracker: Tracker,
+}
+
+fn hash_page(page: &[u8]) -> u64 {
+    // Two independent crc32s: a collision of both for a changed page is not a practical risk,
+    // and crc32 runs at memory speed with the hardware instruction.
+    let (a, b) = page.split_at(page.len() / 2);
+    (u64::from(crc32fast::hash(a)) << 32) | u64::from(crc32fast::hash(b)) | 1
+}
+
+impl SourceMemory {
+    fn start(index: u32, base: usize, force_hashing: bool) -> Result<SourceMemory> {
+        let (_, reserved) = crate::sys::mapping_extent(base).map_err(io_err("memory map"))?;
+        let tracker = if force_hashing {
+            Tracker::Hashing(Vec::new())
+        } else {
+            match crate::sys::WriteTracker::new(base, reserved) {
+                Ok(t) => Tracker::Kernel(t),
+                Err(_) => Tracker::Hashing(Vec::new()),
+            }
+        };
+        Ok(SourceMemory {
+            index,
+            base,
+            tracker,
+        })
+    }
+
+    fn tracker_name(&self) -> &'static str {
+        match self.tracker {
+            Tracker::Kernel(_) => "userfaultfd-wp",
+            Tracker::Hashing(_) => "hashing",
+        }
+    }
+
+    fn size(&self) -> Result<usize> {
+        Ok(crate::sys::mapping_extent(self.base)
+            .map_err(io_err("memory map"))?
+            .0)
+    }
+
+    /// Byte ranges to send this round: everything on the first, then what was written.
+    fn changed(&mut self, first: bool) -> Result<Vec<(usize, usize)>> {
+        let size = self.size()?;
+        match &mut self.tracker {
+            Tracker::Kernel(t) => {
+                let written = t.take_written(size).map_err(io_err("tracking writes"))?;
+                if first {
+                    Ok(vec![(0, size)])
+                } else {
+                    Ok(written)
+                }
+            }
+            Tracker::Hashing(hashes) => {
+                let pages = size / HOST_PAGE;
+                let mut out: Vec<(usize, usize)> = Vec::new();
+                let mut buf = vec![0u8; CHUNK];
+                hashes.resize(pages, 0);
+                let mut at = 0;
+                while at < size {
+                    let n = CHUNK.min(size - at);
+                    crate::sys::read_own(self.base + at, &mut buf[..n])
+                        .map_err(io_err("reading memory"))?;
+                    for (k, page) in buf[..n].chunks(HOST_PAGE).enumerate() {
+                        let p = at / HOST_PAGE + k;
+                        let h = hash_page(page);
+                        if first || hashes[p] != h {
+                            hashes[p] = h;
+                            let off = p * HOST_PAGE;
+                            match out.last_mut() {
+                                Some((s, l)) if *s + *l == off => *l += HOST_PAGE,
+                                _ => out.push((off, HOST_PAGE)),
+                            }
+                        }
+                    }
+                    at += n;
+                }
+                Ok(out)
+            }
+        }
+    }
+}
+
+/// Whether to try compressing: after a run that did not compress, the next few are sent raw
+/// (random data would only cost CPU time for nothing).
+#[derive(Default)]
+struct Compressor {
+    skip: u32,
+}
+
+/// Send the byte ranges of one memory; returns (raw, wire) bytes.
+fn send_ranges<W: Write>(
+    fw: &mut FrameWriter<W>,
+    mem: &SourceMemory,
+    ranges: &[(usize, usize)],
+    compress: bool,
+    buf: &mut Vec<u8>,
+) -> Result<(u64, u64)> {
+    let mut lz = Compressor::default();
+    let (mut raw, mut wire) = (0u64, 0u64);
+    buf.resize(CHUNK, 0);
+    for &(start, len) in ranges {
+        let mut at = start;
+        while at < start + len {
+            let n = CHUNK.min(start + len - at);
+            crate::sys::read_own(mem.base + at, &mut buf[..n]).map_err(io_err("reading memory"))?;
+            // Runs of zero and non-zero host pages, so that empty memory costs nothing.
+            let mut k = 0;
+            while k < n {
+                let zero = buf[k..k + HOST_PAGE.min(n - k)].iter().all(|&b| b == 0);
+                let mut e = k;
+                while e < n && buf[e..e + HOST_PAGE.min(n - e)].iter().all(|&b| b == 0) == zero {
+                    e += HOST_PAGE.min(n - e);
+                }
+                let off = (at + k) as u64;
+                let run = &buf[k..e];
+                let mut head = Vec::with_capacity(17);
+                head.extend_from_slice(&mem.index.to_le_bytes());
+                head.extend_from_slice(&off.to_le_bytes());
+                head.extend_from_slice(&(run.len() as u32).to_le_bytes());
+                let w = if zero {
+                    head.push(enc::ZERO);
+                    fw.frame(kind::PAGES, &[&head])
+                } else if compress && lz.skip == 0 {
+                    let packed = lz4_flex::block::compress(run);
+                    if packed.len() < run.len() * 9 / 10 {
+                        head.push(enc::LZ4);
+                        fw.frame(kind::PAGES, &[&head, &packed])
+                    } else {
+                        lz.skip = 16;
+                        head.push(enc::RAW);
+                        fw.frame(kind::PAGES, &[&head, run])
+                    }
+                } else {
+                    lz.skip = lz.skip.saturating_sub(1);
+                    head.push(enc::RAW);
+                    fw.frame(kind::PAGES, &[&head, run])
+                }
+                .map_err(io_err("sending pages"))?;
+                raw += run.len() as u64;
+                wire += w;
+                k = e;
+            }
+            at += n;
+        }
+    }
+    Ok((raw, wire))
+}
+
+/// The source's side, run on its own thread while the program runs under `control`.
+/// `commit` is asked once the destination is ready: true commits (the destination goes and
+/// this program ends), false or an error rolls back (the program continues here).
+pub fn migrate_out<S: Read + Write>(
+    control: &Arc<Control>,
+    conn: S,
+    options: &MigrateOptions,
+    progress: &mut dyn FnMut(&Progress),
+    commit: &mut dyn FnMut(&MigrationReport) -> std::result::Result<bool, String>,
+) -> MigrationReport {
+    let started = Instant::now();
+    let mut report = MigrationReport::default();
+    let mut step = "connect";
+    let result = run_source(
+        control,
+        conn,
+        options,
+        progress,
+        commit,
+        &mut report,
+        &mut step,
+    );
+    report.total_ms = started.elapsed().as_secs_f64() * 1e3;
+    report.bandwidth_mib_s = if report.total_ms > 0.0 {
+        report.bytes_wire as f64 / (1 << 20) as f64 / (report.total_ms / 1e3)
+    } else {
+        0.0
+    };
+    match result {
+        Ok(true) => report.outcome = "committed".into(),
+        Ok(false) => {
+            report.outcome = "rolled_back".into();
+            report.failed_step = Some("commit".into());
+            report
+                .reason
+                .get_or_insert_with(|| "the commit was refused".into());
+        }
+        Err(e) => {
+            report.outcome = "failed".into();
+            report.failed_step = Some(step.into());
+            report.reason = Some(e.to_string());
+        }
+    }
+    report
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_source<S: Read + Write>(
+    control: &Arc<Control>,
+    mut conn: S,
+    options: &MigrateOptions,
+    progress: &mut dyn FnMut(&Progress),
+    commit: &mut dyn FnMut(&MigrationReport) -> std::result::Result<bool, String>,
+    report: &mut MigrationReport,
+    step: &mut &'static str,
+) -> Result<bool> {
+    let Some(live) = control.live_info() else {
+        return Err(proto("no program is running"));
+    };
+    *step = "prepare";
+    let hello = Hello {
+        version: PROTOCOL_VERSION,
+        module_digest: live.module_digest.clone(),
+        transform_version: tern_instrument::TRANSFORM_VERSION,
+        memories: live.memories.iter().map(|m| m.0).collect(),
+    };
+    let mut rbuf = Vec::new();
+    {
+        let mut fw = FrameWriter::new(&mut conn, None);
+        let body = serde_json::to_vec(&hello).map_err(proto)?;
+        fw.frame(kind::HELLO, &[&body])
+            .and_then(|_| fw.flush())
+            .map_err(io_err("sending hello"))?;
+    }
+    match read_frame(&mut conn, &mut rbuf)? {
+        kind::ACCEPT => {}
+        kind::REFUSE => {
+            let r: Reason = serde_json::from_slice(&rbuf).map_err(proto)?;
+            return Err(proto(format!("the destination refused: {}", r.reason)));
+        }
+        k => return Err(proto(format!("unexpected frame {k} instead of an answer"))),
+    }
+
+    *step = "pre-copy";
+    let mut mems = Vec::new();
+    for &(index, base) in &live.memories {
+        mems.push(SourceMemory::start(index, base, options.force_hashing)?);
+    }
+    report.tracker = mems
+        .first()
+        .map(|m| m.tracker_name())
+        .unwrap_or("none")
+        .into();
+    let mut buf = Vec::new();
+    let mut fw = FrameWriter::new(&mut conn, options.bandwidth);
+    let mut round = 0u32;
+    loop {
+        let t = Instant::now();
+        let (mut raw, mut wire) = (0, 0);
+        for m in &mut mems {
+            if !control.running() {
+                return Err(proto("the program ended during the migration"));
+            }
+            let ranges = m.changed(round == 0)?;
+            let (r, w) = send_ranges(&mut fw, m, &ranges, options.compress, &mut buf)?;
+            raw += r;
+            wire += w;
+        }
+        wire += fw
+            .frame(kind::ROUND_END, &[&round.to_le_bytes()])
+            .map_err(io_err("sending"))?;
+        report.rounds.push(Round {
+            raw_bytes: raw,
+            wire_bytes: wire,
+            ms: t.elapsed().as_secs_f64() * 1e3,
+        });
+        report.bytes_raw += raw;
+        report.bytes_wire += wire;
+        progress(&Progress {
+            phase: "pre-copy".into(),
+            round,
+            bytes: report.bytes_wire,
+        });
+        round += 1;
+        // Stop when what is left is small, when rounds stop shrinking (the program writes as
+        // fast as we send: more rounds would not shorten the pause), or at the round limit.
+        let shrinking = report.rounds.len() < 3
+            || raw < report.rounds[report.rounds.len() - 2].raw_bytes * 9 / 10;
+        if (round > 1 && raw <= options.stop_below) || !shrinking || round >= options.max_rounds {
+            break;
+        }
+    }
+
+    *step = "stop-and-copy";
+    let paused_at = Instant::now();
+    let (paused_tx, paused_rx) = mpsc::sync_channel(1);
+    let (verdict_tx, verdict_rx) = mpsc::channel();
+    control.request_live(LiveRequest {
+        paused: paused_tx,
+        verdict: verdict_rx,
+    });
+    // The program thread stops at its next safe point and hands over its state; it may also
+    // end first, and then there is nothing to move.
+    let state = loop {
+        match paused_rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(s) => break s,
+            Err(mpsc::RecvTimeoutError::Timeout) if control.running() => continue,
+            Err(_) => {
+                control.cancel_live();
+                return Err(proto("the program ended during the migration"));
+            }
+        }
+    };
+    // From here on the program waits for a verdict; every way out must give one.
+    let decided = finish_source(
+        &mut fw, &mut mems, state, options, progress, commit, report, round, paused_at, step,
+        &mut rbuf,
+    );
+    let commit_it = matches!(decided, Ok(true));
+    let _ = verdict_tx.send(commit_it);
+    decided
+}
+
+#[allow(clippy::too_many_arguments)]
+fn finish_source<S: Read + Write>(
+    fw: &mut FrameWriter<&mut S>,
+    mems: &mut [SourceMemory],
+    mut state: Snapshot,
+    options: &MigrateOptions,
+    progress: &mut dyn FnMut(&Progress),
+    commit: &mut dyn FnMut(&MigrationReport) -> std::result::Result<bool, String>,
+    report: &mut MigrationReport,
+    round: u32,
+    paused_at: Instant,
+    step: &mut &'static str,
+    rbuf: &mut Vec<u8>,
+) -> Result<bool> {
+    let t = Instant::now();
+    let (mut raw, mut wire) = (0, 0);
+    let mut buf = Vec::new();
+    for m in mems.iter_mut() {
+        let ranges = m.changed(false)?;
+        let (r, w) = send_ranges(fw, m, &ranges, options.compress, &mut buf)?;
+        raw += r;
+        wire += w;
+    }
+    // The state itself: a snapshot without pages, whose memories give only their sizes.
+    for image in &mut state.memories {
+        image.chunks.clear();
+    }
+    let body = tern_snapshot::encode(&state, tern_snapshot::PageEncoding::Raw);
+    wire += fw
+        .frame(kind::FINAL, &[&body])
+        .and_then(|n| fw.flush().map(|_| n))
+        .map_err(io_err("sending state"))?;
+    raw += body.len() as u64;
+    report.rounds.push(Round {
+        raw_bytes: raw,
+        wire_bytes: wire,
+        ms: t.elapsed().as_secs_f64() * 1e3,
+    });
+    report.bytes_raw += raw;
+    report.bytes_wire += wire;
+    progress(&Progress {
+        phase: "stop-and-copy".into(),
+        round,
+        bytes: report.bytes_wire,
+    });
+    *step = "resume";
+    match read_frame(&mut fw.w, rbuf)? {
+        kind::READY => {}
+        kind::FAILED => {
+            let r: Reason = serde_json::from_slice(rbuf).map_err(proto)?;
+            return Err(proto(format!("the destination failed: {}", r.reason)));
+        }
+        k => return Err(proto(format!("unexpected frame {k} instead of ready"))),
+    }
+    report.pause_ms = paused_at.elapsed().as_secs_f64() * 1e3;
+    *step = "commit";
+    progress(&Progress {
+        phase: "commit".into(),
+        round,
+        bytes: report.bytes_wire,
+    });
+    match commit(report) {
+        Ok(true) => {
+            // Committed: the destination runs the program from now on, told by us or, should
+            // this not arrive, by whoever recorded the commit.
+            let _ = fw.frame(kind::GO, &[]).and_then(|_| fw.flush());
+            Ok(true)
+        }
+        Ok(false) => {
+            let _ = send_abort(fw, "the commit was refused");
+            Ok(false)
+        }
+        Err(e) => {
+            let _ = send_abort(fw, &e);
+            Err(proto(format!("commit: {e}")))
+        }
+    }
+}
+
+fn send_abort<W: Write>(fw: &mut FrameWriter<W>, reason: &str) -> std::io::Result<()> {
+    let body = serde_json::to_vec(&Reason {
+        reason: reason.into(),
+    })
+    .unwrap_or_default();
+    fw.frame(kind::ABORT, &[&body])?;
+    fw.flush()
+}
+
+/// The destination's view of a migration while it receives.
+pub(crate) struct Receiver<'a, S: Read + Write> {
+    pub(crate) conn: &'a mut S,
+    pub(crate) buf: Vec<u8>,
+}
+
+/// What a destination does with the pages it receives.
+pub(crate) trait PageSink {
+    /// The memory `index`, grown to hold at least `end` bytes.
+    fn memory(&mut self, index: u32, end: u64) -> Result<&mut [u8]>;
+}
+
+impl<S: Read + Write> Receiver<'_, S> {
+    /// Answer the source's hello: refuse a different module or protocol, with the reason.
+    pub(crate) fn handshake(&mut self, module_digest: &str, memories: &[u32]) -> Result<()> {
+        let k = read_frame(self.conn, &mut self.buf)?;
+        if k != kind::HELLO {
+            return Err(proto(format!("expected hello, got frame {k}")));
+        }
+        let hello: Hello = serde_json::from_slice(&self.buf).map_err(proto)?;
+        let refusal = if hello.version != PROTOCOL_VERSION {
+            Some(format!(
+                "protocol version {} (this node speaks {PROTOCOL_VERSION})",
+                hello.version
+            ))
+        } else if hello.module_digest != module_digest {
+            Some(format!(
+                "the program is module {}, this destination prepared {module_digest}",
+                hello.module_digest
+            ))
+        } else if hello.transform_version != tern_instrument::TRANSFORM_VERSION {
+            Some(format!(
+                "instrumentation version {} (this node has {})",
+                hello.transform_version,
+                tern_instrument::TRANSFORM_VERSION
+            ))
+        } else if hello.memories != memories {
+            Some("the program's memories differ from the module's".into())
+        } else {
+            None
+        };
+        let mut fw = FrameWriter::new(&mut *self.conn, None);
+        match refusal {
+            Some(reason) => {
+                let body = serde_json::to_vec(&Reason {
+                    reason: reason.clone(),
+                })
+                .map_err(proto)?;
+                let _ = fw.frame(kind::REFUSE, &[&body]).and_then(|_| fw.flush());
+                Err(proto(format!("refused: {reason}")))
+            }
+            None => fw
+                .frame(kind::ACCEPT, &[])
+                .and_then(|_| fw.flush())
+                .map(|_| ())
+                .map_err(io_err("answering")),
+        }
+    }
+
+    /// Write pages as they come until the final state arrives; return it.
+    pub(crate) fn receive(&mut self, sink: &mut dyn PageSink) -> Result<Snapshot> {
+        loop {
+            match read_frame(self.conn, &mut self.buf)? {
+                kind::PAGES => write_pages(&self.buf, sink)?,
+                kind::ROUND_END => {}
+                kind::FINAL => return tern_snapshot::decode(&self.buf).map_err(Error::from),
+                kind::ABORT => return Err(proto("the source aborted the migration")),
+                k => return Err(proto(format!("unexpected frame {k} while receiving"))),
+            }
+        }
+    }
+
+    pub(crate) fn fail(&mut self, reason: &str) {
+        let body = serde_json::to_vec(&Reason {
+            reason: reason.into(),
+        })
+        .unwrap_or_default();
+        let mut fw = FrameWriter::new(&mut *self.conn, None);
+        let _ = fw.frame(kind::FAILED, &[&body]).and_then(|_| fw.flush());
+    }
+
+    /// Say ready; then wait for the verdict: Ok(true) go, Ok(false) abort, Err if the
+    /// connection ended without one (someone else must decide).
+    pub(crate) fn ready_then_verdict(&mut self) -> Result<bool> {
+        let mut fw = FrameWriter::new(&mut *self.conn, None);
+        fw.frame(kind::READY, &[])
+            .and_then(|_| fw.flush())
+            .map_err(io_err("saying ready"))?;
+        match read_frame(self.conn, &mut self.buf)? {
+            kind::GO => Ok(true),
+            kind::ABORT => Ok(false),
+            k => Err(proto(format!("unexpected frame {k} instead of a verdict"))),
+        }
+    }
+}
+
+fn write_pages(frame: &[u8], sink: &mut dyn PageSink) -> Result<()> {
+    if frame.len() < 17 {
+        return Err(proto("short page frame"));
+    }
+    let index = u32::from_le_bytes(frame[0..4].try_into().unwrap_or_default());
+    let off = u64::from_le_bytes(frame[4..12].try_into().unwrap_or_default());
+    let len = u32::from_le_bytes(frame[12..16].try_into().unwrap_or_default()) as usize;
+    let encoding = frame[16];
+    let data = &frame[17..];
+    if len > MAX_FRAME || !(off as usize).is_multiple_of(HOST_PAGE) {
+        return Err(proto("page frame out of bounds"));
+    }
+    let end = off
+        .checked_add(len as u64)
+        .filter(|e| *e <= 1 << 32)
+        .ok_or_else(|| proto("page frame beyond a 32-bit memory"))?;
+    let mem = sink.memory(index, end)?;
+    let dest = mem
+        .get_mut(off as usize..end as usize)
+        .ok_or_else(|| proto("page frame beyond the memory"))?;
+    match encoding {
+        enc::RAW if data.len() == len => dest.copy_from_slice(data),
+        enc::LZ4 => {
+            let n = lz4_flex::block::decompress_into(data, dest)
+                .map_err(|e| proto(format!("bad compressed pages: {e}")))?;
+            if n != len {
+                return Err(proto("compressed pages of the wrong size"));
+            }
+        }
+        enc::ZERO if data.is_empty() => {
+            // Fresh memory reads as zero already, except the data segments' pages.
+            if dest.iter().any(|&b| b != 0) {
+                dest.fill(0);
+            }
+        }
+        _ => return Err(proto("bad page frame")),
+    }
+    Ok(())
+}
+
+/// Grow a wasm memory so that `end` bytes fit (wasm pages are 64 KiB).
+pub(crate) fn pages_for(end: u64) -> u64 {
+    end.div_ceil(PAGE as u64)
+}

@@ -1,0 +1,284 @@
+//! An instance's control socket (`--control PATH`): a Unix socket on which whoever runs the
+//! instance (an agent, or `tern instance migrate`) asks it to move by live migration, answers
+//! its commit question, or tells a receiving instance whose source went silent whether to run.
+//! One JSON line per command, JSON lines back (`tern_controller::api::InstanceCommand` and
+//! `InstanceEvent`). Also `tern receive`, the destination of a migration.
+
+use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::net::TcpStream;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use tern_controller::api::{InstanceCommand, InstanceEvent, TransferOptions, TransferReport};
+use tern_runtime::{Control, MigrateOptions, MigrationReport};
+
+/// What the control socket shares with the thread that runs the program.
+#[derive(Default)]
+pub struct Shared {
+    /// A receiving instance's verdict, once someone gave it.
+    decision: Mutex<Option<bool>>,
+    /// Set once a committed migration's report went out: the process may end only then.
+    reported: (Mutex<bool>, Condvar),
+}
+
+impl Shared {
+    pub fn decision(&self) -> Option<bool> {
+        *self.decision.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Wait (briefly) until the report of the migration that moved the program is sent.
+    pub fn wait_reported(&self) {
+        let (lock, cv) = &self.reported;
+        let guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = cv.wait_timeout_while(guard, Duration::from_secs(5), |done| !*done);
+    }
+
+    fn set_reported(&self) {
+        let (lock, cv) = &self.reported;
+        *lock.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        cv.notify_all();
+    }
+}
+
+/// Listen on `path` for commands to the program under `control`.
+pub fn serve(path: &Path, control: Arc<Control>, shared: Arc<Shared>) -> Result<()> {
+    let _ = std::fs::remove_file(path);
+    let listener =
+        UnixListener::bind(path).with_context(|| format!("control socket {}", path.display()))?;
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let control = control.clone();
+            let shared = shared.clone();
+            std::thread::spawn(move || {
+                let _ = handle(conn, &control, &shared);
+            });
+        }
+    });
+    Ok(())
+}
+
+fn send(w: &mut impl Write, e: &InstanceEvent) -> std::io::Result<()> {
+    let mut line = serde_json::to_vec(e).map_err(std::io::Error::other)?;
+    line.push(b'\n');
+    w.write_all(&line)?;
+    w.flush()
+}
+
+fn handle(conn: UnixStream, control: &Arc<Control>, shared: &Shared) -> std::io::Result<()> {
+    let mut w = conn.try_clone()?;
+    let mut r = BufReader::new(conn);
+    let mut line = String::new();
+    r.read_line(&mut line)?;
+    let cmd = match serde_json::from_str::<InstanceCommand>(&line) {
+        Ok(c) => c,
+        Err(e) => {
+            return send(
+                &mut w,
+                &InstanceEvent::Error {
+                    message: format!("bad command: {e}"),
+                },
+            )
+        }
+    };
+    match cmd {
+        InstanceCommand::Decide { go } => {
+            *shared.decision.lock().unwrap_or_else(|p| p.into_inner()) = Some(go);
+            send(&mut w, &InstanceEvent::Ok)
+        }
+        InstanceCommand::Commit { .. } => send(
+            &mut w,
+            &InstanceEvent::Error {
+                message: "commit answers a ready event of a migrate command".into(),
+            },
+        ),
+        InstanceCommand::Migrate {
+            to,
+            options,
+            ask_commit,
+        } => {
+            let report = migrate(control, &to, &options, ask_commit, &mut w, &mut r);
+            let committed = report.outcome == "committed";
+            let sent = send(&mut w, &InstanceEvent::Done { report });
+            if committed {
+                shared.set_reported();
+            }
+            sent
+        }
+    }
+}
+
+fn migrate(
+    control: &Arc<Control>,
+    to: &str,
+    options: &TransferOptions,
+    ask_commit: bool,
+    w: &mut UnixStream,
+    r: &mut BufReader<UnixStream>,
+) -> TransferReport {
+    let failed = |reason: String| TransferReport {
+        outcome: "failed".into(),
+        failed_step: Some("connect".into()),
+        reason: Some(reason),
+        ..TransferReport::default()
+    };
+    let addr = match to.parse::<std::net::SocketAddr>() {
+        Ok(a) => a,
+        Err(e) => return failed(format!("destination {to:?}: {e}")),
+    };
+    let conn = match TcpStream::connect_timeout(&addr, Duration::from_secs(5)) {
+        Ok(c) => c,
+        Err(e) => return failed(format!("connecting to {to}: {e}")),
+    };
+    let _ = conn.set_nodelay(true);
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
+    let defaults = MigrateOptions::default();
+    let opts = MigrateOptions {
+        max_rounds: options.max_rounds.unwrap_or(defaults.max_rounds),
+        bandwidth: options.bandwidth,
+        force_hashing: options.force_hashing,
+        ..defaults
+    };
+    let mut wp = w.try_clone();
+    let mut progress = |p: &tern_runtime::Progress| {
+        if let Ok(w) = wp.as_mut() {
+            let _ = send(
+                w,
+                &InstanceEvent::Progress {
+                    phase: p.phase.clone(),
+                    round: p.round,
+                    bytes: p.bytes,
+                },
+            );
+        }
+    };
+    let mut commit = |report: &MigrationReport| -> std::result::Result<bool, String> {
+        if !ask_commit {
+            return Ok(true);
+        }
+        send(
+            w,
+            &InstanceEvent::Ready {
+                report: convert(report),
+            },
+        )
+        .map_err(|e| format!("asking to commit: {e}"))?;
+        let mut line = String::new();
+        r.read_line(&mut line)
+            .map_err(|e| format!("waiting for the commit: {e}"))?;
+        match serde_json::from_str::<InstanceCommand>(&line) {
+            Ok(InstanceCommand::Commit { commit }) => Ok(commit),
+            Ok(other) => Err(format!("expected a commit answer, got {other:?}")),
+            Err(_) if line.is_empty() => Err("whoever asked for the migration went away".into()),
+            Err(e) => Err(format!("bad commit answer: {e}")),
+        }
+    };
+    let report = tern_runtime::migrate_out(control, conn, &opts, &mut progress, &mut commit);
+    convert(&report)
+}
+
+/// The runtime's report in the API's shape (the same fields).
+fn convert(r: &MigrationReport) -> TransferReport {
+    serde_json::to_value(r)
+        .and_then(serde_json::from_value)
+        .unwrap_or_default()
+}
+
+/// `tern instance migrate`: ask the instance behind `socket` to move to `to` and report.
+pub fn migrate_command(
+    socket: &Path,
+    to: &str,
+    options: TransferOptions,
+    json: bool,
+) -> Result<ExitCode> {
+    let conn = UnixStream::connect(socket)
+        .with_context(|| format!("control socket {}", socket.display()))?;
+    let mut w = conn.try_clone()?;
+    let mut line = serde_json::to_vec(&InstanceCommand::Migrate {
+        to: to.into(),
+        options,
+        ask_commit: false,
+    })?;
+    line.push(b'\n');
+    w.write_all(&line)?;
+    let tty = std::io::stderr().is_terminal();
+    for line in BufReader::new(conn).lines() {
+        let line = line.context("reading from the instance")?;
+        match serde_json::from_str::<InstanceEvent>(&line)? {
+            InstanceEvent::Progress {
+                phase,
+                round,
+                bytes,
+            } if tty => {
+                eprint!(
+                    "\r{phase:<14} round {round:>3}  {:>10}",
+                    tern_controller::placement::human_bytes(bytes)
+                );
+            }
+            InstanceEvent::Done { report } => {
+                if tty {
+                    eprintln!();
+                }
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&report)?);
+                } else {
+                    print_report(&report);
+                }
+                return Ok(if report.outcome == "committed" {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                });
+            }
+            InstanceEvent::Error { message } => bail!("{message}"),
+            _ => {}
+        }
+    }
+    bail!("the instance closed its control socket without a report")
+}
+
+pub fn print_report(r: &TransferReport) {
+    println!("outcome:   {}", r.outcome);
+    if let Some(reason) = &r.reason {
+        println!(
+            "failed:    at {}: {reason}",
+            r.failed_step.as_deref().unwrap_or("?")
+        );
+    }
+    println!(
+        "rounds:    {} (written pages found by {})",
+        r.rounds.len(),
+        r.tracker
+    );
+    for (i, round) in r.rounds.iter().enumerate() {
+        println!(
+            "  {:>3}  {:>10} raw  {:>10} wire  {:>8.1} ms{}",
+            i,
+            tern_controller::placement::human_bytes(round.raw_bytes),
+            tern_controller::placement::human_bytes(round.wire_bytes),
+            round.ms,
+            if i + 1 == r.rounds.len() {
+                "  (stop-and-copy)"
+            } else {
+                ""
+            }
+        );
+    }
+    println!("pause:     {:.2} ms", r.pause_ms);
+    println!(
+        "total:     {:.1} ms, {} on the wire ({:.0} MiB/s)",
+        r.total_ms,
+        tern_controller::placement::human_bytes(r.bytes_wire),
+        r.bandwidth_mib_s
+    );
+}
+
+/// Write `text` to `path` so that a reader never sees it half written.
+pub fn write_atomically(path: &Path, text: &str) -> Result<()> {
+    let tmp: PathBuf = path.with_extension("tmp");
+    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+}

@@ -1,0 +1,331 @@
+//! Live migration between processes: a program moves, while it runs, from `tern run` to a
+//! `tern receive` (and on, hop after hop); its output, exit code and files must equal those of
+//! an unmoved run. And a migration that fails leaves the program running where it was.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::harness::{files_in, fixture, tern_home, text, Result};
+
+struct Case<'a> {
+    fixture: &'a str,
+    args: &'a [&'a str],
+    /// Guest directory to grant a fresh host directory as, if any.
+    dir: Option<&'a str>,
+}
+
+fn tern_cmd() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_tern"));
+    c.env("TERN_HOME", tern_home());
+    c
+}
+
+/// One process the program runs in: the first `tern run`, then each `tern receive`.
+struct Place {
+    child: Child,
+    out: PathBuf,
+    err: PathBuf,
+    socket: PathBuf,
+}
+
+fn spawn(case: &Case<'_>, work: &Path, dir: &Path, n: usize, receive: bool) -> (Place, PathBuf) {
+    let out = work.join(format!("{n}.out"));
+    let err = work.join(format!("{n}.err"));
+    let socket = work.join(format!("{n}.sock"));
+    let port = work.join(format!("{n}.port"));
+    let mut c = tern_cmd();
+    if receive {
+        c.arg("receive").arg("--port-file").arg(&port);
+    } else {
+        c.arg("run");
+    }
+    c.arg("--control").arg(&socket);
+    if let Some(g) = case.dir {
+        c.arg("--dir").arg(format!("{}::{g}", dir.display()));
+    }
+    c.arg(fixture(case.fixture));
+    if !receive {
+        c.arg("--").args(case.args);
+    }
+    let child = c
+        .stdout(std::fs::File::create(&out).expect("out"))
+        .stderr(std::fs::File::create(&err).expect("err"))
+        .spawn()
+        .expect("tern starts");
+    (
+        Place {
+            child,
+            out,
+            err,
+            socket,
+        },
+        port,
+    )
+}
+
+fn wait_for(path: &Path) {
+    let started = Instant::now();
+    while !path.exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{} never appeared",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn migrate(socket: &Path, to: &str, extra: &[&str]) -> (Option<i32>, serde_json::Value) {
+    let out = tern_cmd()
+        .args(["instance", "migrate"])
+        .arg(socket)
+        .args(["--to", to, "-o", "json"])
+        .args(extra)
+        .output()
+        .expect("tern runs");
+    let report = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+    (out.status.code(), report)
+}
+
+fn reference(case: &Case<'_>, work: &Path) -> Result {
+    let dir = work.join("reference");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let mut c = tern_cmd();
+    c.arg("run");
+    if let Some(g) = case.dir {
+        c.arg("--dir").arg(format!("{}::{g}", dir.display()));
+    }
+    let out = c
+        .arg(fixture(case.fixture))
+        .arg("--")
+        .args(case.args)
+        .output()
+        .expect("tern runs");
+    Result {
+        stdout: out.stdout,
+        stderr: out.stderr,
+        code: out.status.code(),
+        files: files_in(&dir),
+    }
+}
+
+/// Run the program and move it `hops` times, `every` apart; returns what it left and how
+/// many moves were committed.
+fn moved(
+    case: &Case<'_>,
+    work: &Path,
+    hops: usize,
+    every: Duration,
+    extra: &[&str],
+) -> (Result, usize) {
+    let dir = work.join("moved");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let (first, _) = spawn(case, work, &dir, 0, false);
+    wait_for(&first.socket);
+    let mut places = vec![first];
+    let mut committed = 0;
+    for n in 1..=hops {
+        std::thread::sleep(every);
+        let (next, port) = spawn(case, work, &dir, n, true);
+        wait_for(&port);
+        let addr = std::fs::read_to_string(&port).expect("port");
+        let from = places.last().expect("place").socket.clone();
+        let (code, report) = migrate(&from, addr.trim(), extra);
+        if code == Some(0) {
+            assert_eq!(report["outcome"], "committed", "{report}");
+            wait_for(&next.socket);
+            places.push(next);
+            committed += 1;
+        } else {
+            // The program ended before it could move (or the move failed): the destination
+            // never runs it.
+            let mut next = next;
+            let status = next.child.wait().expect("wait");
+            assert_ne!(
+                status.code(),
+                Some(0),
+                "a destination that was not told to go ran"
+            );
+            break;
+        }
+    }
+    let mut stdout = Vec::new();
+    let mut stderr = Vec::new();
+    let mut code = None;
+    let last = places.len() - 1;
+    for (i, mut p) in places.into_iter().enumerate() {
+        let status = p.child.wait().expect("wait");
+        if i < last {
+            assert_eq!(status.code(), Some(0), "a source ends quietly once moved");
+        } else {
+            code = status.code();
+        }
+        stdout.extend(std::fs::read(&p.out).expect("out"));
+        stderr.extend(std::fs::read(&p.err).expect("err"));
+    }
+    (
+        Result {
+            stdout,
+            stderr,
+            code,
+            files: files_in(&dir),
+        },
+        committed,
+    )
+}
+
+fn check(case: Case<'_>, hops: usize, every: Duration, extra: &[&str]) {
+    let work = tempfile::tempdir().expect("tempdir");
+    let want = reference(&case, work.path());
+    assert!(want.code.is_some(), "{}", text(&want.stderr));
+    let (got, committed) = moved(&case, work.path(), hops, every, extra);
+    assert!(committed >= 1, "{}: no move was committed", case.fixture);
+    assert_eq!(
+        text(&got.stdout),
+        text(&want.stdout),
+        "{} stdout",
+        case.fixture
+    );
+    assert_eq!(
+        text(&got.stderr),
+        text(&want.stderr),
+        "{} stderr",
+        case.fixture
+    );
+    assert_eq!(got.code, want.code, "{} exit code", case.fixture);
+    assert!(got.files == want.files, "{} files differ", case.fixture);
+}
+
+#[test]
+fn a_compute_loop_moves_three_times() {
+    check(
+        Case {
+            fixture: "compute",
+            args: &["400000000"],
+            dir: None,
+        },
+        3,
+        Duration::from_millis(150),
+        &[],
+    );
+}
+
+#[test]
+fn a_printer_moves_without_losing_or_repeating_a_line() {
+    check(
+        Case {
+            fixture: "printer",
+            args: &["8000"],
+            dir: None,
+        },
+        4,
+        Duration::from_millis(100),
+        &[],
+    );
+}
+
+#[test]
+fn a_file_writer_moves_with_its_open_descriptors() {
+    check(
+        Case {
+            fixture: "files",
+            args: &["/data", "60000"],
+            dir: Some("/data"),
+        },
+        3,
+        Duration::from_millis(100),
+        &[],
+    );
+}
+
+#[test]
+fn a_large_memory_that_keeps_changing_moves() {
+    check(
+        Case {
+            fixture: "bigmem",
+            args: &["64", "200"],
+            dir: None,
+        },
+        2,
+        Duration::from_millis(300),
+        &[],
+    );
+}
+
+#[test]
+fn page_hashing_finds_written_pages_too() {
+    check(
+        Case {
+            fixture: "bigmem",
+            args: &["32", "200"],
+            dir: None,
+        },
+        2,
+        Duration::from_millis(200),
+        &["--hashing"],
+    );
+}
+
+#[test]
+fn a_failed_migration_leaves_the_program_running_where_it_was() {
+    let case = Case {
+        fixture: "bigmem",
+        args: &["128", "150"],
+        dir: None,
+    };
+    let work = tempfile::tempdir().expect("tempdir");
+    let want = reference(&case, work.path());
+    let dir = work.path().join("moved");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let (mut src, _) = spawn(&case, work.path(), &dir, 0, false);
+    wait_for(&src.socket);
+
+    // A destination prepared for another module is refused before anything moves.
+    let wrong = Case {
+        fixture: "compute",
+        args: &[],
+        dir: None,
+    };
+    let (mut other, port) = spawn(&wrong, work.path(), &dir, 1, true);
+    wait_for(&port);
+    let addr = std::fs::read_to_string(&port).expect("port");
+    let (code, report) = migrate(&src.socket, addr.trim(), &[]);
+    assert_eq!(code, Some(1));
+    assert_eq!(report["outcome"], "failed", "{report}");
+    assert_eq!(report["failed_step"], "prepare", "{report}");
+    assert!(
+        report["reason"].as_str().unwrap_or("").contains("refused"),
+        "{report}"
+    );
+    assert_ne!(other.child.wait().expect("wait").code(), Some(0));
+
+    // A destination that dies in the middle of the transfer.
+    let (mut dying, port) = spawn(&case, work.path(), &dir, 2, true);
+    wait_for(&port);
+    let addr = std::fs::read_to_string(&port).expect("port");
+    let migrating = tern_cmd()
+        .args(["instance", "migrate"])
+        .arg(&src.socket)
+        .args(["--to", addr.trim(), "-o", "json", "--bandwidth", "200MiB"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("tern runs");
+    std::thread::sleep(Duration::from_millis(100));
+    dying.child.kill().expect("kill");
+    let _ = dying.child.wait();
+    let out = migrating.wait_with_output().expect("wait");
+    let code = out.status.code();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    assert_eq!(code, Some(1), "{report}");
+    assert_eq!(report["outcome"], "failed", "{report}");
+
+    // The program never stopped: its output is whole and the same as an unmoved run's.
+    let status = src.child.wait().expect("wait");
+    assert_eq!(status.code(), want.code);
+    assert_eq!(
+        text(&std::fs::read(&src.out).expect("out")),
+        text(&want.stdout)
+    );
+    let _ = std::fs::read(&src.err);
+}
