@@ -4,6 +4,8 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use tern_controller::api::{Assignment, InstanceReport, InstanceStatus, LogChunk, Stream};
@@ -26,6 +28,10 @@ pub(crate) struct Instance {
     error: Option<String>,
     /// Per stream: bytes acknowledged by the controller, and bytes sent but not yet acknowledged.
     out: [(u64, u64); 2],
+    /// The acknowledged offsets again, for a migration's commit to send the rest from.
+    acked: Arc<[AtomicU64; 2]>,
+    /// Started as the destination of a migration (`tern receive`), not yet told to go.
+    pub(crate) receiving: bool,
     last_usage: (u64, u64),
     /// Present while a process with a CPU limit runs; dropping it removes the group.
     cgroup: Option<Group>,
@@ -44,6 +50,26 @@ impl Instance {
         cpu_control: &CpuControl,
         assignment: Assignment,
     ) -> Instance {
+        Instance::launch(config, client, cpu_control, assignment, false)
+    }
+
+    /// Prepare the destination of a migration: a `tern receive` that listens for the source.
+    pub(crate) fn receive(
+        config: &Config,
+        client: &Client,
+        cpu_control: &CpuControl,
+        assignment: Assignment,
+    ) -> Instance {
+        Instance::launch(config, client, cpu_control, assignment, true)
+    }
+
+    fn launch(
+        config: &Config,
+        client: &Client,
+        cpu_control: &CpuControl,
+        assignment: Assignment,
+        receiving: bool,
+    ) -> Instance {
         let dir = config.data_dir.join("instances").join(&assignment.instance);
         let mut i = Instance {
             assignment,
@@ -54,6 +80,8 @@ impl Instance {
             exit_code: None,
             error: None,
             out: [(0, 0); 2],
+            acked: Arc::default(),
+            receiving,
             last_usage: (0, 0),
             cgroup: None,
         };
@@ -94,12 +122,23 @@ impl Instance {
             std::fs::copy(&src, &dest).map_err(io(&dest))?;
         }
         let mut cmd = Command::new(&config.tern_exe);
-        cmd.arg("run");
+        if self.receiving {
+            // Arguments and environment arrive with the program's state.
+            let _ = std::fs::remove_file(self.port_file());
+            cmd.arg("receive")
+                .arg("--listen")
+                .arg(format!("{}:0", listen_host(&config.address)))
+                .arg("--port-file")
+                .arg(self.port_file());
+        } else {
+            cmd.arg("run");
+            for (k, v) in &profile.env {
+                cmd.arg("--env").arg(format!("{k}={v}"));
+            }
+        }
+        cmd.arg("--control").arg(self.control_socket());
         if let Some(bytes) = profile.limits.memory {
             cmd.arg("--max-memory").arg(bytes.to_string());
-        }
-        for (k, v) in &profile.env {
-            cmd.arg("--env").arg(format!("{k}={v}"));
         }
         cmd.arg("--dir").arg(format!("{}::/", root.display()));
         for v in &profile.volumes {
@@ -113,7 +152,10 @@ impl Instance {
             cmd.arg("--dir")
                 .arg(format!("{}::{}", host.display(), v.guest));
         }
-        cmd.arg(&module).arg("--").args(&profile.args);
+        cmd.arg(&module);
+        if !self.receiving {
+            cmd.arg("--").args(&profile.args);
+        }
         let stdout = File::create(self.dir.join("stdout")).map_err(io(&self.dir))?;
         let stderr = File::create(self.dir.join("stderr")).map_err(io(&self.dir))?;
         cmd.stdin(Stdio::null())
@@ -129,6 +171,39 @@ impl Instance {
             self.cgroup = Some(group);
         }
         cmd.spawn().map_err(io(&config.tern_exe))
+    }
+
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub(crate) fn control_socket(&self) -> PathBuf {
+        self.dir.join("control.sock")
+    }
+
+    fn port_file(&self) -> PathBuf {
+        self.dir.join("port")
+    }
+
+    /// Where a receiving instance listens, once it does.
+    pub(crate) fn listening(&self) -> Option<String> {
+        let text = std::fs::read_to_string(self.port_file()).ok()?;
+        let text = text.trim();
+        (!text.is_empty()).then(|| text.to_string())
+    }
+
+    pub(crate) fn acked(&self) -> Arc<[AtomicU64; 2]> {
+        self.acked.clone()
+    }
+
+    pub(crate) fn is_alive(&self) -> bool {
+        self.child.is_some()
+    }
+
+    pub(crate) fn last_error(&self) -> String {
+        self.error
+            .clone()
+            .unwrap_or_else(|| last_line(&self.dir.join("stderr")))
     }
 
     /// Notice an exit, and enforce the wall-time limit.
@@ -219,6 +294,8 @@ impl Instance {
                     workload: self.assignment.workload.clone(),
                     stream,
                     data: text,
+                    offset: acked,
+                    end: acked + used as u64,
                 });
             }
         }
@@ -226,8 +303,9 @@ impl Instance {
     }
 
     pub(crate) fn ack_output(&mut self) {
-        for s in &mut self.out {
+        for (k, s) in self.out.iter_mut().enumerate() {
             s.0 = s.1.max(s.0);
+            self.acked[k].store(s.0, Ordering::SeqCst);
         }
     }
 
@@ -244,6 +322,54 @@ impl Instance {
         }
         self.cgroup = None;
     }
+}
+
+/// The host part of the node's advertised address, to listen on for migrations.
+fn listen_host(address: &str) -> String {
+    match address.parse::<std::net::SocketAddr>() {
+        Ok(a) => a.ip().to_string(),
+        Err(_) => address
+            .rsplit_once(':')
+            .filter(|(_, p)| p.parse::<u16>().is_ok())
+            .map(|(h, _)| h.to_string())
+            .unwrap_or_else(|| address.to_string()),
+    }
+}
+
+/// Output of the instance in `dir` from the acknowledged offsets to the end, as chunks that
+/// say which bytes they hold.
+pub(crate) fn output_tail(
+    dir: &Path,
+    instance: &str,
+    workload: &str,
+    acked: &[AtomicU64; 2],
+) -> Vec<LogChunk> {
+    let mut out = Vec::new();
+    for (k, (name, stream)) in [("stdout", Stream::Stdout), ("stderr", Stream::Stderr)]
+        .into_iter()
+        .enumerate()
+    {
+        let from = acked[k].load(Ordering::SeqCst);
+        let Ok(mut f) = File::open(dir.join(name)) else {
+            continue;
+        };
+        let mut buf = Vec::new();
+        if f.seek(SeekFrom::Start(from)).is_err() || f.read_to_end(&mut buf).is_err() {
+            continue;
+        }
+        if buf.is_empty() {
+            continue;
+        }
+        out.push(LogChunk {
+            instance: instance.to_string(),
+            workload: workload.to_string(),
+            stream,
+            data: String::from_utf8_lossy(&buf).into_owned(),
+            offset: from,
+            end: from + buf.len() as u64,
+        });
+    }
+    out
 }
 
 fn last_line(path: &Path) -> String {

@@ -10,6 +10,7 @@
 
 mod cgroup;
 mod instance;
+mod migration;
 mod node;
 
 use std::collections::{BTreeMap, HashMap};
@@ -19,7 +20,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tern_controller::api::{
-    Assignment, Capabilities, Capacity, Heartbeat, HeartbeatReply, Node, RegisterRequest,
+    Assignment, Capabilities, Capacity, Heartbeat, HeartbeatReply, MigrationOrder, Node,
+    RegisterRequest, Role,
 };
 
 use crate::instance::Instance;
@@ -161,6 +163,7 @@ pub fn run(config: Config, stop: Arc<AtomicBool>) -> Result<()> {
     };
     let _: Node = client.post("/v1/nodes", &register)?;
     let mut instances: HashMap<String, Instance> = HashMap::new();
+    let mut parts: HashMap<String, migration::Part> = HashMap::new();
     let mut cpu = node::CpuSampler::default();
     // Report at once (no held heartbeat) after something changed on the node.
     let mut report_now = true;
@@ -175,11 +178,30 @@ pub fn run(config: Config, stop: Arc<AtomicBool>) -> Result<()> {
         for i in instances.values_mut() {
             logs.extend(i.take_output());
         }
+        // A destination reports where it listens as soon as it does.
+        for p in parts.values() {
+            if p.order.role == Role::Destination && p.update().listening.is_none() {
+                if let Some(i) = instances.get(&p.order.instance) {
+                    match i.listening() {
+                        Some(addr) => {
+                            p.set(|u| u.listening = Some(addr));
+                            report_now = true;
+                        }
+                        None if !i.is_alive() => {
+                            let e = i.last_error();
+                            p.set(|u| u.failed = Some(("prepare".into(), e)));
+                        }
+                        None => report_now = true,
+                    }
+                }
+            }
+        }
         let hb = Heartbeat {
             session: session.clone(),
             usage: node::usage(&mut cpu),
             instances: instances.values().map(|i| i.report()).collect(),
             logs,
+            migrations: parts.values().map(|p| p.update()).collect(),
             wait_ms: if report_now {
                 0
             } else {
@@ -193,11 +215,18 @@ pub fn run(config: Config, stop: Arc<AtomicBool>) -> Result<()> {
                 for i in instances.values_mut() {
                     i.ack_output();
                 }
-                report_now = reconcile(
+                for (p, u) in parts.values_mut().zip(&hb.migrations) {
+                    if !p.working() && (u.report.is_some() || u.failed.is_some()) {
+                        p.final_sent = true;
+                    }
+                }
+                report_now = take_part(&config, &stop, &mut parts, &instances, reply.migrations);
+                report_now |= reconcile(
                     &config,
                     &client,
                     &cpu_control,
                     &mut instances,
+                    &mut parts,
                     reply.assignments,
                 );
                 // The next heartbeat is held by the controller until something changes (or a
@@ -244,9 +273,22 @@ fn reconcile(
     client: &Client,
     cpu_control: &cgroup::CpuControl,
     instances: &mut HashMap<String, Instance>,
+    parts: &mut HashMap<String, migration::Part>,
     assignments: Vec<Assignment>,
 ) -> bool {
-    let wanted: Vec<String> = assignments.iter().map(|a| a.instance.clone()).collect();
+    let mut wanted: Vec<String> = assignments.iter().map(|a| a.instance.clone()).collect();
+    let mut receiving = Vec::new();
+    for p in parts.values() {
+        match p.order.role {
+            Role::Destination => {
+                wanted.push(p.order.instance.clone());
+                receiving.push(p.order.clone());
+            }
+            // A source that is moving away is the migration's to end, not the node's.
+            Role::Source if p.working() => wanted.push(p.order.instance.clone()),
+            Role::Source => {}
+        }
+    }
     let before = instances.len();
     instances.retain(|id, i| {
         if wanted.contains(id) {
@@ -257,12 +299,87 @@ fn reconcile(
         }
     });
     let mut changed = instances.len() != before;
-    for a in assignments {
-        if instances.contains_key(&a.instance) {
+    for o in receiving {
+        if instances.contains_key(&o.instance) {
             continue;
         }
-        let i = Instance::start(config, client, cpu_control, a);
+        let a = Assignment {
+            instance: o.instance.clone(),
+            workload: o.workload.clone(),
+            spec: o.spec.clone(),
+        };
+        let i = Instance::receive(config, client, cpu_control, a);
         instances.insert(i.id().to_string(), i);
+        changed = true;
+    }
+    for a in assignments {
+        match instances.get_mut(&a.instance) {
+            // Committed: it is ours now. Its source normally said go; if it died first, this
+            // does.
+            Some(i) if i.receiving => {
+                if migration::tell_go(&i.control_socket()) || !i.is_alive() {
+                    i.receiving = false;
+                }
+            }
+            Some(_) => {}
+            None => {
+                let i = Instance::start(config, client, cpu_control, a);
+                instances.insert(i.id().to_string(), i);
+                changed = true;
+            }
+        }
+    }
+    changed
+}
+
+/// Follow the controller's migration orders: forget finished ones, start the source side of
+/// new ones once the destination listens. True if anything started.
+fn take_part(
+    config: &Config,
+    stop: &Arc<AtomicBool>,
+    parts: &mut HashMap<String, migration::Part>,
+    instances: &HashMap<String, Instance>,
+    orders: Vec<MigrationOrder>,
+) -> bool {
+    let ids: Vec<&str> = orders.iter().map(|o| o.id.as_str()).collect();
+    parts.retain(|id, p| ids.contains(&id.as_str()) || p.pending());
+    let mut changed = false;
+    for o in orders {
+        let part = parts
+            .entry(o.id.clone())
+            .or_insert_with(|| migration::Part::new(o.clone()));
+        part.order = o.clone();
+        if o.role != Role::Source || part.worker.is_some() {
+            continue;
+        }
+        let Some(to) = o.to_address.clone() else {
+            continue;
+        };
+        let Some(i) = instances.get(&o.instance) else {
+            part.set(|u| {
+                u.failed = Some((
+                    "prepare".into(),
+                    format!("instance {} does not run here", o.instance),
+                ))
+            });
+            continue;
+        };
+        let Ok(client) = Client::new(&config.controller, &config.token) else {
+            continue;
+        };
+        let src = migration::Source {
+            client,
+            socket: i.control_socket(),
+            instance_dir: i.dir().to_path_buf(),
+            acked: i.acked(),
+            to,
+            stop: stop.clone(),
+            node: config.name.clone(),
+        };
+        let update = part.update.clone();
+        part.worker = Some(std::thread::spawn(move || {
+            migration::run_source(src, o, update)
+        }));
         changed = true;
     }
     changed

@@ -80,6 +80,13 @@ pub struct LogChunk {
     pub workload: String,
     pub stream: Stream,
     pub data: String,
+    /// The bytes of the instance's stream this chunk holds, `[offset, end)`: a chunk sent
+    /// twice (a heartbeat whose answer was lost, then the tail a migration commits) is
+    /// stored once. `end` 0: unknown.
+    #[serde(default)]
+    pub offset: u64,
+    #[serde(default)]
+    pub end: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -94,12 +101,133 @@ pub struct Heartbeat {
     /// without polling.
     #[serde(default)]
     pub wait_ms: u64,
+    /// How the node's part in each migration goes.
+    #[serde(default)]
+    pub migrations: Vec<MigrationUpdate>,
 }
 
 /// What the controller wants running on the node that sent the heartbeat.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HeartbeatReply {
     pub assignments: Vec<Assignment>,
+    /// Migrations this node takes part in, as source or destination.
+    #[serde(default)]
+    pub migrations: Vec<MigrationOrder>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Source,
+    Destination,
+}
+
+/// A node's part in a migration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MigrationOrder {
+    pub id: String,
+    pub workload: String,
+    pub role: Role,
+    /// The source's instance, or the one the destination prepares.
+    pub instance: String,
+    pub spec: WorkloadSpec,
+    /// Where the destination listens (for the source, once known).
+    pub to_address: Option<String>,
+    pub options: TransferOptions,
+    /// A clone: the source continues after the commit.
+    #[serde(default)]
+    pub keep_running: bool,
+}
+
+/// A node's news about its part in a migration.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MigrationUpdate {
+    pub id: String,
+    /// The destination listens here.
+    pub listening: Option<String>,
+    pub phase: Option<String>,
+    pub round: u32,
+    pub bytes: u64,
+    /// The step that failed and why (either side).
+    pub failed: Option<(String, String)>,
+    /// The source's final report.
+    pub report: Option<TransferReport>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MigrationKind {
+    /// The workload moves.
+    Move,
+    /// A copy starts from the same state as a new workload; the original keeps running.
+    Clone,
+}
+
+/// One migration, as `tern migrations` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Migration {
+    pub id: String,
+    pub kind: MigrationKind,
+    pub workload: String,
+    /// For a clone: the new workload's name.
+    pub target_workload: String,
+    pub from: String,
+    pub to: String,
+    pub from_instance: String,
+    pub to_instance: String,
+    /// prepare, pre-copy, stop-and-copy, commit, done.
+    pub phase: String,
+    /// None while it runs; then committed, failed or rolled_back.
+    pub outcome: Option<String>,
+    pub failed_step: Option<String>,
+    pub reason: Option<String>,
+    /// Why it was started (a user's request, a drain, the scheduler).
+    pub why: String,
+    pub to_address: Option<String>,
+    pub options: TransferOptions,
+    pub round: u32,
+    /// Bytes on the wire so far (all of them once done).
+    pub bytes: u64,
+    pub bytes_raw: u64,
+    pub rounds: Vec<MigrationRound>,
+    pub pause_ms: f64,
+    pub total_ms: f64,
+    pub bandwidth_mib_s: f64,
+    pub tracker: String,
+    pub requested_unix_ms: u64,
+    pub finished_unix_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MigrateRequest {
+    pub to: String,
+    #[serde(default)]
+    pub options: TransferOptions,
+    /// For a clone: the new workload's name.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// A node's news about a migration, sent at once rather than with the next heartbeat.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MigrationNews {
+    pub node: String,
+    pub update: MigrationUpdate,
+}
+
+/// The source asks to commit once the destination holds everything; the controller decides.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CommitRequest {
+    pub report: TransferReport,
+    /// The source instance's output not yet acknowledged, to its end (the program is paused):
+    /// stored before anything the destination prints.
+    pub tail: Vec<LogChunk>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CommitReply {
+    pub commit: bool,
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -272,6 +400,9 @@ pub enum InstanceCommand {
         options: TransferOptions,
         #[serde(default)]
         ask_commit: bool,
+        /// Clone: after the commit the program continues here too.
+        #[serde(default)]
+        keep_running: bool,
     },
     /// The answer to `ready`.
     Commit { commit: bool },

@@ -9,6 +9,7 @@
 //! answer is 401 and nothing changes.
 
 pub mod api;
+mod migration;
 mod openapi;
 pub mod placement;
 mod server;

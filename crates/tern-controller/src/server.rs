@@ -182,6 +182,12 @@ fn router(shared: Arc<Shared>, max_blob: usize) -> Router {
         )
         .route("/v1/workloads/{name}/stop", post(stop_workload))
         .route("/v1/workloads/{name}/logs", get(logs))
+        .route("/v1/workloads/{name}/migrate", post(migrate_workload))
+        .route("/v1/workloads/{name}/clone", post(clone_workload))
+        .route("/v1/migrations", get(list_migrations))
+        .route("/v1/migrations/{id}", get(get_migration))
+        .route("/v1/migrations/{id}/commit", post(commit_migration))
+        .route("/v1/migrations/{id}/news", post(migration_news))
         .layer(DefaultBodyLimit::max(max_blob))
         .layer(middleware::from_fn_with_state(shared.clone(), auth))
         .with_state(shared)
@@ -335,7 +341,8 @@ async fn heartbeat(
     let mut version = s.version.subscribe();
     version.borrow_and_update();
     let running: Vec<String> = hb.instances.iter().map(|i| i.id.clone()).collect();
-    let wait = Duration::from_millis(hb.wait_ms.min(5000));
+    // Never hold a heartbeat so long that the node would look silent.
+    let wait = Duration::from_millis(hb.wait_ms.min(5000)).min(s.down_after / 2);
     let node = name.clone();
     let reply = blocking(&s, move |s| {
         let reply = s.store.write(|tx| {
@@ -360,24 +367,23 @@ async fn heartbeat(
             for r in &hb.instances {
                 apply_report(tx, &name, r, now)?;
             }
-            for chunk in &hb.logs {
-                if tx.workload(&chunk.workload)?.is_some() {
-                    tx.append_log(
-                        &chunk.workload,
-                        StoredLog {
-                            seq: 0,
-                            instance: chunk.instance.clone(),
-                            stream: chunk.stream,
-                            data: chunk.data.clone(),
-                        },
-                    )?;
-                }
+            crate::migration::store_output(tx, &hb.logs)?;
+            let mut others_must_know = false;
+            for u in &hb.migrations {
+                others_must_know |= crate::migration::apply_update(tx, &name, u, now)?;
             }
-            Ok(Ok(HeartbeatReply {
-                assignments: assignments(tx.workloads()?, &name),
-            }))
+            Ok(Ok((
+                HeartbeatReply {
+                    assignments: assignments(tx.workloads()?, &name),
+                    migrations: crate::migration::orders_for(tx, &name)?,
+                },
+                others_must_know,
+            )))
         })??;
-        Ok(reply)
+        if reply.1 {
+            s.changed();
+        }
+        Ok(reply.0)
     })
     .await?;
     let same = {
@@ -398,9 +404,110 @@ async fn heartbeat(
         return Ok(Json(reply));
     }
     blocking(&s, move |s| {
+        let (assignments, migrations) = s.store.write(|tx| {
+            Ok((
+                assignments(tx.workloads()?, &node),
+                crate::migration::orders_for(tx, &node)?,
+            ))
+        })?;
         Ok(Json(HeartbeatReply {
-            assignments: assignments(s.store.workloads()?, &node),
+            assignments,
+            migrations,
         }))
+    })
+    .await
+}
+
+async fn migrate_workload(
+    State(s): State<Arc<Shared>>,
+    UrlPath(name): UrlPath<String>,
+    Json(req): Json<MigrateRequest>,
+) -> ApiResult<(StatusCode, Json<Migration>)> {
+    start_migration(s, name, req, MigrationKind::Move).await
+}
+
+async fn clone_workload(
+    State(s): State<Arc<Shared>>,
+    UrlPath(name): UrlPath<String>,
+    Json(req): Json<MigrateRequest>,
+) -> ApiResult<(StatusCode, Json<Migration>)> {
+    if let Some(new) = &req.name {
+        if !valid_name(new) {
+            return Err(bad(format!("workload name {new:?} is not valid")));
+        }
+    }
+    start_migration(s, name, req, MigrationKind::Clone).await
+}
+
+async fn start_migration(
+    s: Arc<Shared>,
+    name: String,
+    req: MigrateRequest,
+    kind: MigrationKind,
+) -> ApiResult<(StatusCode, Json<Migration>)> {
+    blocking(&s, move |s| {
+        let exists = s.store.workload(&name)?.is_some();
+        let m = s
+            .store
+            .write(|tx| crate::migration::start(tx, &name, &req, kind, "requested", now_ms()))?;
+        match m {
+            Ok(m) => {
+                s.changed();
+                Ok((StatusCode::CREATED, Json(m)))
+            }
+            Err(reason) if !exists => Err(ApiError(StatusCode::NOT_FOUND, reason)),
+            Err(reason) => Err(ApiError(StatusCode::CONFLICT, reason)),
+        }
+    })
+    .await
+}
+
+async fn list_migrations(State(s): State<Arc<Shared>>) -> ApiResult<Json<Vec<Migration>>> {
+    blocking(&s, |s| Ok(Json(s.store.migrations()?))).await
+}
+
+async fn get_migration(
+    State(s): State<Arc<Shared>>,
+    UrlPath(id): UrlPath<String>,
+) -> ApiResult<Json<Migration>> {
+    blocking(&s, move |s| {
+        s.store
+            .migration(&id)?
+            .map(Json)
+            .ok_or_else(|| not_found("migration", &id))
+    })
+    .await
+}
+
+async fn migration_news(
+    State(s): State<Arc<Shared>>,
+    UrlPath(id): UrlPath<String>,
+    Json(mut news): Json<MigrationNews>,
+) -> ApiResult<StatusCode> {
+    news.update.id = id;
+    blocking(&s, move |s| {
+        let changed = s
+            .store
+            .write(|tx| crate::migration::apply_update(tx, &news.node, &news.update, now_ms()))?;
+        if changed {
+            s.changed();
+        }
+        Ok(StatusCode::NO_CONTENT)
+    })
+    .await
+}
+
+async fn commit_migration(
+    State(s): State<Arc<Shared>>,
+    UrlPath(id): UrlPath<String>,
+    Json(req): Json<CommitRequest>,
+) -> ApiResult<Json<CommitReply>> {
+    blocking(&s, move |s| {
+        let reply = s
+            .store
+            .write(|tx| crate::migration::commit(tx, &id, &req, now_ms()))?;
+        s.changed();
+        Ok(Json(reply))
     })
     .await
 }
@@ -738,7 +845,8 @@ fn reconcile(s: &Shared) -> Result<()> {
                 }
             }
         }
-        Ok(place_pending(tx, now)? || !down.is_empty())
+        let expired = crate::migration::expire(tx, now)?;
+        Ok(place_pending(tx, now)? || !down.is_empty() || expired)
     })?;
     if changed {
         s.changed();
@@ -746,7 +854,7 @@ fn reconcile(s: &Shared) -> Result<()> {
     Ok(())
 }
 
-fn demand(p: &tern_profile::Profile) -> Demand {
+pub(crate) fn demand(p: &tern_profile::Profile) -> Demand {
     Demand {
         memory: p.limits.memory.unwrap_or(0),
         cpu: p.limits.cpu.unwrap_or(0.0),

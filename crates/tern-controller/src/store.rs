@@ -8,7 +8,7 @@ use redb::{Database, ReadableTable, TableDefinition};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::api::{Node, StoredLog, Workload};
+use crate::api::{Migration, Node, StoredLog, Workload};
 use crate::{Error, Result};
 
 const NODES: TableDefinition<&str, &[u8]> = TableDefinition::new("nodes");
@@ -17,6 +17,8 @@ const BLOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("blobs");
 /// Key: `<workload>\0<seq as 20 digits>`, so that one workload's chunks are one ordered range.
 const LOGS: TableDefinition<&str, &[u8]> = TableDefinition::new("logs");
 const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
+/// Key: `<id as 20 digits>`, so that migrations list in the order they were asked for.
+const MIGRATIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("migrations");
 
 fn db<T, E: Into<redb::Error>>(r: std::result::Result<T, E>) -> Result<T> {
     r.map_err(|e| Error::Store(e.into().to_string()))
@@ -53,6 +55,14 @@ fn one<T: DeserializeOwned>(
     v.map(|v| decode(what, v.value())).transpose()
 }
 
+/// Migration ids are `m<n>`; keys pad the number so that they sort.
+fn migration_key(id: &str) -> String {
+    match id.strip_prefix('m').and_then(|n| n.parse::<u64>().ok()) {
+        Some(n) => format!("{n:020}"),
+        None => id.to_string(),
+    }
+}
+
 fn log_key(workload: &str, seq: u64) -> String {
     format!("{workload}\0{seq:020}")
 }
@@ -78,6 +88,7 @@ impl Store {
         db(tx.open_table(BLOBS))?;
         db(tx.open_table(LOGS))?;
         db(tx.open_table(COUNTERS))?;
+        db(tx.open_table(MIGRATIONS))?;
         db(tx.commit())?;
         Ok(Store { db: database })
     }
@@ -127,6 +138,20 @@ impl Store {
         let rx = db(self.db.begin_read())?;
         let t = db(rx.open_table(BLOBS))?;
         Ok(db(t.get(digest))?.is_some())
+    }
+
+    pub fn migrations(&self) -> Result<Vec<Migration>> {
+        let rx = db(self.db.begin_read())?;
+        all(&db(rx.open_table(MIGRATIONS))?, "migration")
+    }
+
+    pub fn migration(&self, id: &str) -> Result<Option<Migration>> {
+        let rx = db(self.db.begin_read())?;
+        one(
+            &db(rx.open_table(MIGRATIONS))?,
+            &migration_key(id),
+            "migration",
+        )
     }
 
     /// Up to `limit` log chunks of `workload` from sequence number `from` on.
@@ -197,6 +222,76 @@ impl Tx {
         let mut t = db(self.tx.open_table(BLOBS))?;
         db(t.insert(digest, bytes))?;
         Ok(())
+    }
+
+    /// The next number of counter `name` (0 first).
+    pub fn next(&mut self, name: &str) -> Result<u64> {
+        self.dirty = true;
+        let mut c = db(self.tx.open_table(COUNTERS))?;
+        let next = db(c.get(name))?.map(|v| v.value()).unwrap_or(0);
+        db(c.insert(name, next + 1))?;
+        Ok(next)
+    }
+
+    pub fn migrations(&self) -> Result<Vec<Migration>> {
+        all(&db(self.tx.open_table(MIGRATIONS))?, "migration")
+    }
+
+    pub fn migration(&self, id: &str) -> Result<Option<Migration>> {
+        one(
+            &db(self.tx.open_table(MIGRATIONS))?,
+            &migration_key(id),
+            "migration",
+        )
+    }
+
+    pub fn put_migration(&mut self, m: &Migration) -> Result<()> {
+        self.dirty = true;
+        let bytes = encode(m)?;
+        let mut t = db(self.tx.open_table(MIGRATIONS))?;
+        db(t.insert(migration_key(&m.id).as_str(), bytes.as_slice()))?;
+        Ok(())
+    }
+
+    /// Append output of an instance's stream that covers bytes `[offset, end)` of it, unless
+    /// it was stored already (`end` 0: no such knowledge, always append).
+    pub fn append_output(
+        &mut self,
+        workload: &str,
+        mut log: StoredLog,
+        offset: u64,
+        end: u64,
+    ) -> Result<()> {
+        if end == 0 {
+            return self.append_log(workload, log);
+        }
+        let key = format!("out:{}:{:?}", log.instance, log.stream);
+        let have = {
+            let c = db(self.tx.open_table(COUNTERS))?;
+            let v = db(c.get(key.as_str()))?.map(|v| v.value()).unwrap_or(0);
+            v
+        };
+        if end <= have {
+            return Ok(());
+        }
+        if offset < have {
+            // Part of it is stored: keep the rest (chunks are cut at character boundaries, so
+            // the byte offset falls on one unless invalid bytes were replaced).
+            let skip = (have - offset) as usize;
+            match log.data.get(skip..) {
+                Some(rest) => log.data = rest.to_string(),
+                None => return Ok(()),
+            }
+        }
+        {
+            self.dirty = true;
+            let mut c = db(self.tx.open_table(COUNTERS))?;
+            db(c.insert(key.as_str(), end))?;
+        }
+        if log.data.is_empty() {
+            return Ok(());
+        }
+        self.append_log(workload, log)
     }
 
     pub fn append_log(&mut self, workload: &str, mut log: StoredLog) -> Result<()> {

@@ -64,6 +64,8 @@ pub struct MigrateOptions {
     pub compress: bool,
     /// Use page hashing even where the kernel can track writes (for comparison).
     pub force_hashing: bool,
+    /// A clone: once committed, the program continues here as well as at the destination.
+    pub keep_running: bool,
 }
 
 impl Default for MigrateOptions {
@@ -74,6 +76,7 @@ impl Default for MigrateOptions {
             bandwidth: None,
             compress: true,
             force_hashing: false,
+            keep_running: false,
         }
     }
 }
@@ -97,7 +100,8 @@ pub struct MigrationReport {
     pub failed_step: Option<String>,
     pub reason: Option<String>,
     pub rounds: Vec<Round>,
-    /// From the stop request to the destination ready (the program stands still meanwhile).
+    /// From the stop request until the program may run again (the destination told to go,
+    /// or, on a rollback, here): what the program lives through as a pause.
     pub pause_ms: f64,
     pub total_ms: f64,
     /// Raw and wire bytes of everything sent (pages and state).
@@ -530,8 +534,8 @@ fn run_source<S: Read + Write>(
         &mut fw, &mut mems, state, options, progress, commit, report, round, paused_at, step,
         &mut rbuf,
     );
-    let commit_it = matches!(decided, Ok(true));
-    let _ = verdict_tx.send(commit_it);
+    let moved_away = matches!(decided, Ok(true)) && !options.keep_running;
+    let _ = verdict_tx.send(moved_away);
     decided
 }
 
@@ -596,7 +600,7 @@ fn finish_source<S: Read + Write>(
         round,
         bytes: report.bytes_wire,
     });
-    match commit(report) {
+    let decided = match commit(report) {
         Ok(true) => {
             // Committed: the destination runs the program from now on, told by us or, should
             // this not arrive, by whoever recorded the commit.
@@ -611,7 +615,11 @@ fn finish_source<S: Read + Write>(
             let _ = send_abort(fw, &e);
             Err(proto(format!("commit: {e}")))
         }
-    }
+    };
+    // The pause is what the program lives through: from the stop request until it may run
+    // again, at the destination (go sent) or here.
+    report.pause_ms = paused_at.elapsed().as_secs_f64() * 1e3;
+    decided
 }
 
 fn send_abort<W: Write>(fw: &mut FrameWriter<W>, reason: &str) -> std::io::Result<()> {

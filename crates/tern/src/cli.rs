@@ -196,6 +196,48 @@ pub enum Command {
         #[command(flatten)]
         cluster: ClusterArgs,
     },
+    /// Move a running workload to another node while it runs (live migration).
+    Migrate {
+        workload: String,
+        /// The destination node.
+        #[arg(long)]
+        to: String,
+        /// Bytes per second on the wire (e.g. 100MiB).
+        #[arg(long, value_parser = parse_size)]
+        bandwidth: Option<u64>,
+        /// Return once the migration is recorded instead of following it.
+        #[arg(long)]
+        no_wait: bool,
+        #[command(flatten)]
+        out: Output,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+    },
+    /// Fork a running workload: a copy resumes from the same state on another node as a new
+    /// workload, while the original keeps running.
+    Clone {
+        workload: String,
+        #[arg(long)]
+        to: String,
+        /// The new workload's name.
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_parser = parse_size)]
+        bandwidth: Option<u64>,
+        #[arg(long)]
+        no_wait: bool,
+        #[command(flatten)]
+        out: Output,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+    },
+    /// List migrations with their reports.
+    Migrations {
+        #[command(flatten)]
+        out: Output,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+    },
     /// Show everything about a workload or a node (JSON).
     Inspect {
         name: String,
@@ -433,6 +475,54 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Stop { workload, cluster } => crate::fleet::stop(&ctx(cluster)?, &workload),
         Command::Rm { workload, cluster } => crate::fleet::rm(&ctx(cluster)?, &workload),
         Command::Inspect { name, cluster } => crate::fleet::inspect(&ctx(cluster)?, &name),
+        Command::Migrate {
+            workload,
+            to,
+            bandwidth,
+            no_wait,
+            out,
+            cluster,
+        } => crate::fleet::migrate(
+            &ctx(cluster)?,
+            &workload,
+            &tern_controller::api::MigrateRequest {
+                to,
+                options: tern_controller::api::TransferOptions {
+                    bandwidth,
+                    ..Default::default()
+                },
+                name: None,
+            },
+            false,
+            no_wait,
+            out.json(),
+        ),
+        Command::Clone {
+            workload,
+            to,
+            name,
+            bandwidth,
+            no_wait,
+            out,
+            cluster,
+        } => crate::fleet::migrate(
+            &ctx(cluster)?,
+            &workload,
+            &tern_controller::api::MigrateRequest {
+                to,
+                options: tern_controller::api::TransferOptions {
+                    bandwidth,
+                    ..Default::default()
+                },
+                name: Some(name),
+            },
+            true,
+            no_wait,
+            out.json(),
+        ),
+        Command::Migrations { out, cluster } => {
+            crate::fleet::migrations(&ctx(cluster)?, out.json())
+        }
     }
 }
 

@@ -13,7 +13,8 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use tern_controller::api::{
-    DeployReply, ErrorReply, FileBlob, LogsReply, Node, Stream, Workload, WorkloadSpec,
+    DeployReply, ErrorReply, FileBlob, LogsReply, MigrateRequest, Migration, Node, Stream,
+    Workload, WorkloadSpec,
 };
 
 use crate::cli::tern_home;
@@ -553,5 +554,162 @@ pub fn inspect(ctx: &ClusterContext, name: &str) -> Result<ExitCode> {
             .with_context(|| format!("no workload or node named {name:?}"))?,
     };
     println!("{}", serde_json::to_string_pretty(&v)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `tern migrate` and `tern clone`: ask for the move, then (unless `no_wait`) follow it with a
+/// progress bar on a terminal and print its report.
+pub fn migrate(
+    ctx: &ClusterContext,
+    workload: &str,
+    req: &MigrateRequest,
+    clone: bool,
+    no_wait: bool,
+    json: bool,
+) -> Result<ExitCode> {
+    let api = Api::new(ctx)?;
+    let verb = if clone { "clone" } else { "migrate" };
+    let m: Migration = api.post(&format!("/v1/workloads/{workload}/{verb}"), req)?;
+    if no_wait {
+        if json {
+            println!("{}", serde_json::to_string_pretty(&m)?);
+        } else {
+            println!(
+                "{}: {} {} → {} ({})",
+                m.id, m.workload, m.from, m.to, m.phase
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let tty = std::io::stderr().is_terminal() && !json;
+    let m = loop {
+        let m: Migration = api.get(&format!("/v1/migrations/{}", m.id))?;
+        if tty {
+            let width = 24;
+            let filled = (m.round as usize).min(width);
+            eprint!(
+                "\r{} → {} [{}{}] {:<13} round {:>2}  {:>9}",
+                m.from,
+                m.to,
+                "#".repeat(filled),
+                ".".repeat(width - filled),
+                m.phase,
+                m.round,
+                human_bytes(m.bytes)
+            );
+        }
+        if m.outcome.is_some() {
+            break m;
+        }
+        std::thread::sleep(Duration::from_millis(30));
+    };
+    if tty {
+        eprintln!();
+    }
+    // The source's own figures arrive with its next heartbeat after the commit.
+    let m = if m.outcome.as_deref() == Some("committed") && m.total_ms == 0.0 {
+        let until = std::time::Instant::now() + Duration::from_secs(3);
+        let mut m = m;
+        while m.total_ms == 0.0 && std::time::Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(30));
+            m = api.get(&format!("/v1/migrations/{}", m.id))?;
+        }
+        m
+    } else {
+        m
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&m)?);
+    } else {
+        print_migration(&m);
+    }
+    Ok(if m.outcome.as_deref() == Some("committed") {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn human_bytes(b: u64) -> String {
+    let f = b as f64;
+    if f >= (1u64 << 30) as f64 {
+        format!("{:.1} GiB", f / (1u64 << 30) as f64)
+    } else if f >= (1u64 << 20) as f64 {
+        format!("{:.1} MiB", f / (1u64 << 20) as f64)
+    } else if f >= 1024.0 {
+        format!("{:.1} KiB", f / 1024.0)
+    } else {
+        format!("{b} B")
+    }
+}
+
+fn print_migration(m: &Migration) {
+    println!(
+        "{} {}: {} → {}: {}",
+        m.id,
+        m.workload,
+        m.from,
+        m.to,
+        m.outcome.as_deref().unwrap_or(&m.phase)
+    );
+    if let (Some(step), Some(reason)) = (&m.failed_step, &m.reason) {
+        println!("  failed at {step}: {reason}");
+    }
+    for (i, r) in m.rounds.iter().enumerate() {
+        println!(
+            "  round {:>2}  {:>10} raw  {:>10} wire  {:>8.1} ms{}",
+            i,
+            human_bytes(r.raw_bytes),
+            human_bytes(r.wire_bytes),
+            r.ms,
+            if i + 1 == m.rounds.len() {
+                "  stop-and-copy"
+            } else {
+                ""
+            }
+        );
+    }
+    if m.outcome.as_deref() == Some("committed") {
+        println!(
+            "  pause {:.2} ms, total {:.1} ms, {} on the wire ({} raw) at {:.0} MiB/s; written pages found by {}",
+            m.pause_ms,
+            m.total_ms,
+            human_bytes(m.bytes),
+            human_bytes(m.bytes_raw),
+            m.bandwidth_mib_s,
+            m.tracker
+        );
+    }
+}
+
+pub fn migrations(ctx: &ClusterContext, json: bool) -> Result<ExitCode> {
+    let ms: Vec<Migration> = Api::new(ctx)?.get("/v1/migrations")?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&ms)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    table(
+        &[
+            "ID", "WORKLOAD", "FROM", "TO", "OUTCOME", "PAUSE", "TOTAL", "BYTES", "WHY",
+        ],
+        ms.iter()
+            .map(|m| {
+                vec![
+                    m.id.clone(),
+                    m.workload.clone(),
+                    m.from.clone(),
+                    m.to.clone(),
+                    m.outcome.clone().unwrap_or_else(|| m.phase.clone()),
+                    format!("{:.1}ms", m.pause_ms),
+                    format!("{:.0}ms", m.total_ms),
+                    human_bytes(m.bytes),
+                    match (&m.failed_step, &m.reason) {
+                        (Some(s), Some(r)) => format!("{s}: {r}"),
+                        _ => m.why.clone(),
+                    },
+                ]
+            })
+            .collect(),
+    );
     Ok(ExitCode::SUCCESS)
 }

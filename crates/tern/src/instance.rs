@@ -99,9 +99,18 @@ fn handle(conn: UnixStream, control: &Arc<Control>, shared: &Shared) -> std::io:
             to,
             options,
             ask_commit,
+            keep_running,
         } => {
-            let report = migrate(control, &to, &options, ask_commit, &mut w, &mut r);
-            let committed = report.outcome == "committed";
+            let report = migrate(
+                control,
+                &to,
+                &options,
+                ask_commit,
+                keep_running,
+                &mut w,
+                &mut r,
+            );
+            let committed = report.outcome == "committed" && !keep_running;
             let sent = send(&mut w, &InstanceEvent::Done { report });
             if committed {
                 shared.set_reported();
@@ -116,6 +125,7 @@ fn migrate(
     to: &str,
     options: &TransferOptions,
     ask_commit: bool,
+    keep_running: bool,
     w: &mut UnixStream,
     r: &mut BufReader<UnixStream>,
 ) -> TransferReport {
@@ -140,6 +150,7 @@ fn migrate(
         max_rounds: options.max_rounds.unwrap_or(defaults.max_rounds),
         bandwidth: options.bandwidth,
         force_hashing: options.force_hashing,
+        keep_running,
         ..defaults
     };
     let mut wp = w.try_clone();
@@ -201,6 +212,7 @@ pub fn migrate_command(
         to: to.into(),
         options,
         ask_commit: false,
+        keep_running: false,
     })?;
     line.push(b'\n');
     w.write_all(&line)?;

@@ -725,3 +725,307 @@ fn the_api_is_described_and_guarded() {
         .expect("post");
     assert_eq!(r.status(), 401);
 }
+
+/// A profile for any fixture, in its own directory.
+fn fixture_profile(
+    dir: &Path,
+    name: &str,
+    fixture_name: &str,
+    args: &[&str],
+    extra: &str,
+) -> PathBuf {
+    let d = dir.join(name);
+    std::fs::create_dir_all(&d).expect("mkdir");
+    std::fs::copy(fixture(fixture_name), d.join("m.wasm")).expect("copy");
+    let p = d.join("tern.toml");
+    let args: Vec<String> = args.iter().map(|a| format!("{a:?}")).collect();
+    std::fs::write(
+        &p,
+        format!(
+            "name = \"{name}\"\nmodule = \"m.wasm\"\nargs = [{}]\n[restart]\npolicy = \"never\"\n{extra}",
+            args.join(", ")
+        ),
+    )
+    .expect("write");
+    p
+}
+
+/// What the program prints when nothing moves it.
+fn unmoved(fixture_name: &str, args: &[&str]) -> (String, Option<i32>) {
+    let mut a = vec![
+        "run".to_string(),
+        fixture(fixture_name).display().to_string(),
+        "--".into(),
+    ];
+    a.extend(args.iter().map(|s| s.to_string()));
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let out = crate::harness::tern(&a);
+    (text(&out.stdout), out.status.code())
+}
+
+fn stdout_of(c: &Cluster, workload: &str) -> String {
+    let out = c.tern(&["logs", workload]);
+    text(&out.stdout)
+}
+
+#[test]
+fn migrate_moves_a_running_workload_and_its_output_stays_one_stream() {
+    let c = cluster()
+        .node("alpha", "region=eu-west")
+        .node("beta", "region=us-east")
+        .node("gamma", "region=ap-south")
+        .start();
+    let work = tempfile::tempdir().expect("tempdir");
+    let args = ["9000"];
+    let p = fixture_profile(work.path(), "talk", "printer", &args, "");
+    c.ok(&["deploy", &p.display().to_string()]);
+    c.wait(
+        |c| c.workload("talk")["status"] == "running",
+        "talk running",
+    );
+    let mut node = c.workload("talk")["node"]
+        .as_str()
+        .expect("node")
+        .to_string();
+    let mut moves = 0;
+    for to in ["alpha", "beta", "gamma", "alpha", "beta", "gamma"] {
+        if to == node {
+            continue;
+        }
+        let out = c.tern(&["migrate", "talk", "--to", to, "-o", "json"]);
+        let m: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        if m["outcome"] != "committed" && c.workload("talk")["status"] != "running" {
+            break; // the program ended first
+        }
+        assert_eq!(out.status.code(), Some(0), "{m} {}", text(&out.stderr));
+        for field in [
+            "workload", "from", "to", "outcome", "pause_ms", "total_ms", "bytes", "rounds",
+        ] {
+            assert!(!m[field].is_null(), "report lacks {field}: {m}");
+        }
+        assert_eq!(m["from"], node.as_str());
+        assert_eq!(m["to"], to);
+        assert!(m["rounds"].as_array().is_some_and(|r| r.len() >= 2), "{m}");
+        let w = c.workload("talk");
+        assert_eq!(w["node"], to, "{w}");
+        node = to.to_string();
+        moves += 1;
+    }
+    assert!(moves >= 3, "only {moves} moves before the program ended");
+    c.wait(|c| c.workload("talk")["status"] == "failed", "talk to end");
+    let (want, code) = unmoved("printer", &args);
+    assert_eq!(c.workload("talk")["exit_code"], code.expect("code"));
+    // Every line exactly once, in order, across all the nodes it ran on.
+    c.wait(
+        |c| stdout_of(c, "talk").len() >= want.len(),
+        "all output in the logs",
+    );
+    assert_eq!(stdout_of(&c, "talk"), want);
+    let list = c.json(&["migrations", "-o", "json"]);
+    assert_eq!(
+        list.as_array()
+            .expect("array")
+            .iter()
+            .filter(|m| m["outcome"] == "committed")
+            .count(),
+        moves
+    );
+}
+
+#[test]
+fn a_workload_ping_pongs_twenty_times_and_computes_the_same_result() {
+    let c = cluster()
+        .node("alpha", "region=eu-west")
+        .node("beta", "region=us-east")
+        .node("gamma", "region=ap-south")
+        .start();
+    let work = tempfile::tempdir().expect("tempdir");
+    let args = ["1500000000"];
+    let p = fixture_profile(work.path(), "pong", "compute", &args, "");
+    c.ok(&["deploy", &p.display().to_string()]);
+    c.wait(
+        |c| c.workload("pong")["status"] == "running",
+        "pong running",
+    );
+    let nodes = ["alpha", "beta", "gamma"];
+    let mut moves = 0;
+    for i in 0..60 {
+        if moves == 20 {
+            break;
+        }
+        let here = c.workload("pong")["node"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        let others: Vec<&str> = nodes.iter().copied().filter(|n| *n != here).collect();
+        let to = others[(i / 2) % others.len()];
+        let out = c.tern(&["migrate", "pong", "--to", to]);
+        if out.status.code() == Some(0) {
+            moves += 1;
+        } else {
+            assert_eq!(
+                c.workload("pong")["status"],
+                "running",
+                "{}",
+                text(&out.stdout)
+            );
+        }
+    }
+    assert_eq!(moves, 20, "20 moves before the program ended");
+    c.wait(|c| c.workload("pong")["status"] != "running", "pong to end");
+    let (want, code) = unmoved("compute", &args);
+    assert_eq!(c.workload("pong")["exit_code"], code.expect("code"));
+    c.wait(
+        |c| !stdout_of(c, "pong").is_empty(),
+        "the result in the logs",
+    );
+    assert_eq!(stdout_of(&c, "pong"), want);
+}
+
+#[test]
+fn a_migration_that_cannot_happen_is_refused_and_changes_nothing() {
+    let c = cluster()
+        .node("alpha", "region=eu-west")
+        .node("beta", "region=us-east")
+        .start();
+    let work = tempfile::tempdir().expect("tempdir");
+    let p = fixture_profile(
+        work.path(),
+        "pinned",
+        "compute",
+        &["100000000000"],
+        "[placement]\nrequire = { region = [\"eu-west\"] }\n",
+    );
+    c.ok(&["deploy", &p.display().to_string()]);
+    c.wait(
+        |c| c.workload("pinned")["status"] == "running",
+        "pinned running",
+    );
+    let before = c.workload("pinned");
+    for (args, why) in [
+        (vec!["migrate", "pinned", "--to", "beta"], "region=eu-west"),
+        (
+            vec!["migrate", "pinned", "--to", "alpha"],
+            "already runs on alpha",
+        ),
+        (vec!["migrate", "pinned", "--to", "mars"], "no node named"),
+        (
+            vec!["migrate", "ghost", "--to", "beta"],
+            "no workload named",
+        ),
+    ] {
+        let out = c.tern(&args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(
+            text(&out.stderr).contains(why),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+    let after = c.workload("pinned");
+    assert_eq!(after["instance"], before["instance"]);
+    assert_eq!(after["node"], "alpha");
+    assert_eq!(after["status"], "running");
+}
+
+#[test]
+fn a_destination_lost_mid_transfer_leaves_the_workload_running_at_the_source() {
+    let mut c = cluster()
+        .node("alpha", "region=eu-west")
+        .node("beta", "region=us-east")
+        .start();
+    let work = tempfile::tempdir().expect("tempdir");
+    let args = ["128", "300"];
+    let p = fixture_profile(work.path(), "heavy", "bigmem", &args, "");
+    c.ok(&["deploy", &p.display().to_string()]);
+    c.wait(
+        |c| c.workload("heavy")["status"] == "running",
+        "heavy running",
+    );
+    let instance = c.workload("heavy")["instance"].clone();
+    let from = c.workload("heavy")["node"]
+        .as_str()
+        .expect("node")
+        .to_string();
+    let to = if from == "alpha" { "beta" } else { "alpha" };
+    // Slow enough that the transfer is under way when the destination dies.
+    let migrating = tern_cmd()
+        .args([
+            "migrate",
+            "heavy",
+            "--to",
+            to,
+            "--bandwidth",
+            "100MiB",
+            "-o",
+            "json",
+        ])
+        .args(["--controller", &c.url, "--token", &c.token])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("tern runs");
+    c.wait(
+        |c| {
+            c.json(&["migrations", "-o", "json"])
+                .as_array()
+                .and_then(|a| a.first().cloned())
+                .is_some_and(|m| m["bytes"].as_u64().unwrap_or(0) > 0)
+        },
+        "the transfer to start",
+    );
+    c.kill_agent(to);
+    let out = migrating.wait_with_output().expect("wait");
+    let m: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    assert_eq!(out.status.code(), Some(1), "{m}");
+    assert_eq!(m["outcome"], "failed", "{m}");
+    assert!(
+        m["failed_step"].is_string() && m["reason"].is_string(),
+        "{m}"
+    );
+    // Still the same instance on the source, and it finishes as if nothing had happened.
+    let w = c.workload("heavy");
+    assert_eq!(w["node"], from.as_str(), "{w}");
+    assert_eq!(w["instance"], instance);
+    c.wait(
+        |c| c.workload("heavy")["status"] != "running",
+        "heavy to end",
+    );
+    let (want, code) = unmoved("bigmem", &args);
+    assert_eq!(c.workload("heavy")["exit_code"], code.expect("code"));
+    c.wait(|c| stdout_of(c, "heavy").len() >= want.len(), "all output");
+    assert_eq!(stdout_of(&c, "heavy"), want);
+}
+
+#[test]
+fn clone_forks_a_running_workload() {
+    let c = cluster()
+        .node("alpha", "region=eu-west")
+        .node("beta", "region=us-east")
+        .start();
+    let work = tempfile::tempdir().expect("tempdir");
+    let args = ["1000000000"];
+    let p = fixture_profile(work.path(), "orig", "compute", &args, "");
+    c.ok(&["deploy", &p.display().to_string()]);
+    c.wait(
+        |c| c.workload("orig")["status"] == "running",
+        "orig running",
+    );
+    let from = c.workload("orig")["node"]
+        .as_str()
+        .expect("node")
+        .to_string();
+    let to = if from == "alpha" { "beta" } else { "alpha" };
+    let out = c.tern(&["clone", "orig", "--to", to, "--name", "copy", "-o", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(c.workload("copy")["node"], to);
+    assert_eq!(c.workload("orig")["node"], from.as_str());
+    // Both continue from the same state to the same result.
+    c.wait(|c| c.workload("orig")["status"] != "running", "orig to end");
+    c.wait(|c| c.workload("copy")["status"] != "running", "copy to end");
+    let (want, code) = unmoved("compute", &args);
+    for w in ["orig", "copy"] {
+        assert_eq!(c.workload(w)["exit_code"], code.expect("code"), "{w}");
+        c.wait(|c| !stdout_of(c, w).is_empty(), "the result in the logs");
+        assert_eq!(stdout_of(&c, w), want, "{w}");
+    }
+}

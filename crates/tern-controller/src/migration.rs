@@ -1,0 +1,444 @@
+//! The controller's side of live migration: it checks a request, records the migration, tells
+//! the two nodes their parts through heartbeat replies, and is the one place where a migration
+//! commits. The bytes flow between the nodes; the controller only decides. Because the commit
+//! is one store transaction that moves the workload to the destination's instance, a workload
+//! runs in exactly one place: before it, the source runs it (and resumes it on any failure);
+//! after it, the destination does.
+
+use std::collections::HashMap;
+
+use crate::api::{
+    CommitReply, CommitRequest, Event, LogChunk, MigrateRequest, Migration, MigrationKind,
+    MigrationOrder, MigrationUpdate, NodeStatus, Role, StoredLog, Workload, WorkloadStatus,
+};
+use crate::placement::{self, View};
+use crate::store::Tx;
+use crate::Result;
+
+/// A migration that has not found its destination listening by then has failed.
+const PREPARE_TIMEOUT_MS: u64 = 60_000;
+
+fn event(w: &mut Workload, now: u64, what: String) {
+    w.history.push(Event { unix_ms: now, what });
+    if w.history.len() > 100 {
+        w.history.drain(..w.history.len() - 100);
+    }
+}
+
+/// Check a request and record the migration; Err(reason) refuses it with nothing changed.
+pub(crate) fn start(
+    tx: &mut Tx,
+    name: &str,
+    req: &MigrateRequest,
+    kind: MigrationKind,
+    why: &str,
+    now: u64,
+) -> Result<std::result::Result<Migration, String>> {
+    let Some(w) = tx.workload(name)? else {
+        return Ok(Err(format!("no workload named {name:?}")));
+    };
+    let (Some(from), Some(from_instance)) = (w.node.clone(), w.instance.clone()) else {
+        return Ok(Err(format!("workload {name:?} is not running")));
+    };
+    if w.status != WorkloadStatus::Running {
+        return Ok(Err(format!(
+            "workload {name:?} is {:?}, not running",
+            w.status
+        )));
+    }
+    if !w.spec.profile.migration.live {
+        return Ok(Err(format!(
+            "the profile of {name:?} does not allow live migration ([migration] live = false)"
+        )));
+    }
+    if let Some(m) = tx
+        .migrations()?
+        .into_iter()
+        .find(|m| m.outcome.is_none() && (m.workload == name || m.target_workload == name))
+    {
+        return Ok(Err(format!(
+            "workload {name:?} is already migrating ({} to {})",
+            m.from, m.to
+        )));
+    }
+    let target_workload = match kind {
+        MigrationKind::Move => name.to_string(),
+        MigrationKind::Clone => {
+            let Some(new) = req.name.clone() else {
+                return Ok(Err("a clone needs a name for the new workload".into()));
+            };
+            if tx.workload(&new)?.is_some() {
+                return Ok(Err(format!("a workload named {new:?} exists already")));
+            }
+            new
+        }
+    };
+    if kind == MigrationKind::Move && req.to == from {
+        return Ok(Err(format!("workload {name:?} already runs on {from}")));
+    }
+    let nodes = tx.nodes()?;
+    let Some(target) = nodes.iter().find(|n| n.name == req.to) else {
+        return Ok(Err(format!("no node named {:?}", req.to)));
+    };
+    if target.status != NodeStatus::Up {
+        return Ok(Err(format!("node {} is down", req.to)));
+    }
+    // The destination must satisfy the workload's constraints and have room for it.
+    let (memory, cpu) = committed(&tx.workloads()?, &req.to, Some(name));
+    let view = View {
+        node: target,
+        schedulable: true,
+        committed_memory: memory,
+        committed_cpu: cpu,
+    };
+    if let Err(reason) = placement::place(&crate::server::demand(&w.spec.profile), &[view]) {
+        return Ok(Err(format!(
+            "node {} cannot take {name:?}: {reason}",
+            req.to
+        )));
+    }
+    let id = format!("m{}", tx.next("migration")? + 1);
+    let generation = match kind {
+        MigrationKind::Move => w.generation + 1,
+        MigrationKind::Clone => 1,
+    };
+    let m = Migration {
+        id: id.clone(),
+        kind,
+        workload: name.to_string(),
+        target_workload: target_workload.clone(),
+        from,
+        to: req.to.clone(),
+        from_instance,
+        to_instance: format!("{target_workload}-{generation}"),
+        phase: "prepare".into(),
+        outcome: None,
+        failed_step: None,
+        reason: None,
+        why: why.to_string(),
+        to_address: None,
+        options: req.options.clone(),
+        round: 0,
+        bytes: 0,
+        bytes_raw: 0,
+        rounds: Vec::new(),
+        pause_ms: 0.0,
+        total_ms: 0.0,
+        bandwidth_mib_s: 0.0,
+        tracker: String::new(),
+        requested_unix_ms: now,
+        finished_unix_ms: None,
+    };
+    tx.put_migration(&m)?;
+    Ok(Ok(m))
+}
+
+/// Memory and CPU promised on `node` to running workloads (but `except`).
+pub(crate) fn committed(workloads: &[Workload], node: &str, except: Option<&str>) -> (u64, f64) {
+    let mut out = (0, 0.0);
+    for w in workloads {
+        if w.node.as_deref() == Some(node)
+            && Some(w.name.as_str()) != except
+            && matches!(w.status, WorkloadStatus::Starting | WorkloadStatus::Running)
+        {
+            let d = crate::server::demand(&w.spec.profile);
+            out.0 += d.memory;
+            out.1 += d.cpu;
+        }
+    }
+    out
+}
+
+/// What `node` has to do in the migrations under way.
+pub(crate) fn orders_for(tx: &Tx, node: &str) -> Result<Vec<MigrationOrder>> {
+    let mut out = Vec::new();
+    let workloads: HashMap<String, Workload> = tx
+        .workloads()?
+        .into_iter()
+        .map(|w| (w.name.clone(), w))
+        .collect();
+    for m in tx.migrations()? {
+        if m.outcome.is_some() {
+            continue;
+        }
+        let Some(w) = workloads.get(&m.workload) else {
+            continue;
+        };
+        let mut spec = w.spec.clone();
+        if m.kind == MigrationKind::Clone {
+            spec.profile.name = m.target_workload.clone();
+        }
+        if m.from == node {
+            out.push(MigrationOrder {
+                id: m.id.clone(),
+                workload: m.workload.clone(),
+                role: Role::Source,
+                instance: m.from_instance.clone(),
+                spec: spec.clone(),
+                to_address: m.to_address.clone(),
+                options: m.options.clone(),
+                keep_running: m.kind == MigrationKind::Clone,
+            });
+        }
+        if m.to == node {
+            out.push(MigrationOrder {
+                id: m.id.clone(),
+                workload: m.target_workload.clone(),
+                role: Role::Destination,
+                instance: m.to_instance.clone(),
+                spec,
+                to_address: None,
+                options: m.options.clone(),
+                keep_running: false,
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn finish(
+    m: &mut Migration,
+    outcome: &str,
+    step: Option<String>,
+    reason: Option<String>,
+    now: u64,
+) {
+    m.outcome = Some(outcome.into());
+    m.phase = "done".into();
+    m.failed_step = step;
+    m.reason = reason;
+    m.finished_unix_ms = Some(now);
+}
+
+/// Fold a node's news into its migrations; true if anything changed that the other node must
+/// hear of.
+pub(crate) fn apply_update(tx: &mut Tx, node: &str, u: &MigrationUpdate, now: u64) -> Result<bool> {
+    let Some(mut m) = tx.migration(&u.id)? else {
+        return Ok(false);
+    };
+    let before = m.clone();
+    if let Some(report) = &u.report {
+        // The source's final word: after a commit it completes the figures.
+        m.rounds = report
+            .rounds
+            .iter()
+            .map(|r| crate::api::MigrationRound {
+                raw_bytes: r.raw_bytes,
+                wire_bytes: r.wire_bytes,
+                ms: r.ms,
+            })
+            .collect();
+        m.bytes = report.bytes_wire;
+        m.bytes_raw = report.bytes_raw;
+        m.pause_ms = report.pause_ms;
+        m.total_ms = report.total_ms;
+        m.bandwidth_mib_s = report.bandwidth_mib_s;
+        m.tracker = report.tracker.clone();
+        m.round = report.rounds.len() as u32;
+        if m.outcome.is_none() {
+            let outcome = if report.outcome == "committed" {
+                // Only the controller commits; a source that says so without it is wrong.
+                "failed"
+            } else {
+                report.outcome.as_str()
+            };
+            finish(
+                &mut m,
+                outcome,
+                report.failed_step.clone(),
+                report.reason.clone(),
+                now,
+            );
+        }
+    }
+    if m.outcome.is_none() {
+        if let Some((step, reason)) = &u.failed {
+            let side = if node == m.to {
+                "destination"
+            } else {
+                "source"
+            };
+            finish(
+                &mut m,
+                "failed",
+                Some(step.clone()),
+                Some(format!("{side} {node}: {reason}")),
+                now,
+            );
+        } else {
+            if node == m.to {
+                if let Some(addr) = &u.listening {
+                    m.to_address = Some(addr.clone());
+                    if m.phase == "prepare" {
+                        m.phase = "pre-copy".into();
+                    }
+                }
+            }
+            if node == m.from {
+                if let Some(phase) = &u.phase {
+                    m.phase = phase.clone();
+                }
+                m.round = u.round;
+                m.bytes = u.bytes;
+            }
+        }
+    }
+    if m != before {
+        tx.put_migration(&m)?;
+    }
+    Ok(m.to_address != before.to_address || m.outcome != before.outcome)
+}
+
+/// The commit: the workload's instance becomes the destination's, in the same transaction as
+/// the source's last output.
+pub(crate) fn commit(tx: &mut Tx, id: &str, req: &CommitRequest, now: u64) -> Result<CommitReply> {
+    let refuse = |reason: String| CommitReply {
+        commit: false,
+        reason: Some(reason),
+    };
+    let Some(mut m) = tx.migration(id)? else {
+        return Ok(refuse(format!("no migration {id}")));
+    };
+    match m.outcome.as_deref() {
+        Some("committed") => {
+            return Ok(CommitReply {
+                commit: true,
+                reason: None,
+            })
+        }
+        Some(other) => return Ok(refuse(format!("the migration has {other}"))),
+        None => {}
+    }
+    let Some(mut w) = tx.workload(&m.workload)? else {
+        finish(
+            &mut m,
+            "failed",
+            Some("commit".into()),
+            Some("the workload was removed".into()),
+            now,
+        );
+        tx.put_migration(&m)?;
+        return Ok(refuse("the workload was removed".into()));
+    };
+    if w.instance.as_deref() != Some(m.from_instance.as_str())
+        || w.node.as_deref() != Some(m.from.as_str())
+        || w.status != WorkloadStatus::Running
+    {
+        let why = "the workload changed meanwhile".to_string();
+        finish(
+            &mut m,
+            "failed",
+            Some("commit".into()),
+            Some(why.clone()),
+            now,
+        );
+        tx.put_migration(&m)?;
+        return Ok(refuse(why));
+    }
+    store_output(tx, &req.tail)?;
+    match m.kind {
+        MigrationKind::Move => {
+            w.node = Some(m.to.clone());
+            w.instance = Some(m.to_instance.clone());
+            w.generation += 1;
+            w.updated_unix_ms = now;
+            event(
+                &mut w,
+                now,
+                format!(
+                    "moved live from {} to {} ({}, pause {:.1} ms)",
+                    m.from, m.to, m.why, req.report.pause_ms
+                ),
+            );
+            tx.put_workload(&w)?;
+        }
+        MigrationKind::Clone => {
+            let mut c = w.clone();
+            c.name = m.target_workload.clone();
+            c.spec.profile.name = c.name.clone();
+            c.node = Some(m.to.clone());
+            c.instance = Some(m.to_instance.clone());
+            c.generation = 1;
+            c.restarts = 0;
+            c.created_unix_ms = now;
+            c.updated_unix_ms = now;
+            c.history = Vec::new();
+            event(
+                &mut c,
+                now,
+                format!("cloned live from {} on {} to {}", m.workload, m.from, m.to),
+            );
+            tx.put_workload(&c)?;
+        }
+    }
+    m.pause_ms = req.report.pause_ms;
+    m.phase = "done".into();
+    m.outcome = Some("committed".into());
+    m.finished_unix_ms = Some(now);
+    tx.put_migration(&m)?;
+    Ok(CommitReply {
+        commit: true,
+        reason: None,
+    })
+}
+
+/// Store output chunks (from heartbeats or a commit's tail), each once.
+pub(crate) fn store_output(tx: &mut Tx, chunks: &[LogChunk]) -> Result<()> {
+    for chunk in chunks {
+        if tx.workload(&chunk.workload)?.is_some() {
+            tx.append_output(
+                &chunk.workload,
+                StoredLog {
+                    seq: 0,
+                    instance: chunk.instance.clone(),
+                    stream: chunk.stream,
+                    data: chunk.data.clone(),
+                },
+                chunk.offset,
+                chunk.end,
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Fail migrations whose nodes went down or whose destination never got ready; true if any.
+pub(crate) fn expire(tx: &mut Tx, now: u64) -> Result<bool> {
+    let down: Vec<String> = tx
+        .nodes()?
+        .into_iter()
+        .filter(|n| n.status == NodeStatus::Down)
+        .map(|n| n.name)
+        .collect();
+    let mut changed = false;
+    for mut m in tx.migrations()? {
+        if m.outcome.is_some() {
+            continue;
+        }
+        let why = if down.contains(&m.from) {
+            Some(("source", format!("node {} went down", m.from)))
+        } else if down.contains(&m.to) {
+            Some(("destination", format!("node {} went down", m.to)))
+        } else if m.to_address.is_none()
+            && now.saturating_sub(m.requested_unix_ms) > PREPARE_TIMEOUT_MS
+        {
+            Some((
+                "prepare",
+                "the destination did not get ready in time".into(),
+            ))
+        } else {
+            None
+        };
+        if let Some((step, reason)) = why {
+            let step = if m.phase == "prepare" {
+                "prepare"
+            } else {
+                step
+            };
+            finish(&mut m, "failed", Some(step.into()), Some(reason), now);
+            tx.put_migration(&m)?;
+            changed = true;
+        }
+    }
+    Ok(changed)
+}
