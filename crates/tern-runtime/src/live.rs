@@ -43,6 +43,8 @@ mod kind {
     pub const GO: u8 = 8;
     pub const ABORT: u8 = 9;
     pub const FAILED: u8 = 10;
+    pub const SYNC: u8 = 11;
+    pub const SYNCED: u8 = 12;
 }
 
 mod enc {
@@ -239,11 +241,13 @@ fn hash_page(page: &[u8]) -> u64 {
 
 impl SourceMemory {
     fn start(index: u32, base: usize, force_hashing: bool) -> Result<SourceMemory> {
-        let (_, reserved) = crate::sys::mapping_extent(base).map_err(io_err("memory map"))?;
+        // Only what is accessible now is tracked (write-protecting the whole 4 GiB reservation
+        // costs tens of milliseconds); what the program grows into later is added then.
+        let (size, _) = crate::sys::mapping_extent(base).map_err(io_err("memory map"))?;
         let tracker = if force_hashing {
             Tracker::Hashing(Vec::new())
         } else {
-            match crate::sys::WriteTracker::new(base, reserved) {
+            match crate::sys::WriteTracker::new(base, size.max(HOST_PAGE)) {
                 Ok(t) => Tracker::Kernel(t),
                 Err(_) => Tracker::Hashing(Vec::new()),
             }
@@ -273,12 +277,19 @@ impl SourceMemory {
         let size = self.size()?;
         match &mut self.tracker {
             Tracker::Kernel(t) => {
-                let written = t.take_written(size).map_err(io_err("tracking writes"))?;
+                let tracked = t.len();
+                // Grown memory: tracked from now on, and sent whole this round.
+                t.extend(size).map_err(io_err("tracking writes"))?;
+                let mut written = t
+                    .take_written(tracked.min(size))
+                    .map_err(io_err("tracking writes"))?;
                 if first {
-                    Ok(vec![(0, size)])
-                } else {
-                    Ok(written)
+                    return Ok(vec![(0, size)]);
                 }
+                if size > tracked {
+                    written.push((tracked, size - tracked));
+                }
+                Ok(written)
             }
             Tracker::Hashing(hashes) => {
                 let pages = size / HOST_PAGE;
@@ -509,6 +520,20 @@ fn run_source<S: Read + Write>(
         }
     }
 
+    // Wait until the destination has written everything sent so far: the pause must not
+    // include the destination catching up with what sits in the socket buffers.
+    fw.frame(kind::SYNC, &[])
+        .and_then(|_| fw.flush())
+        .map_err(io_err("sending"))?;
+    match read_frame(&mut fw.w, &mut rbuf)? {
+        kind::SYNCED => {}
+        kind::FAILED => {
+            let r: Reason = serde_json::from_slice(&rbuf).map_err(proto)?;
+            return Err(proto(format!("the destination failed: {}", r.reason)));
+        }
+        k => return Err(proto(format!("unexpected frame {k} instead of synced"))),
+    }
+
     *step = "stop-and-copy";
     let paused_at = Instant::now();
     let (paused_tx, paused_rx) = mpsc::sync_channel(1);
@@ -696,6 +721,12 @@ impl<S: Read + Write> Receiver<'_, S> {
             match read_frame(self.conn, &mut self.buf)? {
                 kind::PAGES => write_pages(&self.buf, sink)?,
                 kind::ROUND_END => {}
+                kind::SYNC => {
+                    let mut fw = FrameWriter::new(&mut *self.conn, None);
+                    fw.frame(kind::SYNCED, &[])
+                        .and_then(|_| fw.flush())
+                        .map_err(io_err("answering"))?;
+                }
                 kind::FINAL => return tern_snapshot::decode(&self.buf).map_err(Error::from),
                 kind::ABORT => return Err(proto("the source aborted the migration")),
                 k => return Err(proto(format!("unexpected frame {k} while receiving"))),

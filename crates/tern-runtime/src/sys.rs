@@ -282,6 +282,39 @@ impl WriteTracker {
         })
     }
 
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Track writes to `[start + len, start + new_len)` too (the memory grew): from here on.
+    pub(crate) fn extend(&mut self, new_len: usize) -> std::io::Result<()> {
+        use std::os::fd::AsRawFd;
+        if new_len <= self.len {
+            return Ok(());
+        }
+        let (from, len) = ((self.start + self.len) as u64, (new_len - self.len) as u64);
+        // SAFETY: as in `new`: live structures of the kernel's layout, a range of our own
+        // mapped address space.
+        unsafe {
+            let raw = self._uffd.as_raw_fd();
+            let mut reg = UffdioRegister {
+                start: from,
+                len,
+                mode: UFFDIO_REGISTER_MODE_WP,
+                ioctls: 0,
+            };
+            check(libc::ioctl(raw, UFFDIO_REGISTER, &mut reg))?;
+            let mut wp = UffdioWriteprotect {
+                start: from,
+                len,
+                mode: UFFDIO_WRITEPROTECT_MODE_WP,
+            };
+            check(libc::ioctl(raw, UFFDIO_WRITEPROTECT, &mut wp))?;
+        }
+        self.len = new_len;
+        Ok(())
+    }
+
     /// Byte ranges (relative to the region's start, below `upto`) written since the last call
     /// or since tracking began; they are write-protected again before this returns.
     pub(crate) fn take_written(&mut self, upto: usize) -> std::io::Result<Vec<(usize, usize)>> {
