@@ -277,6 +277,16 @@ pub struct Node {
     /// Per-instance figures from the last heartbeat.
     #[serde(default)]
     pub instances: Vec<InstanceReport>,
+    /// New workloads may be placed here (false while drained).
+    #[serde(default = "yes")]
+    pub schedulable: bool,
+    /// `tern drain`: its workloads are being moved off.
+    #[serde(default)]
+    pub draining: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

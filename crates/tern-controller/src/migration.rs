@@ -18,6 +18,37 @@ use crate::Result;
 /// A migration that has not found its destination listening by then has failed.
 const PREPARE_TIMEOUT_MS: u64 = 60_000;
 
+/// How many migrations may be under way at once: per node (as source or destination), and in
+/// the whole cluster. They keep a drain from flooding the network.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub(crate) per_node: usize,
+    pub(crate) total: usize,
+}
+
+/// Why no further migration may start between `from` and `to` now, if so.
+fn over_limits(migrations: &[Migration], from: &str, to: &str, limits: Limits) -> Option<String> {
+    let active: Vec<&Migration> = migrations.iter().filter(|m| m.outcome.is_none()).collect();
+    if active.len() >= limits.total {
+        return Some(format!(
+            "{} migrations are under way, the cluster's limit",
+            active.len()
+        ));
+    }
+    for node in [from, to] {
+        let n = active
+            .iter()
+            .filter(|m| m.from == node || m.to == node)
+            .count();
+        if n >= limits.per_node {
+            return Some(format!(
+                "node {node} takes part in {n} migrations, its limit"
+            ));
+        }
+    }
+    None
+}
+
 fn event(w: &mut Workload, now: u64, what: String) {
     w.history.push(Event { unix_ms: now, what });
     if w.history.len() > 100 {
@@ -32,6 +63,7 @@ pub(crate) fn start(
     req: &MigrateRequest,
     kind: MigrationKind,
     why: &str,
+    limits: Limits,
     now: u64,
 ) -> Result<std::result::Result<Migration, String>> {
     let Some(w) = tx.workload(name)? else {
@@ -82,6 +114,12 @@ pub(crate) fn start(
     };
     if target.status != NodeStatus::Up {
         return Ok(Err(format!("node {} is down", req.to)));
+    }
+    if !target.schedulable {
+        return Ok(Err(format!("node {} is drained", req.to)));
+    }
+    if let Some(why) = over_limits(&tx.migrations()?, &from, &req.to, limits) {
+        return Ok(Err(format!("not now: {why}")));
     }
     // The destination must satisfy the workload's constraints and have room for it.
     let (memory, cpu) = committed(&tx.workloads()?, &req.to, Some(name));
@@ -437,6 +475,74 @@ pub(crate) fn expire(tx: &mut Tx, now: u64) -> Result<bool> {
             };
             finish(&mut m, "failed", Some(step.into()), Some(reason), now);
             tx.put_migration(&m)?;
+            changed = true;
+        }
+    }
+    Ok(changed)
+}
+
+/// One pass of every drain: start moving the workloads of draining nodes elsewhere, within
+/// the limits. A workload whose profile forbids live migration is restarted elsewhere instead.
+/// True if anything changed.
+pub(crate) fn drain(tx: &mut Tx, limits: Limits, now: u64) -> Result<bool> {
+    let nodes = tx.nodes()?;
+    let draining: Vec<&str> = nodes
+        .iter()
+        .filter(|n| n.draining)
+        .map(|n| n.name.as_str())
+        .collect();
+    if draining.is_empty() {
+        return Ok(false);
+    }
+    let mut changed = false;
+    for mut w in tx.workloads()? {
+        let Some(node) = w.node.clone() else { continue };
+        if !draining.contains(&node.as_str()) || w.status != WorkloadStatus::Running {
+            continue;
+        }
+        let migrations = tx.migrations()?;
+        if migrations
+            .iter()
+            .any(|m| m.outcome.is_none() && m.workload == w.name)
+        {
+            continue;
+        }
+        if !w.spec.profile.migration.live {
+            w.status = WorkloadStatus::Pending;
+            w.node = None;
+            w.reason = Some(format!("node {node} is drained; starting elsewhere"));
+            w.updated_unix_ms = now;
+            event(&mut w, now, format!("restarted off drained node {node}"));
+            tx.put_workload(&w)?;
+            changed = true;
+            continue;
+        }
+        let workloads = tx.workloads()?;
+        let views: Vec<View> = nodes
+            .iter()
+            .filter(|n| n.name != node)
+            .map(|n| {
+                let (m, c) = committed(&workloads, &n.name, None);
+                View {
+                    node: n,
+                    schedulable: n.schedulable,
+                    committed_memory: m,
+                    committed_cpu: c,
+                }
+            })
+            .collect();
+        let Ok(to) = placement::place(&crate::server::demand(&w.spec.profile), &views) else {
+            continue;
+        };
+        if over_limits(&migrations, &node, &to, limits).is_some() {
+            continue;
+        }
+        let req = MigrateRequest {
+            to,
+            ..MigrateRequest::default()
+        };
+        let why = format!("drain of {node}");
+        if let Ok(Ok(_)) = start(tx, &w.name, &req, MigrationKind::Move, &why, limits, now) {
             changed = true;
         }
     }

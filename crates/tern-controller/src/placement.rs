@@ -33,7 +33,7 @@ pub fn place(demand: &Demand, nodes: &[View<'_>]) -> Result<String, String> {
     }
     let up: Vec<&View> = nodes
         .iter()
-        .filter(|v| v.node.status == NodeStatus::Up && v.schedulable)
+        .filter(|v| v.node.status == NodeStatus::Up)
         .collect();
     if up.is_empty() {
         return Err("no node is up".into());
@@ -53,6 +53,15 @@ pub fn place(demand: &Demand, nodes: &[View<'_>]) -> Result<String, String> {
     let constraint_text = constraints(demand);
     if constrained.is_empty() {
         return Err(format!("no node is up with {constraint_text}"));
+    }
+    let (constrained, drained): (Vec<&View>, Vec<&View>) =
+        constrained.into_iter().partition(|v| v.schedulable);
+    if constrained.is_empty() {
+        let names: Vec<&str> = drained.iter().map(|v| v.node.name.as_str()).collect();
+        return Err(format!(
+            "every node up with {constraint_text} is drained ({})",
+            names.join(", ")
+        ));
     }
     let constrained: Vec<&View> = if demand.cpu > 0.0 {
         let enforcing: Vec<&View> = constrained
@@ -168,6 +177,8 @@ mod tests {
             last_heartbeat_unix_ms: 0,
             session: String::new(),
             instances: Vec::new(),
+            schedulable: true,
+            draining: false,
         }
     }
 

@@ -29,6 +29,9 @@ pub struct Config {
     pub down_after: Duration,
     /// Largest blob accepted.
     pub max_blob_bytes: usize,
+    /// Migrations under way at once, per node (as source or destination) and in all.
+    pub max_migrations_per_node: usize,
+    pub max_migrations: usize,
 }
 
 impl Config {
@@ -38,6 +41,8 @@ impl Config {
             listen,
             down_after: Duration::from_secs(5),
             max_blob_bytes: 256 << 20,
+            max_migrations_per_node: 2,
+            max_migrations: 4,
         }
     }
 }
@@ -46,6 +51,7 @@ struct Shared {
     store: Store,
     token: String,
     down_after: Duration,
+    limits: crate::migration::Limits,
     /// Bumped whenever assignments may have changed; held heartbeats wait on it.
     version: tokio::sync::watch::Sender<u64>,
 }
@@ -91,6 +97,10 @@ impl Controller {
             store,
             token: token.clone(),
             down_after: config.down_after,
+            limits: crate::migration::Limits {
+                per_node: config.max_migrations_per_node.max(1),
+                total: config.max_migrations.max(1),
+            },
             version: tokio::sync::watch::channel(0).0,
         });
         let listener = tokio::net::TcpListener::bind(config.listen)
@@ -174,6 +184,8 @@ fn router(shared: Arc<Shared>, max_blob: usize) -> Router {
         .route("/v1/nodes", post(register).get(list_nodes))
         .route("/v1/nodes/{name}", get(get_node))
         .route("/v1/nodes/{name}/heartbeat", post(heartbeat))
+        .route("/v1/nodes/{name}/drain", post(drain_node))
+        .route("/v1/nodes/{name}/undrain", post(undrain_node))
         .route("/v1/blobs/{digest}", put(put_blob).get(get_blob))
         .route("/v1/workloads", post(deploy).get(list_workloads))
         .route(
@@ -284,7 +296,8 @@ async fn register(
     blocking(&s, move |s| {
         let now = now_ms();
         Ok(Json(s.store.write(|tx| {
-            if let Some(old) = tx.node(&req.name)? {
+            let old = tx.node(&req.name)?;
+            if let Some(old) = &old {
                 if old.status == NodeStatus::Up && old.session != req.session {
                     return Ok(Err(ApiError(
                         StatusCode::CONFLICT,
@@ -307,6 +320,9 @@ async fn register(
                 last_heartbeat_unix_ms: now,
                 session: req.session.clone(),
                 instances: Vec::new(),
+                // A drained node stays drained across agent restarts.
+                schedulable: old.as_ref().is_none_or(|o| o.schedulable),
+                draining: old.as_ref().is_some_and(|o| o.draining),
             };
             tx.put_node(&node)?;
             Ok(Ok(node))
@@ -447,9 +463,9 @@ async fn start_migration(
 ) -> ApiResult<(StatusCode, Json<Migration>)> {
     blocking(&s, move |s| {
         let exists = s.store.workload(&name)?.is_some();
-        let m = s
-            .store
-            .write(|tx| crate::migration::start(tx, &name, &req, kind, "requested", now_ms()))?;
+        let m = s.store.write(|tx| {
+            crate::migration::start(tx, &name, &req, kind, "requested", s.limits, now_ms())
+        })?;
         match m {
             Ok(m) => {
                 s.changed();
@@ -458,6 +474,40 @@ async fn start_migration(
             Err(reason) if !exists => Err(ApiError(StatusCode::NOT_FOUND, reason)),
             Err(reason) => Err(ApiError(StatusCode::CONFLICT, reason)),
         }
+    })
+    .await
+}
+
+async fn drain_node(
+    State(s): State<Arc<Shared>>,
+    UrlPath(name): UrlPath<String>,
+) -> ApiResult<Json<Node>> {
+    set_drain(s, name, true).await
+}
+
+async fn undrain_node(
+    State(s): State<Arc<Shared>>,
+    UrlPath(name): UrlPath<String>,
+) -> ApiResult<Json<Node>> {
+    set_drain(s, name, false).await
+}
+
+async fn set_drain(s: Arc<Shared>, name: String, drain: bool) -> ApiResult<Json<Node>> {
+    blocking(&s, move |s| {
+        let node = s.store.write(|tx| {
+            let Some(mut n) = tx.node(&name)? else {
+                return Ok(None);
+            };
+            n.schedulable = !drain;
+            n.draining = drain;
+            tx.put_node(&n)?;
+            if drain {
+                crate::migration::drain(tx, s.limits, now_ms())?;
+            }
+            Ok(Some(n))
+        })?;
+        s.changed();
+        node.map(Json).ok_or_else(|| not_found("node", &name))
     })
     .await
 }
@@ -846,7 +896,8 @@ fn reconcile(s: &Shared) -> Result<()> {
             }
         }
         let expired = crate::migration::expire(tx, now)?;
-        Ok(place_pending(tx, now)? || !down.is_empty() || expired)
+        let drained = crate::migration::drain(tx, s.limits, now)?;
+        Ok(place_pending(tx, now)? || !down.is_empty() || expired || drained)
     })?;
     if changed {
         s.changed();
@@ -888,7 +939,7 @@ fn place_pending(tx: &mut Tx, now: u64) -> Result<bool> {
                 let (m, c) = committed.get(&n.name).copied().unwrap_or_default();
                 View {
                     node: n,
-                    schedulable: true,
+                    schedulable: n.schedulable,
                     committed_memory: m,
                     committed_cpu: c,
                 }

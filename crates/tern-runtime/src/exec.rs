@@ -306,11 +306,17 @@ impl Runtime {
             };
             let received = rx
                 .handshake(&prepared.digest, &prepared.meta.memories)
-                .and_then(|()| {
+                .and_then(|sizes| {
                     let mut sink = StoreSink {
                         store: &mut store,
                         instance: &instance,
                     };
+                    // Grow to the source's sizes at once (faulting the pages in ahead, in a
+                    // thread beside the transfer, was measured slower on two cores: it
+                    // competes with both ends for the CPUs and the address-space lock).
+                    for (&index, &size) in prepared.meta.memories.iter().zip(&sizes) {
+                        crate::live::PageSink::memory(&mut sink, index, size)?;
+                    }
                     rx.receive(&mut sink)
                 })
                 .and_then(|state| {

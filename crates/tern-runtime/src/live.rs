@@ -136,6 +136,9 @@ struct Hello {
     module_digest: String,
     transform_version: u32,
     memories: Vec<u32>,
+    /// Bytes of each memory when the migration starts, for the destination to prepare.
+    #[serde(default)]
+    sizes: Vec<u64>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -328,6 +331,15 @@ struct Compressor {
     skip: u32,
 }
 
+fn is_zero(page: &[u8]) -> bool {
+    let words = page.chunks_exact(8);
+    let tail = words.remainder();
+    words.fold(0u64, |acc, w| {
+        acc | u64::from_ne_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]])
+    }) == 0
+        && tail.iter().all(|&b| b == 0)
+}
+
 /// Send the byte ranges of one memory; returns (raw, wire) bytes.
 fn send_ranges<W: Write>(
     fw: &mut FrameWriter<W>,
@@ -347,9 +359,9 @@ fn send_ranges<W: Write>(
             // Runs of zero and non-zero host pages, so that empty memory costs nothing.
             let mut k = 0;
             while k < n {
-                let zero = buf[k..k + HOST_PAGE.min(n - k)].iter().all(|&b| b == 0);
+                let zero = is_zero(&buf[k..k + HOST_PAGE.min(n - k)]);
                 let mut e = k;
-                while e < n && buf[e..e + HOST_PAGE.min(n - e)].iter().all(|&b| b == 0) == zero {
+                while e < n && is_zero(&buf[e..e + HOST_PAGE.min(n - e)]) == zero {
                     e += HOST_PAGE.min(n - e);
                 }
                 let off = (at + k) as u64;
@@ -452,6 +464,15 @@ fn run_source<S: Read + Write>(
         module_digest: live.module_digest.clone(),
         transform_version: tern_instrument::TRANSFORM_VERSION,
         memories: live.memories.iter().map(|m| m.0).collect(),
+        sizes: live
+            .memories
+            .iter()
+            .map(|m| {
+                crate::sys::mapping_extent(m.1)
+                    .map(|e| e.0 as u64)
+                    .unwrap_or(0)
+            })
+            .collect(),
     };
     let mut rbuf = Vec::new();
     {
@@ -670,7 +691,8 @@ pub(crate) trait PageSink {
 
 impl<S: Read + Write> Receiver<'_, S> {
     /// Answer the source's hello: refuse a different module or protocol, with the reason.
-    pub(crate) fn handshake(&mut self, module_digest: &str, memories: &[u32]) -> Result<()> {
+    /// Returns the sizes the source's memories have now.
+    pub(crate) fn handshake(&mut self, module_digest: &str, memories: &[u32]) -> Result<Vec<u64>> {
         let k = read_frame(self.conn, &mut self.buf)?;
         if k != kind::HELLO {
             return Err(proto(format!("expected hello, got frame {k}")));
@@ -710,7 +732,7 @@ impl<S: Read + Write> Receiver<'_, S> {
             None => fw
                 .frame(kind::ACCEPT, &[])
                 .and_then(|_| fw.flush())
-                .map(|_| ())
+                .map(|_| hello.sizes)
                 .map_err(io_err("answering")),
         }
     }

@@ -126,6 +126,12 @@ pub enum Command {
         /// Largest module or file accepted, in bytes.
         #[arg(long, default_value_t = 256 << 20)]
         max_blob_bytes: usize,
+        /// Migrations under way at once that one node takes part in.
+        #[arg(long, default_value_t = 2)]
+        max_migrations_per_node: usize,
+        /// Migrations under way at once in the whole cluster.
+        #[arg(long, default_value_t = 4)]
+        max_migrations: usize,
     },
     /// Run a node agent.
     Agent {
@@ -228,6 +234,21 @@ pub enum Command {
         no_wait: bool,
         #[command(flatten)]
         out: Output,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+    },
+    /// Move every workload off a node (live) and keep new ones away, for maintenance.
+    Drain {
+        node: String,
+        /// Return at once instead of waiting until the node is empty.
+        #[arg(long)]
+        no_wait: bool,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+    },
+    /// Let workloads be placed on a drained node again.
+    Undrain {
+        node: String,
         #[command(flatten)]
         cluster: ClusterArgs,
     },
@@ -446,7 +467,21 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
             listen,
             down_after,
             max_blob_bytes,
-        } => crate::fleet::controller(data, listen, down_after, max_blob_bytes),
+            max_migrations_per_node,
+            max_migrations,
+        } => crate::fleet::controller(
+            data,
+            listen,
+            down_after,
+            max_blob_bytes,
+            (max_migrations_per_node, max_migrations),
+        ),
+        Command::Drain {
+            node,
+            no_wait,
+            cluster,
+        } => crate::fleet::drain(&ctx(cluster)?, &node, no_wait),
+        Command::Undrain { node, cluster } => crate::fleet::undrain(&ctx(cluster)?, &node),
         Command::Agent {
             controller,
             token,

@@ -14,7 +14,7 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use tern_controller::api::{
     DeployReply, ErrorReply, FileBlob, LogsReply, MigrateRequest, Migration, Node, Stream,
-    Workload, WorkloadSpec,
+    Workload, WorkloadSpec, WorkloadStatus,
 };
 
 use crate::cli::tern_home;
@@ -130,12 +130,15 @@ pub fn controller(
     listen: std::net::SocketAddr,
     down_after: Duration,
     max_blob_bytes: usize,
+    (per_node, total): (usize, usize),
 ) -> Result<ExitCode> {
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
         let mut config = tern_controller::Config::new(&data, listen);
         config.down_after = down_after;
         config.max_blob_bytes = max_blob_bytes;
+        config.max_migrations_per_node = per_node;
+        config.max_migrations = total;
         let c = tern_controller::Controller::start(config)
             .await
             .context("starting the controller")?;
@@ -490,10 +493,17 @@ pub fn nodes(ctx: &ClusterContext, json: bool) -> Result<ExitCode> {
             .map(|n| {
                 vec![
                     n.name.clone(),
-                    serde_json::to_value(n.status)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_string))
-                        .unwrap_or_default(),
+                    {
+                        let status = serde_json::to_value(n.status)
+                            .ok()
+                            .and_then(|v| v.as_str().map(str::to_string))
+                            .unwrap_or_default();
+                        if n.draining {
+                            format!("{status},drained")
+                        } else {
+                            status
+                        }
+                    },
                     n.labels
                         .get("region")
                         .cloned()
@@ -711,5 +721,50 @@ pub fn migrations(ctx: &ClusterContext, json: bool) -> Result<ExitCode> {
             })
             .collect(),
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn drain(ctx: &ClusterContext, node: &str, no_wait: bool) -> Result<ExitCode> {
+    let api = Api::new(ctx)?;
+    let _: Node = api.post(&format!("/v1/nodes/{node}/drain"), &())?;
+    println!("{node}: drained (no new workloads); moving its workloads off");
+    if no_wait {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let started = std::time::Instant::now();
+    let mut reported: Vec<String> = Vec::new();
+    loop {
+        let ms: Vec<Migration> = api.get("/v1/migrations")?;
+        for m in &ms {
+            if m.from != node || m.outcome.is_none() || reported.contains(&m.id) {
+                continue;
+            }
+            if m.why.starts_with("drain") {
+                print_migration(m);
+            }
+            reported.push(m.id.clone());
+        }
+        let ws: Vec<Workload> = api.get("/v1/workloads")?;
+        let left: Vec<&Workload> = ws
+            .iter()
+            .filter(|w| {
+                w.node.as_deref() == Some(node)
+                    && matches!(w.status, WorkloadStatus::Running | WorkloadStatus::Starting)
+            })
+            .collect();
+        if left.is_empty() {
+            println!(
+                "{node}: empty after {:.1} s",
+                started.elapsed().as_secs_f64()
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+pub fn undrain(ctx: &ClusterContext, node: &str) -> Result<ExitCode> {
+    let _: Node = Api::new(ctx)?.post(&format!("/v1/nodes/{node}/undrain"), &())?;
+    println!("{node}: schedulable again");
     Ok(ExitCode::SUCCESS)
 }

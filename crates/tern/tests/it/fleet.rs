@@ -16,12 +16,14 @@ struct Cluster {
     token: String,
     down_after: &'static str,
     max_blob: usize,
+    controller_args: Vec<String>,
 }
 
 struct Builder {
     nodes: Vec<(String, String)>,
     down_after: &'static str,
     max_blob: usize,
+    controller_args: Vec<String>,
 }
 
 impl Builder {
@@ -33,6 +35,10 @@ impl Builder {
         self.max_blob = bytes;
         self
     }
+    fn controller_arg(mut self, arg: &str) -> Builder {
+        self.controller_args.push(arg.into());
+        self
+    }
     fn start(self) -> Cluster {
         let mut c = Cluster {
             dir: tempfile::tempdir().expect("tempdir"),
@@ -42,6 +48,7 @@ impl Builder {
             token: String::new(),
             down_after: self.down_after,
             max_blob: self.max_blob,
+            controller_args: self.controller_args.clone(),
         };
         c.start_controller();
         for (name, labels) in &self.nodes {
@@ -57,6 +64,7 @@ fn cluster() -> Builder {
         nodes: Vec::new(),
         down_after: "1s",
         max_blob: 64 << 20,
+        controller_args: Vec::new(),
     }
 }
 
@@ -84,6 +92,7 @@ impl Cluster {
             .arg(self.data())
             .args(["--listen", &listen, "--down-after", self.down_after])
             .args(["--max-blob-bytes", &self.max_blob.to_string()])
+            .args(&self.controller_args)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -1028,4 +1037,82 @@ fn clone_forks_a_running_workload() {
         c.wait(|c| !stdout_of(c, w).is_empty(), "the result in the logs");
         assert_eq!(stdout_of(&c, w), want, "{w}");
     }
+}
+
+#[test]
+fn drain_moves_every_workload_off_within_the_limits_and_undrain_reverses_it() {
+    let mut c = cluster()
+        .node("alpha", "region=eu-west")
+        .controller_arg("--max-migrations-per-node=1")
+        .start();
+    let work = tempfile::tempdir().expect("tempdir");
+    let names = ["w1", "w2", "w3"];
+    for n in names {
+        let p = fixture_profile(work.path(), n, "compute", &["100000000000"], "");
+        c.ok(&["deploy", &p.display().to_string()]);
+    }
+    c.wait(
+        |c| names.iter().all(|n| c.workload(n)["status"] == "running"),
+        "all running on alpha",
+    );
+    c.start_agent("beta", "region=us-east");
+    c.start_agent("gamma", "region=ap-south");
+    c.wait(|c| c.nodes_up() == 3, "three nodes");
+    let out = c.ok(&["drain", "alpha"]);
+    assert!(out.contains("empty"), "{out}");
+    for n in names {
+        let w = c.workload(n);
+        assert_eq!(w["status"], "running", "{w}");
+        assert_ne!(w["node"], "alpha", "{w}");
+    }
+    let ms = c.json(&["migrations", "-o", "json"]);
+    let ms = ms.as_array().expect("array");
+    assert_eq!(ms.len(), 3, "{ms:?}");
+    for m in ms {
+        assert_eq!(m["outcome"], "committed", "{m}");
+        assert_eq!(m["why"], "drain of alpha", "{m}");
+    }
+    // One migration at a time per node: alpha takes part in all three, so none overlap.
+    let mut spans: Vec<(u64, u64)> = ms
+        .iter()
+        .map(|m| {
+            (
+                m["requested_unix_ms"].as_u64().expect("start"),
+                m["finished_unix_ms"].as_u64().expect("end"),
+            )
+        })
+        .collect();
+    spans.sort();
+    for w in spans.windows(2) {
+        assert!(w[0].1 <= w[1].0, "overlapping migrations: {spans:?}");
+    }
+    // Nothing new lands on a drained node.
+    let nodes = c.json(&["nodes", "-o", "json"]);
+    let alpha = nodes
+        .as_array()
+        .and_then(|a| a.iter().find(|n| n["name"] == "alpha").cloned())
+        .expect("alpha");
+    assert_eq!(alpha["schedulable"], false);
+    let p = fixture_profile(
+        work.path(),
+        "late",
+        "compute",
+        &["100000000000"],
+        "[placement]\nrequire = { region = [\"eu-west\"] }\n",
+    );
+    c.ok(&["deploy", &p.display().to_string()]);
+    c.wait(
+        |c| {
+            c.workload("late")["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("is drained (alpha)"))
+        },
+        "late to wait, with the reason",
+    );
+    c.ok(&["undrain", "alpha"]);
+    c.wait(
+        |c| c.workload("late")["status"] == "running",
+        "late runs on alpha",
+    );
+    assert_eq!(c.workload("late")["node"], "alpha");
 }
