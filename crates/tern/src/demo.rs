@@ -2,7 +2,8 @@
 //! it again with a checkpoint, resumes the snapshot in a separate process, and shows that the
 //! two halves together equal the uninterrupted run byte for byte. Then it starts a local
 //! cluster (a controller and three agents in different regions), deploys the program as a
-//! workload, shows it running with its output, and stops the cluster.
+//! workload, moves it live across the regions while it works (printing each move's report),
+//! shows that its output equals that of an unmoved run, and stops the cluster.
 
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -13,6 +14,8 @@ use anyhow::{bail, Context, Result};
 /// repeated work would show.
 const PROGRAM: &[u8] = include_bytes!("../../../fixtures/printer.wasm");
 const ARGS: &[&str] = &["1500"];
+/// Lines the workload prints on the cluster: long enough (a few seconds) to be moved thrice.
+const CLUSTER_LINES: u32 = 20000;
 
 fn tern(args: &[&str]) -> Result<Output> {
     let exe = std::env::current_exe().context("finding the tern executable")?;
@@ -140,7 +143,9 @@ fn cluster(dir: &std::path::Path) -> Result<()> {
         let profile = dir.join("tern.toml");
         std::fs::write(
             &profile,
-            "name = \"printer\"\nmodule = \"printer.wasm\"\nargs = [\"100000\"]\n\n[limits]\nmemory = \"64MiB\"\n\n[placement]\nrequire = { region = [\"eu-west\", \"us-east\"] }\n",
+            format!(
+                "name = \"printer\"\nmodule = \"printer.wasm\"\nargs = [\"{CLUSTER_LINES}\"]\n\n[limits]\nmemory = \"64MiB\"\n\n[restart]\npolicy = \"never\"\n"
+            ),
         )?;
         println!("7. deploy it: tern deploy {}", profile.display());
         let out = tern_at(&["deploy", &profile.display().to_string()])?;
@@ -148,20 +153,84 @@ fn cluster(dir: &std::path::Path) -> Result<()> {
         if !out.status.success() {
             bail!("deploy failed: {}", String::from_utf8_lossy(&out.stderr));
         }
-        std::thread::sleep(Duration::from_millis(1500));
+        let started = Instant::now();
+        let node_of = || -> Result<String> {
+            let out = tern_at(&["ps", "-o", "json"])?;
+            let ws: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+            Ok(ws
+                .as_array()
+                .and_then(|a| a.iter().find(|w| w["name"] == "printer"))
+                .and_then(|w| w["node"].as_str())
+                .unwrap_or("")
+                .to_string())
+        };
+        while node_of()?.is_empty() {
+            if started.elapsed() > Duration::from_secs(30) {
+                bail!("the workload did not start");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         println!("8. tern nodes; tern ps");
         show(&tern_at(&["nodes"])?);
         show(&tern_at(&["ps"])?);
-        println!("9. tern logs printer (last lines so far)");
-        let logs = tern_at(&["logs", "printer"])?;
-        let text = String::from_utf8_lossy(&logs.stdout);
-        let lines: Vec<&str> = text.lines().collect();
-        for l in &lines[lines.len().saturating_sub(3)..] {
-            println!("   {l}");
+        println!("9. move it live across the regions while it prints: tern migrate printer --to NODE");
+        let mut moves = 0;
+        for _ in 0..3 {
+            let here = node_of()?;
+            let to = match here.as_str() {
+                "node-1" => "node-2",
+                "node-2" => "node-3",
+                _ => "node-1",
+            };
+            let out = tern_at(&["migrate", "printer", "--to", to])?;
+            show(&out);
+            if out.status.success() {
+                moves += 1;
+            } else {
+                print!("{}", indent(&String::from_utf8_lossy(&out.stderr)));
+            }
+        }
+        println!("10. wait for it to end, then compare with an unmoved run");
+        let ended = Instant::now();
+        loop {
+            let out = tern_at(&["ps", "-o", "json"])?;
+            let ws: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+            let status = ws
+                .as_array()
+                .and_then(|a| a.iter().find(|w| w["name"] == "printer"))
+                .map(|w| w["status"].clone())
+                .unwrap_or_default();
+            if status != "running" && status != "starting" {
+                break;
+            }
+            if ended.elapsed() > Duration::from_secs(120) {
+                bail!("the workload did not end");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let module = dir.join("printer.wasm").display().to_string();
+        let lines = CLUSTER_LINES.to_string();
+        let unmoved = tern(&["run", &module, "--", &lines])?;
+        let mut logs = tern_at(&["logs", "printer"])?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while logs.stdout.len() < unmoved.stdout.len() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(200));
+            logs = tern_at(&["logs", "printer"])?;
+        }
+        let same = logs.stdout == unmoved.stdout;
+        println!(
+            "   {} lines over {moves} moves; output of the moved workload == unmoved run: {}",
+            count_lines(&logs.stdout),
+            verdict(same)
+        );
+        println!("11. tern migrations");
+        show(&tern_at(&["migrations"])?);
+        if !same {
+            bail!("the moved workload's output differs from an unmoved run");
         }
         Ok(())
     })();
-    println!("10. tern down");
+    println!("12. tern down");
     show(&tern_at(&["down"])?);
     result
 }
