@@ -173,7 +173,9 @@ fn cluster(dir: &std::path::Path) -> Result<()> {
         println!("8. tern nodes; tern ps");
         show(&tern_at(&["nodes"])?);
         show(&tern_at(&["ps"])?);
-        println!("9. move it live across the regions while it prints: tern migrate printer --to NODE");
+        println!(
+            "9. move it live across the regions while it prints: tern migrate printer --to NODE"
+        );
         let mut moves = 0;
         for _ in 0..3 {
             let here = node_of()?;
