@@ -194,6 +194,9 @@ pub struct Migration {
     pub total_ms: f64,
     pub bandwidth_mib_s: f64,
     pub tracker: String,
+    /// Bytes on the wire for files of the workload's directories (volumes).
+    #[serde(default)]
+    pub files_bytes: u64,
     pub requested_unix_ms: u64,
     pub finished_unix_ms: Option<u64>,
 }
@@ -380,6 +383,11 @@ pub struct TransferReport {
     pub bytes_wire: u64,
     /// How written pages were found: "userfaultfd-wp" or "hashing".
     pub tracker: String,
+    /// Of the bytes, those of files in the program's directories (volumes), raw and wire.
+    #[serde(default)]
+    pub files_raw: u64,
+    #[serde(default)]
+    pub files_wire: u64,
     pub bandwidth_mib_s: f64,
 }
 

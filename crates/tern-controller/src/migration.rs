@@ -164,6 +164,7 @@ pub(crate) fn start(
         total_ms: 0.0,
         bandwidth_mib_s: 0.0,
         tracker: String::new(),
+        files_bytes: 0,
         requested_unix_ms: now,
         finished_unix_ms: None,
     };
@@ -272,6 +273,7 @@ pub(crate) fn apply_update(tx: &mut Tx, node: &str, u: &MigrationUpdate, now: u6
         m.total_ms = report.total_ms;
         m.bandwidth_mib_s = report.bandwidth_mib_s;
         m.tracker = report.tracker.clone();
+        m.files_bytes = report.files_wire;
         m.round = report.rounds.len() as u32;
         if m.outcome.is_none() {
             let outcome = if report.outcome == "committed" {

@@ -31,6 +31,8 @@ pub(crate) struct LiveInfo {
     pub(crate) module_digest: String,
     /// (memory index, base address) of each memory the program defines.
     pub(crate) memories: Vec<(u32, usize)>,
+    /// Its preopened directories (guest path, host path), whose files move with it.
+    pub(crate) dirs: Vec<(String, std::path::PathBuf)>,
 }
 
 impl Default for Control {

@@ -228,6 +228,13 @@ impl Runtime {
         let restore_started = Instant::now();
         let mut incoming = None;
         let mut migrated_in = false;
+        let dirs: Vec<(String, PathBuf)> = match &start {
+            Start::Fresh(c) => &c.preopens,
+            Start::Resume { preopens, .. } | Start::Incoming { preopens, .. } => preopens,
+        }
+        .iter()
+        .map(|p| (p.guest.clone(), p.host.clone()))
+        .collect();
         let (wasi, snapshot) = match start {
             Start::Fresh(config) => (WasiCtx::new(config)?, None),
             Start::Incoming {
@@ -303,6 +310,7 @@ impl Runtime {
             let mut rx = crate::live::Receiver {
                 conn: &mut conn,
                 buf: Vec::new(),
+                dirs: dirs.clone(),
             };
             let received = rx
                 .handshake(&prepared.digest, &prepared.meta.memories)
@@ -348,6 +356,7 @@ impl Runtime {
         control.set_live_info(crate::control::LiveInfo {
             module_digest: prepared.digest.clone(),
             memories: live_memories,
+            dirs,
         });
         match &snapshot {
             None if migrated_in => {

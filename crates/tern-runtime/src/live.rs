@@ -45,6 +45,11 @@ mod kind {
     pub const FAILED: u8 = 10;
     pub const SYNC: u8 = 11;
     pub const SYNCED: u8 = 12;
+    pub const MANIFEST: u8 = 13;
+    pub const NEEDS: u8 = 14;
+    pub const FILE_DATA: u8 = 15;
+    pub const FILES_DONE: u8 = 16;
+    pub const FILES_SYNCED: u8 = 17;
 }
 
 mod enc {
@@ -111,6 +116,9 @@ pub struct MigrationReport {
     pub bytes_wire: u64,
     /// How written pages were found: "userfaultfd-wp" or "hashing".
     pub tracker: String,
+    /// Of the bytes, those of files in the program's directories (both passes), raw and wire.
+    pub files_raw: u64,
+    pub files_wire: u64,
     /// Wire bytes over total time, in MiB/s.
     pub bandwidth_mib_s: f64,
 }
@@ -491,6 +499,15 @@ fn run_source<S: Read + Write>(
         k => return Err(proto(format!("unexpected frame {k} instead of an answer"))),
     }
 
+    let mut fw = FrameWriter::new(&mut conn, options.bandwidth);
+    *step = "volumes";
+    let mut seen = files::Seen::new();
+    let (raw, wire) = files::send(&mut fw, &mut rbuf, &live.dirs, &mut seen)?;
+    report.bytes_raw += raw;
+    report.bytes_wire += wire;
+    report.files_raw += raw;
+    report.files_wire += wire;
+
     *step = "pre-copy";
     let mut mems = Vec::new();
     for &(index, base) in &live.memories {
@@ -502,7 +519,6 @@ fn run_source<S: Read + Write>(
         .unwrap_or("none")
         .into();
     let mut buf = Vec::new();
-    let mut fw = FrameWriter::new(&mut conn, options.bandwidth);
     let mut round = 0u32;
     loop {
         let t = Instant::now();
@@ -577,8 +593,18 @@ fn run_source<S: Read + Write>(
     };
     // From here on the program waits for a verdict; every way out must give one.
     let decided = finish_source(
-        &mut fw, &mut mems, state, options, progress, commit, report, round, paused_at, step,
+        &mut fw,
+        &mut mems,
+        state,
+        options,
+        progress,
+        commit,
+        report,
+        round,
+        paused_at,
+        step,
         &mut rbuf,
+        (&live.dirs, &mut seen),
     );
     let moved_away = matches!(decided, Ok(true)) && !options.keep_running;
     let _ = verdict_tx.send(moved_away);
@@ -598,6 +624,7 @@ fn finish_source<S: Read + Write>(
     paused_at: Instant,
     step: &mut &'static str,
     rbuf: &mut Vec<u8>,
+    (dirs, seen): (&[(String, std::path::PathBuf)], &mut files::Seen),
 ) -> Result<bool> {
     let t = Instant::now();
     let (mut raw, mut wire) = (0, 0);
@@ -608,6 +635,12 @@ fn finish_source<S: Read + Write>(
         raw += r;
         wire += w;
     }
+    // What the program wrote to its files since the first pass.
+    let (r, w) = files::send(fw, rbuf, dirs, seen)?;
+    raw += r;
+    wire += w;
+    report.files_raw += r;
+    report.files_wire += w;
     // The state itself: a snapshot without pages, whose memories give only their sizes.
     for image in &mut state.memories {
         image.chunks.clear();
@@ -681,6 +714,8 @@ fn send_abort<W: Write>(fw: &mut FrameWriter<W>, reason: &str) -> std::io::Resul
 pub(crate) struct Receiver<'a, S: Read + Write> {
     pub(crate) conn: &'a mut S,
     pub(crate) buf: Vec<u8>,
+    /// This side's preopened directories: (guest path, host path).
+    pub(crate) dirs: Vec<(String, std::path::PathBuf)>,
 }
 
 /// What a destination does with the pages it receives.
@@ -742,6 +777,10 @@ impl<S: Read + Write> Receiver<'_, S> {
         loop {
             match read_frame(self.conn, &mut self.buf)? {
                 kind::PAGES => write_pages(&self.buf, sink)?,
+                kind::MANIFEST => {
+                    let frame = std::mem::take(&mut self.buf);
+                    files::receive(self.conn, &frame, &mut self.buf, &self.dirs)?;
+                }
                 kind::ROUND_END => {}
                 kind::SYNC => {
                     let mut fw = FrameWriter::new(&mut *self.conn, None);
@@ -823,4 +862,397 @@ fn write_pages(frame: &[u8], sink: &mut dyn PageSink) -> Result<()> {
 /// Grow a wasm memory so that `end` bytes fit (wasm pages are 64 KiB).
 pub(crate) fn pages_for(end: u64) -> u64 {
     end.div_ceil(PAGE as u64)
+}
+
+/// The program's preopened directories move with it: before the memory rounds and again while
+/// it is paused, the source lists every file and directory under each preopen (by guest path),
+/// the destination answers with what it lacks (for a file it already has, the hashes of its
+/// 64 KiB blocks, so that only changed blocks travel), and removes what the source no longer
+/// has. The second pass only looks again at files whose size or time changed.
+mod files {
+    use std::collections::HashMap;
+    use std::io::{Read, Seek, SeekFrom, Write};
+    use std::path::{Component, Path, PathBuf};
+
+    use serde::{Deserialize, Serialize};
+
+    use super::{io_err, kind, proto, read_frame, FrameWriter};
+    use crate::Result;
+
+    pub(super) const BLOCK: usize = 64 << 10;
+
+    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+    pub(super) struct Entry {
+        /// The preopen's guest path.
+        pub(super) dir: String,
+        /// Relative path below it, '/'-separated.
+        pub(super) path: String,
+        pub(super) is_dir: bool,
+        pub(super) size: u64,
+        /// Changed since the previous pass (or no previous pass): the destination looks at it.
+        pub(super) changed: bool,
+    }
+
+    /// One pass's list: each directory's identity on the source's machine, then its entries.
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Manifest {
+        /// (guest path, device, inode) of each directory: a destination that finds the very
+        /// same directory (both on one machine) leaves it alone.
+        roots: Vec<(String, u64, u64)>,
+        entries: Vec<Entry>,
+    }
+
+    fn identity(p: &Path) -> Option<(u64, u64)> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(p).ok()?;
+        Some((m.dev(), m.ino()))
+    }
+
+    #[derive(Debug, Serialize, Deserialize)]
+    pub(super) struct Need {
+        pub(super) dir: String,
+        pub(super) path: String,
+        /// Hashes of the destination's blocks; None: send everything.
+        pub(super) blocks: Option<Vec<u64>>,
+    }
+
+    /// (size, modification time) of each file the source listed, to find what changed since.
+    pub(super) type Seen = HashMap<(String, String), (u64, i128)>;
+
+    fn stamp(m: &std::fs::Metadata) -> i128 {
+        m.modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_nanos() as i128)
+            .unwrap_or(-1)
+    }
+
+    fn walk(root: &Path, rel: &Path, out: &mut Vec<(PathBuf, std::fs::Metadata)>) {
+        let Ok(entries) = std::fs::read_dir(root.join(rel)) else {
+            return;
+        };
+        let mut entries: Vec<_> = entries.flatten().collect();
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let Ok(m) = std::fs::symlink_metadata(e.path()) else {
+                continue;
+            };
+            let r = rel.join(e.file_name());
+            if m.is_dir() {
+                out.push((r.clone(), m));
+                walk(root, &r, out);
+            } else if m.is_file() {
+                out.push((r, m));
+            }
+            // Symbolic links and special files stay behind.
+        }
+    }
+
+    fn rel_string(p: &Path) -> Option<String> {
+        let parts: Option<Vec<&str>> = p
+            .components()
+            .map(|c| match c {
+                Component::Normal(s) => s.to_str(),
+                _ => None,
+            })
+            .collect();
+        parts.map(|v| v.join("/"))
+    }
+
+    /// A relative path from the wire, refused unless it stays inside its directory.
+    fn safe(root: &Path, rel: &str) -> Result<PathBuf> {
+        let p = Path::new(rel);
+        if rel.is_empty()
+            || rel.contains('\0')
+            || !p.components().all(|c| matches!(c, Component::Normal(_)))
+        {
+            return Err(proto(format!(
+                "file path {rel:?} is not a plain relative path"
+            )));
+        }
+        Ok(root.join(p))
+    }
+
+    pub(super) fn block_hashes(path: &Path) -> Option<Vec<u64>> {
+        let mut f = std::fs::File::open(path).ok()?;
+        let mut buf = vec![0u8; BLOCK];
+        let mut out = Vec::new();
+        loop {
+            let mut n = 0;
+            while n < BLOCK {
+                match f.read(&mut buf[n..]) {
+                    Ok(0) => break,
+                    Ok(k) => n += k,
+                    Err(_) => return None,
+                }
+            }
+            if n == 0 {
+                return Some(out);
+            }
+            out.push(super::hash_page(&buf[..n]));
+            if n < BLOCK {
+                return Some(out);
+            }
+        }
+    }
+
+    /// The source's side of one pass.
+    pub(super) fn send<S: Read + Write>(
+        fw: &mut FrameWriter<&mut S>,
+        rbuf: &mut Vec<u8>,
+        dirs: &[(String, PathBuf)],
+        seen: &mut Seen,
+    ) -> Result<(u64, u64)> {
+        let mut entries = Vec::new();
+        let mut now = Seen::new();
+        for (guest, host) in dirs {
+            let mut found = Vec::new();
+            walk(host, Path::new(""), &mut found);
+            for (rel, m) in found {
+                let Some(path) = rel_string(&rel) else {
+                    continue;
+                };
+                let key = (guest.clone(), path.clone());
+                let s = (m.len(), stamp(&m));
+                let changed = m.is_file() && seen.get(&key) != Some(&s);
+                now.insert(key, s);
+                entries.push(Entry {
+                    dir: guest.clone(),
+                    path,
+                    is_dir: m.is_dir(),
+                    size: m.len(),
+                    changed,
+                });
+            }
+        }
+        let roots = dirs
+            .iter()
+            .filter_map(|(g, h)| identity(h).map(|(d, i)| (g.clone(), d, i)))
+            .collect();
+        let body = serde_json::to_vec(&Manifest { roots, entries }).map_err(proto)?;
+        let mut wire = fw
+            .frame(kind::MANIFEST, &[&body])
+            .and_then(|n| fw.flush().map(|_| n))
+            .map_err(io_err("sending the file list"))?;
+        let mut raw = 0u64;
+        let needs: Vec<Need> = match read_frame(&mut fw.w, rbuf)? {
+            kind::NEEDS => serde_json::from_slice(rbuf).map_err(proto)?,
+            kind::FAILED => {
+                let r: super::Reason = serde_json::from_slice(rbuf).map_err(proto)?;
+                return Err(proto(format!("the destination failed: {}", r.reason)));
+            }
+            k => {
+                return Err(proto(format!(
+                    "unexpected frame {k} instead of the files needed"
+                )))
+            }
+        };
+        let mut buf = vec![0u8; BLOCK];
+        for need in needs {
+            let Some((_, host)) = dirs.iter().find(|(g, _)| *g == need.dir) else {
+                continue;
+            };
+            let path = safe(host, &need.path)?;
+            let Ok(mut f) = std::fs::File::open(&path) else {
+                continue; // gone meanwhile: the next pass deletes it there
+            };
+            let mut block = 0usize;
+            loop {
+                let mut n = 0;
+                while n < BLOCK {
+                    match f.read(&mut buf[n..]) {
+                        Ok(0) => break,
+                        Ok(k) => n += k,
+                        Err(e) => return Err(io_err("reading a file")(e)),
+                    }
+                }
+                if n == 0 {
+                    break;
+                }
+                let same = need
+                    .blocks
+                    .as_ref()
+                    .and_then(|b| b.get(block))
+                    .is_some_and(|h| *h == super::hash_page(&buf[..n]));
+                if !same {
+                    let head = serde_json::to_vec(&(&need.dir, &need.path, block * BLOCK))
+                        .map_err(proto)?;
+                    let packed = lz4_flex::block::compress(&buf[..n]);
+                    let len = (head.len() as u32).to_le_bytes();
+                    let raw_len = (n as u32).to_le_bytes();
+                    wire += fw
+                        .frame(kind::FILE_DATA, &[&len, &head, &raw_len, &packed])
+                        .map_err(io_err("sending a file"))?;
+                    raw += n as u64;
+                }
+                block += 1;
+                if n < BLOCK {
+                    break;
+                }
+            }
+        }
+        wire += fw
+            .frame(kind::FILES_DONE, &[])
+            .and_then(|n| fw.flush().map(|_| n))
+            .map_err(io_err("sending"))?;
+        match read_frame(&mut fw.w, rbuf)? {
+            kind::FILES_SYNCED => {}
+            kind::FAILED => {
+                let r: super::Reason = serde_json::from_slice(rbuf).map_err(proto)?;
+                return Err(proto(format!("the destination failed: {}", r.reason)));
+            }
+            k => {
+                return Err(proto(format!(
+                    "unexpected frame {k} instead of files synced"
+                )))
+            }
+        }
+        *seen = now;
+        Ok((raw, wire))
+    }
+
+    /// The destination's side of one pass, after the manifest frame (in `frame`) arrived.
+    pub(super) fn receive<S: Read + Write>(
+        conn: &mut S,
+        frame: &[u8],
+        buf: &mut Vec<u8>,
+        dirs: &[(String, PathBuf)],
+    ) -> Result<()> {
+        let manifest: Manifest = serde_json::from_slice(frame).map_err(proto)?;
+        // Directories this side shares with the source (one machine) need nothing.
+        let shared: Vec<&str> = dirs
+            .iter()
+            .filter(|(g, h)| {
+                identity(h).is_some_and(|(d, i)| manifest.roots.contains(&(g.clone(), d, i)))
+            })
+            .map(|(g, _)| g.as_str())
+            .collect();
+        let entries: Vec<Entry> = manifest
+            .entries
+            .into_iter()
+            .filter(|e| !shared.contains(&e.dir.as_str()))
+            .collect();
+        let dirs: Vec<(String, PathBuf)> = dirs
+            .iter()
+            .filter(|(g, _)| !shared.contains(&g.as_str()))
+            .cloned()
+            .collect();
+        let dirs = &dirs[..];
+        let root = |dir: &str| -> Result<&PathBuf> {
+            dirs.iter()
+                .find(|(g, _)| g == dir)
+                .map(|(_, h)| h)
+                .ok_or_else(|| {
+                    proto(format!(
+                        "the program has directory {dir:?}, this destination was not given it"
+                    ))
+                })
+        };
+        // Mirror: what the source no longer has goes (deepest first), files the source lists
+        // as directories and the other way round are replaced.
+        for (guest, host) in dirs {
+            let mut local = Vec::new();
+            walk(host, Path::new(""), &mut local);
+            for (rel, m) in local.iter().rev() {
+                let Some(path) = rel_string(rel) else {
+                    continue;
+                };
+                let wanted = entries
+                    .iter()
+                    .find(|e| e.dir == *guest && e.path == path)
+                    .map(|e| e.is_dir);
+                if wanted != Some(m.is_dir()) {
+                    let p = host.join(rel);
+                    let _ = if m.is_dir() {
+                        std::fs::remove_dir_all(&p)
+                    } else {
+                        std::fs::remove_file(&p)
+                    };
+                }
+            }
+        }
+        let mut needs = Vec::new();
+        for e in &entries {
+            let path = safe(root(&e.dir)?, &e.path)?;
+            if e.is_dir {
+                std::fs::create_dir_all(&path).map_err(io_err("creating a directory"))?;
+            } else if e.changed {
+                needs.push(Need {
+                    dir: e.dir.clone(),
+                    path: e.path.clone(),
+                    blocks: block_hashes(&path),
+                });
+            }
+        }
+        let body = serde_json::to_vec(&needs).map_err(proto)?;
+        let mut fw = FrameWriter::new(&mut *conn, None);
+        fw.frame(kind::NEEDS, &[&body])
+            .and_then(|_| fw.flush())
+            .map_err(io_err("answering"))?;
+        let mut touched: Vec<(PathBuf, u64)> = needs
+            .iter()
+            .filter_map(|n| {
+                let e = entries
+                    .iter()
+                    .find(|e| e.dir == n.dir && e.path == n.path)?;
+                Some((safe(root(&n.dir).ok()?, &n.path).ok()?, e.size))
+            })
+            .collect();
+        loop {
+            match read_frame(conn, buf)? {
+                kind::FILE_DATA => {
+                    let hl = u32::from_le_bytes(
+                        buf.get(..4)
+                            .and_then(|b| b.try_into().ok())
+                            .unwrap_or_default(),
+                    ) as usize;
+                    let head = buf
+                        .get(4..4 + hl)
+                        .ok_or_else(|| proto("short file frame"))?;
+                    let (dir, path, offset): (String, String, u64) =
+                        serde_json::from_slice(head).map_err(proto)?;
+                    let rest = &buf[4 + hl..];
+                    let raw_len = u32::from_le_bytes(
+                        rest.get(..4)
+                            .and_then(|b| b.try_into().ok())
+                            .unwrap_or_default(),
+                    ) as usize;
+                    if raw_len > BLOCK {
+                        return Err(proto("file block too large"));
+                    }
+                    let data = lz4_flex::block::decompress(&rest[4..], raw_len)
+                        .map_err(|e| proto(format!("bad compressed file data: {e}")))?;
+                    let p = safe(root(&dir)?, &path)?;
+                    if let Some(parent) = p.parent() {
+                        std::fs::create_dir_all(parent).map_err(io_err("creating a directory"))?;
+                    }
+                    let mut f = std::fs::OpenOptions::new()
+                        .create(true)
+                        .truncate(false)
+                        .write(true)
+                        .open(&p)
+                        .map_err(io_err("writing a file"))?;
+                    f.seek(SeekFrom::Start(offset))
+                        .and_then(|_| f.write_all(&data))
+                        .map_err(io_err("writing a file"))?;
+                }
+                kind::FILES_DONE => break,
+                k => return Err(proto(format!("unexpected frame {k} while receiving files"))),
+            }
+        }
+        // Every file the source listed as changed has its size (new, shrunk or unchanged).
+        for (p, size) in touched.drain(..) {
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&p)
+                .map_err(io_err("writing a file"))?;
+            f.set_len(size).map_err(io_err("writing a file"))?;
+        }
+        let mut fw = FrameWriter::new(&mut *conn, None);
+        fw.frame(kind::FILES_SYNCED, &[])
+            .and_then(|_| fw.flush())
+            .map_err(io_err("answering"))
+    }
 }

@@ -1116,3 +1116,88 @@ fn drain_moves_every_workload_off_within_the_limits_and_undrain_reverses_it() {
     );
     assert_eq!(c.workload("late")["node"], "alpha");
 }
+
+#[test]
+fn volumes_move_with_the_workload_and_a_move_back_sends_only_the_delta() {
+    let c = cluster()
+        .node("alpha", "region=eu-west")
+        .node("beta", "region=us-east")
+        .start();
+    let work = tempfile::tempdir().expect("tempdir");
+    let args = ["/data", "150000"];
+    let p = fixture_profile(
+        work.path(),
+        "writer",
+        "files",
+        &args,
+        "volumes = [{ name = \"state\", guest = \"/data\" }]\n",
+    );
+    // `volumes` is a top-level key: put it before the tables.
+    let text_now = std::fs::read_to_string(&p).expect("read");
+    let (head, tables) = text_now.split_once("[restart]").expect("tables");
+    let vol = "volumes = [{ name = \"state\", guest = \"/data\" }]\n";
+    std::fs::write(
+        &p,
+        format!("{head}{vol}[restart]{}", tables.replace(vol, "")),
+    )
+    .expect("write");
+    c.ok(&["deploy", &p.display().to_string()]);
+    c.wait(
+        |c| c.workload("writer")["status"] == "running",
+        "writer running",
+    );
+    let first = c.workload("writer")["node"]
+        .as_str()
+        .expect("node")
+        .to_string();
+    let second = if first == "alpha" { "beta" } else { "alpha" };
+    std::thread::sleep(Duration::from_millis(400));
+    let m1 = c.json(&["migrate", "writer", "--to", second, "-o", "json"]);
+    assert_eq!(m1["outcome"], "committed", "{m1}");
+    std::thread::sleep(Duration::from_millis(200));
+    let m2 = c.json(&["migrate", "writer", "--to", &first, "-o", "json"]);
+    assert_eq!(m2["outcome"], "committed", "{m2}");
+    // What the volume held when it moved back (the program goes on writing).
+    let volume = c.dir.path().join(&first).join("volumes/writer/state");
+    let held: usize = crate::harness::files_in(&volume)
+        .iter()
+        .map(|(_, b)| b.len())
+        .sum();
+    c.wait(
+        |c| c.workload("writer")["status"] != "running",
+        "writer to end",
+    );
+    // The files, wherever the program ended, are those of an unmoved run.
+    let reference = work.path().join("reference");
+    std::fs::create_dir_all(&reference).expect("mkdir");
+    let out = crate::harness::tern(&[
+        "run",
+        "--dir",
+        &format!("{}::/data", reference.display()),
+        &fixture("files").display().to_string(),
+        "--",
+        args[0],
+        args[1],
+    ]);
+    assert_eq!(
+        c.workload("writer")["exit_code"],
+        out.status.code().expect("code")
+    );
+    let got = crate::harness::files_in(&volume);
+    let want = crate::harness::files_in(&reference);
+    assert!(
+        got == want,
+        "the volume differs from an unmoved run's directory"
+    );
+    // Moving back to a node that holds an earlier copy sends only what changed.
+    let (b1, b2) = (
+        m1["files_bytes"].as_u64().expect("files_bytes"),
+        m2["files_bytes"].as_u64().expect("files_bytes"),
+    );
+    eprintln!("files: first move {b1} bytes, move back {b2} bytes, volume then {held} bytes");
+    assert!(b1 > 0, "{m1}");
+    assert!(
+        (b2 as usize) < held / 2,
+        "moving back sent {b2} bytes of files, of {held} (first move {b1})"
+    );
+}

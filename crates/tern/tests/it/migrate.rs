@@ -15,6 +15,14 @@ struct Case<'a> {
     dir: Option<&'a str>,
 }
 
+/// Where each place keeps the program's directory: one shared by all (same machine), or one
+/// of its own (as on different machines: the files must move with the program).
+#[derive(Clone, Copy, PartialEq)]
+enum Dirs {
+    Shared,
+    Own,
+}
+
 fn tern_cmd() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_tern"));
     c.env("TERN_HOME", tern_home());
@@ -118,16 +126,25 @@ fn moved(
     hops: usize,
     every: Duration,
     extra: &[&str],
+    dirs: Dirs,
 ) -> (Result, usize) {
-    let dir = work.join("moved");
-    std::fs::create_dir_all(&dir).expect("mkdir");
+    let dir_of = |n: usize| {
+        let d = match dirs {
+            Dirs::Shared => work.join("moved"),
+            // Places alternate between two directories: a move back finds an earlier copy.
+            Dirs::Own => work.join(format!("moved-{}", n % 2)),
+        };
+        std::fs::create_dir_all(&d).expect("mkdir");
+        d
+    };
+    let dir = dir_of(0);
     let (first, _) = spawn(case, work, &dir, 0, false);
     wait_for(&first.socket);
     let mut places = vec![first];
     let mut committed = 0;
     for n in 1..=hops {
         std::thread::sleep(every);
-        let (next, port) = spawn(case, work, &dir, n, true);
+        let (next, port) = spawn(case, work, &dir_of(n), n, true);
         wait_for(&port);
         let addr = std::fs::read_to_string(&port).expect("port");
         let from = places.last().expect("place").socket.clone();
@@ -154,6 +171,7 @@ fn moved(
     let mut stderr = Vec::new();
     let mut code = None;
     let last = places.len() - 1;
+    let final_dir = dir_of(last);
     for (i, mut p) in places.into_iter().enumerate() {
         let status = p.child.wait().expect("wait");
         if i < last {
@@ -169,17 +187,21 @@ fn moved(
             stdout,
             stderr,
             code,
-            files: files_in(&dir),
+            files: files_in(&final_dir),
         },
         committed,
     )
 }
 
 fn check(case: Case<'_>, hops: usize, every: Duration, extra: &[&str]) {
+    check_with(case, hops, every, extra, Dirs::Shared)
+}
+
+fn check_with(case: Case<'_>, hops: usize, every: Duration, extra: &[&str], dirs: Dirs) {
     let work = tempfile::tempdir().expect("tempdir");
     let want = reference(&case, work.path());
     assert!(want.code.is_some(), "{}", text(&want.stderr));
-    let (got, committed) = moved(&case, work.path(), hops, every, extra);
+    let (got, committed) = moved(&case, work.path(), hops, every, extra, dirs);
     assert!(committed >= 1, "{}: no move was committed", case.fixture);
     assert_eq!(
         text(&got.stdout),
@@ -236,6 +258,21 @@ fn a_file_writer_moves_with_its_open_descriptors() {
         3,
         Duration::from_millis(100),
         &[],
+    );
+}
+
+#[test]
+fn files_move_with_the_program_to_a_directory_of_its_own() {
+    check_with(
+        Case {
+            fixture: "files",
+            args: &["/data", "60000"],
+            dir: Some("/data"),
+        },
+        3,
+        Duration::from_millis(100),
+        &[],
+        Dirs::Own,
     );
 }
 
