@@ -1201,3 +1201,139 @@ fn volumes_move_with_the_workload_and_a_move_back_sends_only_the_delta() {
         "moving back sent {b2} bytes of files, of {held} (first move {b1})"
     );
 }
+
+#[test]
+fn a_controller_restarted_mid_migration_leaves_the_workload_in_exactly_one_place() {
+    let mut c = cluster()
+        .node("alpha", "region=eu-west")
+        .node("beta", "region=us-east")
+        .start();
+    let work = tempfile::tempdir().expect("tempdir");
+    let args = ["96", "600"];
+    let p = fixture_profile(work.path(), "steady", "bigmem", &args, "");
+    c.ok(&["deploy", &p.display().to_string()]);
+    c.wait(
+        |c| c.workload("steady")["status"] == "running",
+        "steady running",
+    );
+    let from = c.workload("steady")["node"]
+        .as_str()
+        .expect("node")
+        .to_string();
+    let to = if from == "alpha" { "beta" } else { "alpha" };
+    let out = c.tern(&[
+        "migrate",
+        "steady",
+        "--to",
+        to,
+        "--bandwidth",
+        "60MiB",
+        "--no-wait",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    c.wait(
+        |c| {
+            c.json(&["migrations", "-o", "json"])
+                .as_array()
+                .and_then(|a| a.first().cloned())
+                .is_some_and(|m| m["bytes"].as_u64().unwrap_or(0) > 0)
+        },
+        "the transfer to start",
+    );
+    // The controller goes away while the bytes flow and comes back a moment later.
+    c.kill_controller();
+    std::thread::sleep(Duration::from_millis(700));
+    c.start_controller();
+    c.wait(
+        |c| {
+            c.json(&["migrations", "-o", "json"])
+                .as_array()
+                .and_then(|a| a.first().cloned())
+                .is_some_and(|m| !m["outcome"].is_null())
+        },
+        "the migration to end",
+    );
+    let m = c.json(&["migrations", "-o", "json"])[0].clone();
+    let w = c.workload("steady");
+    let expected_node = if m["outcome"] == "committed" {
+        to
+    } else {
+        from.as_str()
+    };
+    assert_eq!(w["node"], expected_node, "{m} {w}");
+    // Exactly one instance of it runs, on that node.
+    c.wait(
+        |c| {
+            let nodes = c.json(&["nodes", "-o", "json"]);
+            let running: Vec<String> = nodes
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|n| {
+                    n["instances"]
+                        .as_array()
+                        .cloned()
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter(|i| i["workload"] == "steady" && i["status"] == "running")
+                        .map(move |_| n["name"].as_str().unwrap_or("").to_string())
+                })
+                .collect();
+            running == vec![expected_node.to_string()]
+        },
+        "one instance, where the controller says",
+    );
+    c.wait(
+        |c| c.workload("steady")["status"] != "running",
+        "steady to end",
+    );
+    let (want, code) = unmoved("bigmem", &args);
+    assert_eq!(c.workload("steady")["exit_code"], code.expect("code"));
+    c.wait(|c| stdout_of(c, "steady").len() >= want.len(), "all output");
+    assert_eq!(stdout_of(&c, "steady"), want);
+}
+
+#[test]
+fn a_program_that_ends_during_its_migration_ends_normally_where_it_ran() {
+    let c = cluster()
+        .node("alpha", "region=eu-west")
+        .node("beta", "region=us-east")
+        .start();
+    let work = tempfile::tempdir().expect("tempdir");
+    let args = ["128", "12"];
+    let p = fixture_profile(work.path(), "brief", "bigmem", &args, "");
+    c.ok(&["deploy", &p.display().to_string()]);
+    c.wait(
+        |c| c.workload("brief")["status"] == "running",
+        "brief running",
+    );
+    let from = c.workload("brief")["node"]
+        .as_str()
+        .expect("node")
+        .to_string();
+    let to = if from == "alpha" { "beta" } else { "alpha" };
+    // At 20 MiB/s the first round alone outlasts the program.
+    let out = c.tern(&[
+        "migrate",
+        "brief",
+        "--to",
+        to,
+        "--bandwidth",
+        "20MiB",
+        "-o",
+        "json",
+    ]);
+    let m: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    assert_eq!(out.status.code(), Some(1), "{m}");
+    assert_eq!(m["outcome"], "failed", "{m}");
+    c.wait(
+        |c| c.workload("brief")["status"] != "running",
+        "brief to end",
+    );
+    let w = c.workload("brief");
+    assert_eq!(w["node"], from.as_str(), "{w}");
+    let (want, code) = unmoved("bigmem", &args);
+    assert_eq!(w["exit_code"], code.expect("code"));
+    c.wait(|c| stdout_of(c, "brief").len() >= want.len(), "all output");
+    assert_eq!(stdout_of(&c, "brief"), want);
+}
