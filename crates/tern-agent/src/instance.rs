@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tern_controller::api::{Assignment, InstanceReport, InstanceStatus, LogChunk, Stream};
 
@@ -35,6 +35,8 @@ pub(crate) struct Instance {
     last_usage: (u64, u64),
     /// Present while a process with a CPU limit runs; dropping it removes the group.
     cgroup: Option<Group>,
+    /// The process of an instance adopted from an earlier run of the agent (not our child).
+    adopted_pid: Option<u32>,
 }
 
 impl Instance {
@@ -48,9 +50,10 @@ impl Instance {
         config: &Config,
         client: &Client,
         cpu_control: &CpuControl,
+        orphan_after: Duration,
         assignment: Assignment,
     ) -> Instance {
-        Instance::launch(config, client, cpu_control, assignment, false)
+        Instance::launch(config, client, cpu_control, orphan_after, assignment, false)
     }
 
     /// Prepare the destination of a migration: a `tern receive` that listens for the source.
@@ -58,15 +61,54 @@ impl Instance {
         config: &Config,
         client: &Client,
         cpu_control: &CpuControl,
+        orphan_after: Duration,
         assignment: Assignment,
     ) -> Instance {
-        Instance::launch(config, client, cpu_control, assignment, true)
+        Instance::launch(config, client, cpu_control, orphan_after, assignment, true)
+    }
+
+    /// Instances an earlier run of this agent left running (they outlive it for a while):
+    /// each answers a `watch` on its control socket, which makes this agent its owner.
+    pub(crate) fn adopt_all(config: &Config) -> Vec<Instance> {
+        let mut out = Vec::new();
+        let Ok(dirs) = std::fs::read_dir(config.data_dir.join("instances")) else {
+            return out;
+        };
+        for d in dirs.flatten() {
+            let dir = d.path();
+            let Ok(text) = std::fs::read_to_string(dir.join("assignment.json")) else {
+                continue;
+            };
+            let Ok(assignment) = serde_json::from_str::<Assignment>(&text) else {
+                continue;
+            };
+            let Some(pid) = watch(&dir.join("control.sock"), Duration::ZERO) else {
+                continue;
+            };
+            out.push(Instance {
+                assignment,
+                dir,
+                child: None,
+                started: Instant::now(),
+                status: InstanceStatus::Running,
+                exit_code: None,
+                error: None,
+                out: [(0, 0); 2],
+                acked: Arc::default(),
+                receiving: false,
+                last_usage: (0, 0),
+                cgroup: None,
+                adopted_pid: Some(pid),
+            });
+        }
+        out
     }
 
     fn launch(
         config: &Config,
         client: &Client,
         cpu_control: &CpuControl,
+        orphan_after: Duration,
         assignment: Assignment,
         receiving: bool,
     ) -> Instance {
@@ -84,11 +126,17 @@ impl Instance {
             receiving,
             last_usage: (0, 0),
             cgroup: None,
+            adopted_pid: None,
         };
-        match i.spawn(config, client, cpu_control) {
+        match i.spawn(config, client, cpu_control, orphan_after) {
             Ok(child) => {
                 i.child = Some(child);
                 i.status = InstanceStatus::Running;
+                // This agent owns the instance while this connection stays open.
+                let socket = i.control_socket();
+                std::thread::spawn(move || {
+                    let _ = watch(&socket, Duration::from_secs(30));
+                });
             }
             Err(e) => {
                 i.status = InstanceStatus::Failed;
@@ -103,6 +151,7 @@ impl Instance {
         config: &Config,
         client: &Client,
         cpu_control: &CpuControl,
+        orphan_after: Duration,
     ) -> Result<Child> {
         let io = |path: &Path| {
             let path = path.to_path_buf();
@@ -136,7 +185,13 @@ impl Instance {
                 cmd.arg("--env").arg(format!("{k}={v}"));
             }
         }
-        cmd.arg("--control").arg(self.control_socket());
+        let _ = std::fs::remove_file(self.exit_file());
+        cmd.arg("--control")
+            .arg(self.control_socket())
+            .arg("--orphan-timeout")
+            .arg(format!("{}ms", orphan_after.as_millis()))
+            .arg("--exit-file")
+            .arg(self.exit_file());
         if let Some(bytes) = profile.limits.memory {
             cmd.arg("--max-memory").arg(bytes.to_string());
         }
@@ -162,7 +217,9 @@ impl Instance {
             .stdout(stdout)
             .stderr(stderr)
             .current_dir(&self.dir);
-        die_with_agent(&mut cmd);
+        // Recorded so that a restarted agent can adopt the instance.
+        let record = serde_json::to_vec(&self.assignment).unwrap_or_default();
+        std::fs::write(self.dir.join("assignment.json"), record).map_err(io(&self.dir))?;
         if let Some(cpus) = profile.limits.cpu {
             let group = cpu_control
                 .create(&self.assignment.instance, cpus)
@@ -175,6 +232,10 @@ impl Instance {
 
     pub(crate) fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    fn exit_file(&self) -> PathBuf {
+        self.dir.join("exit")
     }
 
     pub(crate) fn control_socket(&self) -> PathBuf {
@@ -197,7 +258,37 @@ impl Instance {
     }
 
     pub(crate) fn is_alive(&self) -> bool {
-        self.child.is_some()
+        self.child.is_some() || self.adopted_pid.is_some()
+    }
+
+    fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id()).or(self.adopted_pid)
+    }
+
+    /// Kill the process and wait until it is gone.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if let Some(pid) = self.adopted_pid.take() {
+            crate::node::kill(pid);
+            let until = Instant::now() + Duration::from_secs(2);
+            while crate::node::alive(pid) && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        self.cgroup = None;
+    }
+
+    /// The exit of a process that is not our child, as it wrote it to its exit file.
+    fn adopted_exit(&self) -> Option<i32> {
+        let text = std::fs::read_to_string(self.exit_file()).ok()?;
+        match text.trim() {
+            "trap" => Some(TRAP_EXIT_CODE),
+            "migrated" => Some(0),
+            t => t.parse().ok(),
+        }
     }
 
     pub(crate) fn last_error(&self) -> String {
@@ -208,45 +299,50 @@ impl Instance {
 
     /// Notice an exit, and enforce the wall-time limit.
     pub(crate) fn poll(&mut self) {
-        let Some(child) = self.child.as_mut() else {
+        let Some(pid) = self.pid() else {
             return;
         };
         if let Some(limit) = self.assignment.spec.profile.limits.wall_time {
             if self.started.elapsed() > limit {
-                let _ = child.kill();
-                let _ = child.wait();
-                self.child = None;
-                self.cgroup = None;
+                self.kill();
                 self.status = InstanceStatus::Failed;
                 self.error = Some(format!("exceeded its wall time of {limit:?}"));
                 return;
             }
         }
-        self.last_usage = crate::node::process(child.id());
-        match child.try_wait() {
-            Ok(Some(status)) => {
-                self.child = None;
-                self.cgroup = None;
-                match status.code() {
-                    Some(TRAP_EXIT_CODE) => {
-                        self.status = InstanceStatus::Failed;
-                        self.exit_code = Some(TRAP_EXIT_CODE);
-                        self.error = Some(last_line(&self.dir.join("stderr")));
-                    }
-                    Some(code) => {
-                        self.status = InstanceStatus::Exited;
-                        self.exit_code = Some(code);
-                    }
-                    None => {
-                        self.status = InstanceStatus::Failed;
-                        self.error = Some("killed by a signal".into());
-                    }
+        self.last_usage = crate::node::process(pid);
+        let ended: Option<Option<i32>> = match self.child.as_mut() {
+            Some(child) => match child.try_wait() {
+                Ok(Some(status)) => Some(status.code()),
+                Ok(None) => None,
+                Err(e) => {
+                    self.status = InstanceStatus::Failed;
+                    self.error = Some(e.to_string());
+                    None
                 }
-            }
-            Ok(None) => {}
-            Err(e) => {
+            },
+            None if crate::node::alive(pid) => None,
+            None => Some(self.adopted_exit()),
+        };
+        let Some(code) = ended else {
+            return;
+        };
+        self.child = None;
+        self.adopted_pid = None;
+        self.cgroup = None;
+        match code {
+            Some(TRAP_EXIT_CODE) => {
                 self.status = InstanceStatus::Failed;
-                self.error = Some(e.to_string());
+                self.exit_code = Some(TRAP_EXIT_CODE);
+                self.error = Some(last_line(&self.dir.join("stderr")));
+            }
+            Some(code) => {
+                self.status = InstanceStatus::Exited;
+                self.exit_code = Some(code);
+            }
+            None => {
+                self.status = InstanceStatus::Failed;
+                self.error = Some("killed by a signal".into());
             }
         }
     }
@@ -316,11 +412,7 @@ impl Instance {
     }
 
     pub(crate) fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        self.cgroup = None;
+        self.kill();
     }
 }
 
@@ -414,23 +506,6 @@ fn fetch_blob(config: &Config, client: &Client, digest: &str) -> Result<PathBuf>
     Ok(path)
 }
 
-/// An instance must not outlive its agent: once the agent is gone the controller starts the
-/// workload elsewhere, and an orphan would make it run twice.
-#[allow(unsafe_code)]
-fn die_with_agent(cmd: &mut Command) {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: the closure runs in the child between fork and exec, where only async-signal-safe
-    // calls are allowed; prctl is one, and it touches no memory shared with the parent.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-}
-
 /// Move the child into its cgroup before it runs anything, so that no moment of its life
 /// escapes the limit.
 #[allow(unsafe_code)]
@@ -454,4 +529,41 @@ fn join_in_child(cmd: &mut Command, procs: std::ffi::CString) {
             Ok(())
         });
     }
+}
+
+/// Become the owner of the instance behind `socket` (retrying until it listens, up to
+/// `patience`); returns its pid, and keeps the connection open in a thread for as long as
+/// this process lives: an instance whose owner is gone stops itself after a while.
+fn watch(socket: &Path, patience: Duration) -> Option<u32> {
+    use std::io::{BufRead, BufReader, Write};
+    use std::os::unix::net::UnixStream;
+    let until = Instant::now() + patience;
+    let conn = loop {
+        match UnixStream::connect(socket) {
+            Ok(c) => break c,
+            Err(_) if Instant::now() < until => std::thread::sleep(Duration::from_millis(10)),
+            Err(_) => return None,
+        }
+    };
+    let mut w = conn.try_clone().ok()?;
+    let mut line = serde_json::to_vec(&tern_controller::api::InstanceCommand::Watch).ok()?;
+    line.push(b'\n');
+    w.write_all(&line).ok()?;
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut r = BufReader::new(conn);
+    let mut answer = String::new();
+    r.read_line(&mut answer).ok()?;
+    let pid = match serde_json::from_str(&answer).ok()? {
+        tern_controller::api::InstanceEvent::Watching { pid } => pid,
+        _ => return None,
+    };
+    let _ = r.get_ref().set_read_timeout(None);
+    std::thread::spawn(move || {
+        let _w = w;
+        let mut rest = String::new();
+        while matches!(r.read_line(&mut rest), Ok(n) if n > 0) {
+            rest.clear();
+        }
+    });
+    Some(pid)
 }

@@ -57,6 +57,19 @@ pub struct Config {
     pub heartbeat: Duration,
 }
 
+/// How long an instance outlives its agent: half the controller's down timeout, so that it has
+/// stopped before the controller starts its workload elsewhere.
+pub(crate) fn orphan_timeout(down_after_ms: u64) -> Duration {
+    Duration::from_millis(
+        if down_after_ms == 0 {
+            2500
+        } else {
+            down_after_ms / 2
+        }
+        .max(100),
+    )
+}
+
 /// A small blocking client for the controller's API.
 pub(crate) struct Client {
     base: String,
@@ -138,11 +151,22 @@ pub fn run(config: Config, stop: Arc<AtomicBool>) -> Result<()> {
         move |source| Error::Io { path, source }
     };
     std::fs::create_dir_all(&config.data_dir).map_err(io(&config.data_dir))?;
+    let _lock = node::lock(&config.data_dir.join("lock")).map_err(io(&config.data_dir))?;
     let client = Client::new(&config.controller, &config.token)?;
-    let mut raw = [0u8; 8];
-    getrandom::fill(&mut raw)
-        .map_err(|e| io(&config.data_dir)(std::io::Error::other(e.to_string())))?;
-    let session = hex::encode(raw);
+    // The session survives a restart of the agent: the controller then sees the same node
+    // come back (and its instances, adopted again), not a second agent with its name.
+    let session_file = config.data_dir.join("session");
+    let session = match std::fs::read_to_string(&session_file) {
+        Ok(s) if !s.trim().is_empty() => s.trim().to_string(),
+        _ => {
+            let mut raw = [0u8; 8];
+            getrandom::fill(&mut raw)
+                .map_err(|e| io(&config.data_dir)(std::io::Error::other(e.to_string())))?;
+            let s = hex::encode(raw);
+            std::fs::write(&session_file, &s).map_err(io(&session_file))?;
+            s
+        }
+    };
     let capacity = config.capacity.clone().unwrap_or_else(node::capacity);
     let cpu_control = cgroup::CpuControl::detect(&config.name);
     if let cgroup::CpuControl::Unavailable(reason) = &cpu_control {
@@ -161,8 +185,13 @@ pub fn run(config: Config, stop: Arc<AtomicBool>) -> Result<()> {
         address: config.address.clone(),
         session: session.clone(),
     };
-    let _: Node = client.post("/v1/nodes", &register)?;
-    let mut instances: HashMap<String, Instance> = HashMap::new();
+    let registered: Node = client.post("/v1/nodes", &register)?;
+    let orphan_after = orphan_timeout(registered.down_after_ms);
+    // Instances of an earlier run of this agent that are still there.
+    let mut instances: HashMap<String, Instance> = Instance::adopt_all(&config)
+        .into_iter()
+        .map(|i| (i.id().to_string(), i))
+        .collect();
     let mut parts: HashMap<String, migration::Part> = HashMap::new();
     let mut cpu = node::CpuSampler::default();
     // Report at once (no held heartbeat) after something changed on the node.
@@ -225,6 +254,7 @@ pub fn run(config: Config, stop: Arc<AtomicBool>) -> Result<()> {
                     &config,
                     &client,
                     &cpu_control,
+                    orphan_after,
                     &mut instances,
                     &mut parts,
                     reply.assignments,
@@ -272,6 +302,7 @@ fn reconcile(
     config: &Config,
     client: &Client,
     cpu_control: &cgroup::CpuControl,
+    orphan_after: Duration,
     instances: &mut HashMap<String, Instance>,
     parts: &mut HashMap<String, migration::Part>,
     assignments: Vec<Assignment>,
@@ -308,7 +339,7 @@ fn reconcile(
             workload: o.workload.clone(),
             spec: o.spec.clone(),
         };
-        let i = Instance::receive(config, client, cpu_control, a);
+        let i = Instance::receive(config, client, cpu_control, orphan_after, a);
         instances.insert(i.id().to_string(), i);
         changed = true;
     }
@@ -323,7 +354,7 @@ fn reconcile(
             }
             Some(_) => {}
             None => {
-                let i = Instance::start(config, client, cpu_control, a);
+                let i = Instance::start(config, client, cpu_control, orphan_after, a);
                 instances.insert(i.id().to_string(), i);
                 changed = true;
             }

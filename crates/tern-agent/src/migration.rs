@@ -171,7 +171,7 @@ fn drive_source(src: &Source, order: &MigrationOrder, update: &Arc<Mutex<Migrati
                 return;
             }
             InstanceEvent::Error { message } => return fail("prepare", message),
-            InstanceEvent::Ok => {}
+            InstanceEvent::Ok | InstanceEvent::Watching { .. } => {}
         }
     }
     fail(

@@ -93,3 +93,45 @@ fn clock_ticks() -> u64 {
         100
     }
 }
+
+/// Whether a process exists and has not ended (a zombie has ended).
+pub(crate) fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            let rest = s.get(s.rfind(')')? + 2..)?.to_string();
+            rest.split_whitespace()
+                .next()
+                .map(|st| st != "Z" && st != "X")
+        })
+        .unwrap_or(false)
+}
+
+#[allow(unsafe_code)]
+pub(crate) fn kill(pid: u32) {
+    // SAFETY: sending a signal touches no memory of ours.
+    unsafe {
+        libc::kill(pid as libc::pid_t, libc::SIGKILL);
+    }
+}
+
+/// Hold an exclusive lock on `path` for as long as the returned file lives: one agent per data
+/// directory (a restarted agent adopts the instances of the previous one; two at once would
+/// both think they own them).
+#[allow(unsafe_code)]
+pub(crate) fn lock(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)?;
+    // SAFETY: flock on a descriptor we own; no memory is involved.
+    let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if r != 0 {
+        return Err(std::io::Error::other(
+            "another agent uses this data directory",
+        ));
+    }
+    Ok(f)
+}

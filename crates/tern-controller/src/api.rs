@@ -286,6 +286,10 @@ pub struct Node {
     /// `tern drain`: its workloads are being moved off.
     #[serde(default)]
     pub draining: bool,
+    /// The controller's timeout for marking a silent node down; instances that lose their
+    /// agent stop themselves well before it.
+    #[serde(default)]
+    pub down_after_ms: u64,
 }
 
 fn yes() -> bool {
@@ -424,6 +428,10 @@ pub enum InstanceCommand {
     },
     /// The answer to `ready`.
     Commit { commit: bool },
+    /// Whoever keeps this connection open owns the instance (its agent). An instance whose
+    /// owner has been gone for its orphan timeout stops itself, before the controller would
+    /// start its workload elsewhere; an agent that comes back in time adopts it again.
+    Watch,
     /// For a receiving instance whose source went silent after it was ready: run (go) or not.
     Decide { go: bool },
 }
@@ -448,4 +456,8 @@ pub enum InstanceEvent {
         message: String,
     },
     Ok,
+    /// The answer to `watch`.
+    Watching {
+        pid: u32,
+    },
 }

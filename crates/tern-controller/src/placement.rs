@@ -179,6 +179,7 @@ mod tests {
             instances: Vec::new(),
             schedulable: true,
             draining: false,
+            down_after_ms: 0,
         }
     }
 

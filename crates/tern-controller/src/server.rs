@@ -323,6 +323,7 @@ async fn register(
                 // A drained node stays drained across agent restarts.
                 schedulable: old.as_ref().is_none_or(|o| o.schedulable),
                 draining: old.as_ref().is_some_and(|o| o.draining),
+                down_after_ms: s.down_after.as_millis() as u64,
             };
             tx.put_node(&node)?;
             Ok(Ok(node))

@@ -39,6 +39,14 @@ pub struct CheckpointArgs {
     /// Take commands (live migration) on this Unix socket.
     #[arg(long, value_name = "SOCKET")]
     pub control: Option<PathBuf>,
+    /// With --control: stop once nobody has watched the instance (`watch` on the control
+    /// socket, as its agent does) for this long.
+    #[arg(long, value_parser = parse_duration, requires = "control")]
+    pub orphan_timeout: Option<Duration>,
+    /// Write the program's exit code (or "trap", "error") to this file when it ends, for an
+    /// agent that is not this process's parent.
+    #[arg(long)]
+    pub exit_file: Option<PathBuf>,
 }
 
 pub fn parse_size(s: &str) -> Result<u64, String> {

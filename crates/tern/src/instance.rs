@@ -17,12 +17,23 @@ use tern_controller::api::{InstanceCommand, InstanceEvent, TransferOptions, Tran
 use tern_runtime::{Control, MigrateOptions, MigrationReport};
 
 /// What the control socket shares with the thread that runs the program.
-#[derive(Default)]
 pub struct Shared {
     /// A receiving instance's verdict, once someone gave it.
     decision: Mutex<Option<bool>>,
     /// Set once a committed migration's report went out: the process may end only then.
     reported: (Mutex<bool>, Condvar),
+    /// Open `watch` connections (owners), and since when there has been none.
+    owners: Mutex<(usize, std::time::Instant)>,
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Shared {
+            decision: Mutex::new(None),
+            reported: (Mutex::new(false), Condvar::new()),
+            owners: Mutex::new((0, std::time::Instant::now())),
+        }
+    }
 }
 
 impl Shared {
@@ -35,6 +46,27 @@ impl Shared {
         let (lock, cv) = &self.reported;
         let guard = lock.lock().unwrap_or_else(|p| p.into_inner());
         let _ = cv.wait_timeout_while(guard, Duration::from_secs(5), |done| !*done);
+    }
+
+    /// Stop the process once no owner has watched it for `timeout` (checked in a thread): an
+    /// instance without its agent must not outlive the moment the controller gives its
+    /// workload to another node.
+    pub fn exit_when_orphaned(self: &Arc<Self>, timeout: Duration) {
+        let s = self.clone();
+        std::thread::spawn(move || loop {
+            std::thread::sleep(Duration::from_millis(50));
+            let (n, since) = *s.owners.lock().unwrap_or_else(|p| p.into_inner());
+            if n == 0 && since.elapsed() > timeout {
+                eprintln!("tern: no agent for {timeout:?}; stopping");
+                std::process::exit(137);
+            }
+        });
+    }
+
+    fn owner(&self, delta: isize) {
+        let mut o = self.owners.lock().unwrap_or_else(|p| p.into_inner());
+        o.0 = o.0.saturating_add_signed(delta);
+        o.1 = std::time::Instant::now();
     }
 
     fn set_reported(&self) {
@@ -85,6 +117,22 @@ fn handle(conn: UnixStream, control: &Arc<Control>, shared: &Shared) -> std::io:
         }
     };
     match cmd {
+        InstanceCommand::Watch => {
+            shared.owner(1);
+            let sent = send(
+                &mut w,
+                &InstanceEvent::Watching {
+                    pid: std::process::id(),
+                },
+            );
+            // Held until the owner goes away (its end closes, even when it is killed).
+            let mut rest = String::new();
+            while sent.is_ok() && matches!(r.read_line(&mut rest), Ok(n) if n > 0) {
+                rest.clear();
+            }
+            shared.owner(-1);
+            sent
+        }
         InstanceCommand::Decide { go } => {
             *shared.decision.lock().unwrap_or_else(|p| p.into_inner()) = Some(go);
             send(&mut w, &InstanceEvent::Ok)

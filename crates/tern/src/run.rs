@@ -29,6 +29,9 @@ fn options(checkpoint: &CheckpointArgs) -> Result<(RunOptions, Arc<Shared>)> {
     let shared = Arc::new(Shared::default());
     if let Some(path) = &checkpoint.control {
         crate::instance::serve(path, control.clone(), shared.clone())?;
+        if let Some(t) = checkpoint.orphan_timeout {
+            shared.exit_when_orphaned(t);
+        }
     }
     if checkpoint.checkpoint_to.is_some() {
         // SIGUSR1 asks for a checkpoint now; without a file to write it has no meaning.
@@ -58,6 +61,16 @@ fn finish(
     module: &[u8],
     shared: &Shared,
 ) -> Result<ExitCode> {
+    if let Some(f) = &checkpoint.exit_file {
+        let text = match &outcome {
+            Ok(Outcome::Exited(code)) => (*code).clamp(0, 255).to_string(),
+            Ok(Outcome::Captured(_)) => "0".to_string(),
+            Ok(Outcome::Migrated) => "migrated".to_string(),
+            Err(tern_runtime::Error::Trap(_)) => "trap".to_string(),
+            Err(e) => format!("error: {e}"),
+        };
+        let _ = crate::instance::write_atomically(f, &text);
+    }
     match outcome {
         Ok(Outcome::Exited(code)) => Ok(ExitCode::from(code.clamp(0, 255) as u8)),
         Ok(Outcome::Migrated) => {

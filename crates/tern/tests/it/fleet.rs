@@ -513,8 +513,11 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
     // Nothing was created by any of it.
     assert_eq!(c.json(&["ps", "-o", "json"]), serde_json::json!([]));
     // A second agent with a name that is taken and up is refused.
-    let out = c
-        .agent_command("alpha", "region=us-east")
+    let elsewhere = c.dir.path().join("another-machine");
+    let out = tern_cmd()
+        .args(["agent", "--controller", &c.url, "--token", &c.token])
+        .args(["--name", "alpha", "--labels", "region=us-east", "--data"])
+        .arg(&elsewhere)
         .output()
         .expect("agent runs");
     assert_eq!(out.status.code(), Some(1));
@@ -527,6 +530,17 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
         c.json(&["inspect", "alpha"])["labels"]["region"],
         "eu-west",
         "the first registration stands"
+    );
+    // A second agent on the same data directory is refused before it registers.
+    let out = c
+        .agent_command("alpha", "region=us-east")
+        .output()
+        .expect("agent runs");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("another agent uses"),
+        "{}",
+        text(&out.stderr)
     );
 }
 
@@ -1336,4 +1350,34 @@ fn a_program_that_ends_during_its_migration_ends_normally_where_it_ran() {
     assert_eq!(w["exit_code"], code.expect("code"));
     c.wait(|c| stdout_of(c, "brief").len() >= want.len(), "all output");
     assert_eq!(stdout_of(&c, "brief"), want);
+}
+
+#[test]
+fn an_agent_killed_and_restarted_adopts_its_running_instances() {
+    let mut c = cluster().node("alpha", "region=eu-west").start();
+    let work = tempfile::tempdir().expect("tempdir");
+    let args = ["6000"];
+    let p = fixture_profile(work.path(), "keep", "printer", &args, "");
+    c.ok(&["deploy", &p.display().to_string()]);
+    c.wait(
+        |c| c.workload("keep")["status"] == "running",
+        "keep running",
+    );
+    let before = c.workload("keep");
+    // A crash of the agent, not of the node: it comes back before the node is declared down.
+    c.kill_agent("alpha");
+    std::thread::sleep(Duration::from_millis(200));
+    c.start_agent("alpha", "region=eu-west");
+    std::thread::sleep(Duration::from_millis(300));
+    let after = c.workload("keep");
+    assert_eq!(after["instance"], before["instance"], "{after}");
+    assert_eq!(after["restarts"], 0, "{after}");
+    c.wait(|c| c.workload("keep")["status"] != "running", "keep to end");
+    let (want, code) = unmoved("printer", &args);
+    let w = c.workload("keep");
+    assert_eq!(w["instance"], before["instance"], "{w}");
+    assert_eq!(w["exit_code"], code.expect("code"), "{w}");
+    // Its output is whole and appears once, though the new agent read the files from the start.
+    c.wait(|c| stdout_of(c, "keep").len() >= want.len(), "all output");
+    assert_eq!(stdout_of(&c, "keep"), want);
 }
