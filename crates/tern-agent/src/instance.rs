@@ -37,6 +37,8 @@ pub(crate) struct Instance {
     cgroup: Option<Group>,
     /// The process of an instance adopted from an earlier run of the agent (not our child).
     adopted_pid: Option<u32>,
+    /// An adopted instance paused in a migration, waiting for the controller's verdict.
+    pub(crate) awaiting_verdict: Option<String>,
 }
 
 impl Instance {
@@ -82,7 +84,8 @@ impl Instance {
             let Ok(assignment) = serde_json::from_str::<Assignment>(&text) else {
                 continue;
             };
-            let Some(pid) = watch(&dir.join("control.sock"), Duration::ZERO) else {
+            let Some((pid, awaiting_verdict)) = watch(&dir.join("control.sock"), Duration::ZERO)
+            else {
                 continue;
             };
             out.push(Instance {
@@ -99,6 +102,7 @@ impl Instance {
                 last_usage: (0, 0),
                 cgroup: None,
                 adopted_pid: Some(pid),
+                awaiting_verdict,
             });
         }
         out
@@ -127,6 +131,7 @@ impl Instance {
             last_usage: (0, 0),
             cgroup: None,
             adopted_pid: None,
+            awaiting_verdict: None,
         };
         match i.spawn(config, client, cpu_control, orphan_after) {
             Ok(child) => {
@@ -534,7 +539,7 @@ fn join_in_child(cmd: &mut Command, procs: std::ffi::CString) {
 /// Become the owner of the instance behind `socket` (retrying until it listens, up to
 /// `patience`); returns its pid, and keeps the connection open in a thread for as long as
 /// this process lives: an instance whose owner is gone stops itself after a while.
-fn watch(socket: &Path, patience: Duration) -> Option<u32> {
+fn watch(socket: &Path, patience: Duration) -> Option<(u32, Option<String>)> {
     use std::io::{BufRead, BufReader, Write};
     use std::os::unix::net::UnixStream;
     let until = Instant::now() + patience;
@@ -553,8 +558,11 @@ fn watch(socket: &Path, patience: Duration) -> Option<u32> {
     let mut r = BufReader::new(conn);
     let mut answer = String::new();
     r.read_line(&mut answer).ok()?;
-    let pid = match serde_json::from_str(&answer).ok()? {
-        tern_controller::api::InstanceEvent::Watching { pid } => pid,
+    let (pid, awaiting) = match serde_json::from_str(&answer).ok()? {
+        tern_controller::api::InstanceEvent::Watching {
+            pid,
+            awaiting_verdict,
+        } => (pid, awaiting_verdict),
         _ => return None,
     };
     let _ = r.get_ref().set_read_timeout(None);
@@ -565,5 +573,5 @@ fn watch(socket: &Path, patience: Duration) -> Option<u32> {
             rest.clear();
         }
     });
-    Some(pid)
+    Some((pid, awaiting))
 }

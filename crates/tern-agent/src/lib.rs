@@ -115,6 +115,16 @@ impl Client {
         self.decode(resp)
     }
 
+    fn get<R: serde::de::DeserializeOwned>(&self, path: &str) -> Result<R> {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .map_err(|e| self.err(e))?;
+        self.decode(resp)
+    }
+
     fn decode<R: serde::de::DeserializeOwned>(
         &self,
         resp: reqwest::blocking::Response,
@@ -192,6 +202,19 @@ pub fn run(config: Config, stop: Arc<AtomicBool>) -> Result<()> {
         .into_iter()
         .map(|i| (i.id().to_string(), i))
         .collect();
+    // An adopted instance may be paused in a migration, waiting for the commit answer its
+    // previous agent never passed on: get the controller's verdict to it.
+    for i in instances.values() {
+        if let Some(id) = i.awaiting_verdict.clone() {
+            let socket = i.control_socket();
+            let node = config.name.clone();
+            let c = Client::new(&config.controller, &config.token)?;
+            std::thread::spawn(move || {
+                let commit = migration::settle(&c, &node, &id);
+                migration::tell_verdict(&socket, &id, commit);
+            });
+        }
+    }
     let mut parts: HashMap<String, migration::Part> = HashMap::new();
     let mut cpu = node::CpuSampler::default();
     // Report at once (no held heartbeat) after something changed on the node.

@@ -132,6 +132,7 @@ fn drive_source(src: &Source, order: &MigrationOrder, update: &Arc<Mutex<Migrati
         options: order.options.clone(),
         ask_commit: true,
         keep_running: order.keep_running,
+        id: Some(order.id.clone()),
     };
     if let Err(e) = line(&mut w, &cmd) {
         return fail("prepare", format!("asking the instance to move: {e}"));
@@ -203,6 +204,57 @@ pub(crate) fn tell_go(socket: &std::path::Path) -> bool {
         return false;
     };
     if line(&mut w, &InstanceCommand::Decide { go: true }).is_err() {
+        return false;
+    }
+    let mut answer = String::new();
+    BufReader::new(conn).read_line(&mut answer).is_ok()
+}
+
+/// The controller's verdict on a migration whose source agent died while its instance waited
+/// for the commit answer: committed stays committed; anything undecided is failed first (the
+/// controller serializes this against a commit), so the answer is final.
+pub(crate) fn settle(client: &Client, node: &str, id: &str) -> bool {
+    use tern_controller::api::Migration;
+    loop {
+        if let Ok(m) = client.get::<Migration>(&format!("/v1/migrations/{id}")) {
+            match m.outcome.as_deref() {
+                Some("committed") => return true,
+                Some(_) => return false,
+                None => {
+                    let news = MigrationNews {
+                        node: node.to_string(),
+                        update: MigrationUpdate {
+                            id: id.to_string(),
+                            failed: Some((
+                                "commit".into(),
+                                "the source's agent restarted before the answer".into(),
+                            )),
+                            ..MigrationUpdate::default()
+                        },
+                    };
+                    let _ = client
+                        .post::<_, serde_json::Value>(&format!("/v1/migrations/{id}/news"), &news);
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Give a waiting instance its verdict.
+pub(crate) fn tell_verdict(socket: &std::path::Path, id: &str, commit: bool) -> bool {
+    let Ok(conn) = UnixStream::connect(socket) else {
+        return false;
+    };
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
+    let Ok(mut w) = conn.try_clone() else {
+        return false;
+    };
+    let cmd = InstanceCommand::Verdict {
+        migration: id.to_string(),
+        commit,
+    };
+    if line(&mut w, &cmd).is_err() {
         return false;
     }
     let mut answer = String::new();

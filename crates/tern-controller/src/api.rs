@@ -425,7 +425,13 @@ pub enum InstanceCommand {
         /// Clone: after the commit the program continues here too.
         #[serde(default)]
         keep_running: bool,
+        /// The controller's migration id: should the asker vanish while the instance waits for
+        /// the commit answer, the next owner gives the verdict (`verdict`).
+        #[serde(default)]
+        id: Option<String>,
     },
+    /// The controller's decision on a migration whose asker vanished before answering `ready`.
+    Verdict { migration: String, commit: bool },
     /// The answer to `ready`.
     Commit { commit: bool },
     /// Whoever keeps this connection open owns the instance (its agent). An instance whose
@@ -456,8 +462,11 @@ pub enum InstanceEvent {
         message: String,
     },
     Ok,
-    /// The answer to `watch`.
+    /// The answer to `watch`; `awaiting_verdict` names a migration whose commit answer never
+    /// came (the new owner must ask the controller and send `verdict`).
     Watching {
         pid: u32,
+        #[serde(default)]
+        awaiting_verdict: Option<String>,
     },
 }

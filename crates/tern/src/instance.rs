@@ -24,6 +24,11 @@ pub struct Shared {
     reported: (Mutex<bool>, Condvar),
     /// Open `watch` connections (owners), and since when there has been none.
     owners: Mutex<(usize, std::time::Instant)>,
+    /// A migration is under way (one at a time).
+    migrating: std::sync::atomic::AtomicBool,
+    /// The migration waiting for a verdict its asker never gave, and the verdict once given.
+    awaiting: Mutex<Option<String>>,
+    verdict: Mutex<Option<(String, bool)>>,
 }
 
 impl Default for Shared {
@@ -32,6 +37,9 @@ impl Default for Shared {
             decision: Mutex::new(None),
             reported: (Mutex::new(false), Condvar::new()),
             owners: Mutex::new((0, std::time::Instant::now())),
+            migrating: std::sync::atomic::AtomicBool::new(false),
+            awaiting: Mutex::new(None),
+            verdict: Mutex::new(None),
         }
     }
 }
@@ -123,6 +131,11 @@ fn handle(conn: UnixStream, control: &Arc<Control>, shared: &Shared) -> std::io:
                 &mut w,
                 &InstanceEvent::Watching {
                     pid: std::process::id(),
+                    awaiting_verdict: shared
+                        .awaiting
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .clone(),
                 },
             );
             // Held until the owner goes away (its end closes, even when it is killed).
@@ -132,6 +145,10 @@ fn handle(conn: UnixStream, control: &Arc<Control>, shared: &Shared) -> std::io:
             }
             shared.owner(-1);
             sent
+        }
+        InstanceCommand::Verdict { migration, commit } => {
+            *shared.verdict.lock().unwrap_or_else(|p| p.into_inner()) = Some((migration, commit));
+            send(&mut w, &InstanceEvent::Ok)
         }
         InstanceCommand::Decide { go } => {
             *shared.decision.lock().unwrap_or_else(|p| p.into_inner()) = Some(go);
@@ -148,16 +165,27 @@ fn handle(conn: UnixStream, control: &Arc<Control>, shared: &Shared) -> std::io:
             options,
             ask_commit,
             keep_running,
+            id,
         } => {
+            use std::sync::atomic::Ordering;
+            if shared.migrating.swap(true, Ordering::SeqCst) {
+                return send(
+                    &mut w,
+                    &InstanceEvent::Error {
+                        message: "a migration of this instance is already under way".into(),
+                    },
+                );
+            }
             let report = migrate(
                 control,
                 &to,
                 &options,
-                ask_commit,
-                keep_running,
+                (ask_commit, keep_running, id),
+                shared,
                 &mut w,
                 &mut r,
             );
+            shared.migrating.store(false, Ordering::SeqCst);
             let committed = report.outcome == "committed" && !keep_running;
             let sent = send(&mut w, &InstanceEvent::Done { report });
             if committed {
@@ -172,8 +200,8 @@ fn migrate(
     control: &Arc<Control>,
     to: &str,
     options: &TransferOptions,
-    ask_commit: bool,
-    keep_running: bool,
+    (ask_commit, keep_running, id): (bool, bool, Option<String>),
+    shared: &Shared,
     w: &mut UnixStream,
     r: &mut BufReader<UnixStream>,
 ) -> TransferReport {
@@ -226,12 +254,33 @@ fn migrate(
         )
         .map_err(|e| format!("asking to commit: {e}"))?;
         let mut line = String::new();
-        r.read_line(&mut line)
-            .map_err(|e| format!("waiting for the commit: {e}"))?;
+        let _ = r.read_line(&mut line);
         match serde_json::from_str::<InstanceCommand>(&line) {
             Ok(InstanceCommand::Commit { commit }) => Ok(commit),
             Ok(other) => Err(format!("expected a commit answer, got {other:?}")),
-            Err(_) if line.is_empty() => Err("whoever asked for the migration went away".into()),
+            Err(_) if line.is_empty() => {
+                // The asker vanished: it may have committed before it did, so nobody here can
+                // guess. Wait, paused, for the next owner to bring the controller's verdict
+                // (without one, the orphan timeout ends this process).
+                let Some(id) = id.clone() else {
+                    return Err("whoever asked for the migration went away".into());
+                };
+                *shared.awaiting.lock().unwrap_or_else(|p| p.into_inner()) = Some(id.clone());
+                loop {
+                    if let Some((m, commit)) = shared
+                        .verdict
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .take()
+                    {
+                        if m == id {
+                            *shared.awaiting.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                            return Ok(commit);
+                        }
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
             Err(e) => Err(format!("bad commit answer: {e}")),
         }
     };
@@ -261,6 +310,7 @@ pub fn migrate_command(
         options,
         ask_commit: false,
         keep_running: false,
+        id: None,
     })?;
     line.push(b'\n');
     w.write_all(&line)?;

@@ -1381,3 +1381,80 @@ fn an_agent_killed_and_restarted_adopts_its_running_instances() {
     c.wait(|c| stdout_of(c, "keep").len() >= want.len(), "all output");
     assert_eq!(stdout_of(&c, "keep"), want);
 }
+
+#[test]
+fn a_source_agent_killed_mid_migration_leaves_the_workload_running_at_the_source() {
+    let mut c = cluster()
+        .node("alpha", "region=eu-west")
+        .node("beta", "region=us-east")
+        .start();
+    let work = tempfile::tempdir().expect("tempdir");
+    let args = ["96", "500"];
+    let p = fixture_profile(work.path(), "survivor", "bigmem", &args, "");
+    c.ok(&["deploy", &p.display().to_string()]);
+    c.wait(
+        |c| c.workload("survivor")["status"] == "running",
+        "survivor running",
+    );
+    let before = c.workload("survivor");
+    let from = before["node"].as_str().expect("node").to_string();
+    let to = if from == "alpha" { "beta" } else { "alpha" };
+    let labels = if from == "alpha" {
+        "region=eu-west"
+    } else {
+        "region=us-east"
+    };
+    let out = c.tern(&[
+        "migrate",
+        "survivor",
+        "--to",
+        to,
+        "--bandwidth",
+        "60MiB",
+        "--no-wait",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    c.wait(
+        |c| {
+            c.json(&["migrations", "-o", "json"])
+                .as_array()
+                .and_then(|a| a.first().cloned())
+                .is_some_and(|m| m["bytes"].as_u64().unwrap_or(0) > 0)
+        },
+        "the transfer to start",
+    );
+    // The source's agent crashes mid-transfer and comes back.
+    c.kill_agent(&from);
+    std::thread::sleep(Duration::from_millis(150));
+    c.start_agent(&from, labels);
+    c.wait(
+        |c| {
+            c.json(&["migrations", "-o", "json"])
+                .as_array()
+                .and_then(|a| a.first().cloned())
+                .is_some_and(|m| !m["outcome"].is_null())
+        },
+        "the migration to end",
+    );
+    let m = c.json(&["migrations", "-o", "json"])[0].clone();
+    assert_eq!(m["outcome"], "failed", "{m}");
+    let w = c.workload("survivor");
+    assert_eq!(w["node"], from.as_str(), "{w}");
+    assert_eq!(
+        w["instance"], before["instance"],
+        "the same instance goes on: {w}"
+    );
+    c.wait(
+        |c| c.workload("survivor")["status"] != "running",
+        "survivor to end",
+    );
+    let (want, code) = unmoved("bigmem", &args);
+    let w = c.workload("survivor");
+    assert_eq!(w["instance"], before["instance"], "{w}");
+    assert_eq!(w["exit_code"], code.expect("code"), "{w}");
+    c.wait(
+        |c| stdout_of(c, "survivor").len() >= want.len(),
+        "all output",
+    );
+    assert_eq!(stdout_of(&c, "survivor"), want);
+}
