@@ -406,6 +406,20 @@ fn ctx(c: ClusterArgs) -> Result<crate::fleet::ClusterContext> {
 }
 
 pub fn dispatch(cli: Cli) -> Result<ExitCode> {
+    // Commands that print listings end quietly when their reader goes away (`tern ps | head`),
+    // as Unix tools do. Commands that run programs keep SIGPIPE ignored: a guest writing to a
+    // closed pipe must get EPIPE, as under `wasmtime run`, not kill Tern.
+    if !matches!(
+        cli.command,
+        Command::Run { .. }
+            | Command::Resume { .. }
+            | Command::Receive { .. }
+            | Command::Controller { .. }
+            | Command::Agent { .. }
+            | Command::Up { .. }
+    ) {
+        crate::run::default_sigpipe();
+    }
     match cli.command {
         Command::Run {
             env,

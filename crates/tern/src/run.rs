@@ -392,6 +392,16 @@ fn rfc3339(ms: u64) -> String {
     )
 }
 
+/// Let SIGPIPE end the process, as it does for C programs (Rust ignores it by default, which
+/// turns a closed pipe into a panic in `println!`).
+#[allow(unsafe_code)]
+pub fn default_sigpipe() {
+    // SAFETY: setting a signal's disposition to its default touches no memory of ours.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
