@@ -6,7 +6,9 @@
 //!
 //! Each instance is a `tern run` child process with its own directory (its files under a root
 //! preopened as `/`, its volumes, its stdout and stderr), so that a crashing program cannot
-//! take the agent down and its CPU time and memory can be read from `/proc`.
+//! take the agent down and its CPU time and memory can be read from `/proc`. An instance
+//! outlives a crashed agent only briefly (then it stops itself); an agent restarted in time
+//! adopts it again. The agent also plays its node's part in live migrations (`migration.rs`).
 
 mod cgroup;
 mod instance;

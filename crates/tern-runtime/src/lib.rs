@@ -5,8 +5,10 @@
 //! It owns the engine configuration, the on-disk cache of modules and compiled code (keyed by
 //! the module's sha256, so a second start neither instruments nor compiles), the capture and
 //! restore of instance state, and the wiring of capture requests (a timer, `SIGUSR1`, or any
-//! thread holding a [`Control`]). It does not move snapshots between machines or decide when a
-//! program should move: that is the job of the agent and controller.
+//! thread holding a [`Control`]), and live migration: moving a running program to another
+//! process over one byte stream while it runs (`migrate_out` on the source, `Start::Incoming`
+//! on the destination). It does not decide when or where a program should move: that is the
+//! job of the agent and controller.
 
 mod cache;
 mod control;
