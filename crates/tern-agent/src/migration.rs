@@ -194,8 +194,8 @@ fn ask_controller(src: &Source, id: &str, req: CommitRequest) -> bool {
     }
 }
 
-/// Tell a receiving instance to run (it got no go from its source); true once it heard.
-pub(crate) fn tell_go(socket: &std::path::Path) -> bool {
+/// Send one command to the instance behind `socket`; true once it answered.
+fn tell(socket: &std::path::Path, cmd: &InstanceCommand) -> bool {
     let Ok(conn) = UnixStream::connect(socket) else {
         return false;
     };
@@ -203,11 +203,16 @@ pub(crate) fn tell_go(socket: &std::path::Path) -> bool {
     let Ok(mut w) = conn.try_clone() else {
         return false;
     };
-    if line(&mut w, &InstanceCommand::Decide { go: true }).is_err() {
+    if line(&mut w, cmd).is_err() {
         return false;
     }
     let mut answer = String::new();
     BufReader::new(conn).read_line(&mut answer).is_ok()
+}
+
+/// Tell a receiving instance to run (it got no go from its source); true once it heard.
+pub(crate) fn tell_go(socket: &std::path::Path) -> bool {
+    tell(socket, &InstanceCommand::Decide { go: true })
 }
 
 /// The controller's verdict on a migration whose source agent died while its instance waited
@@ -243,20 +248,11 @@ pub(crate) fn settle(client: &Client, node: &str, id: &str) -> bool {
 
 /// Give a waiting instance its verdict.
 pub(crate) fn tell_verdict(socket: &std::path::Path, id: &str, commit: bool) -> bool {
-    let Ok(conn) = UnixStream::connect(socket) else {
-        return false;
-    };
-    let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
-    let Ok(mut w) = conn.try_clone() else {
-        return false;
-    };
-    let cmd = InstanceCommand::Verdict {
-        migration: id.to_string(),
-        commit,
-    };
-    if line(&mut w, &cmd).is_err() {
-        return false;
-    }
-    let mut answer = String::new();
-    BufReader::new(conn).read_line(&mut answer).is_ok()
+    tell(
+        socket,
+        &InstanceCommand::Verdict {
+            migration: id.to_string(),
+            commit,
+        },
+    )
 }

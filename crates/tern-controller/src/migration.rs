@@ -8,10 +8,11 @@
 use std::collections::HashMap;
 
 use crate::api::{
-    CommitReply, CommitRequest, Event, LogChunk, MigrateRequest, Migration, MigrationKind,
-    MigrationOrder, MigrationUpdate, NodeStatus, Role, StoredLog, Workload, WorkloadStatus,
+    CommitReply, CommitRequest, LogChunk, MigrateRequest, Migration, MigrationKind, MigrationOrder,
+    MigrationUpdate, NodeStatus, Role, StoredLog, Workload, WorkloadStatus,
 };
 use crate::placement::{self, View};
+use crate::server::event;
 use crate::store::Tx;
 use crate::Result;
 
@@ -47,13 +48,6 @@ fn over_limits(migrations: &[Migration], from: &str, to: &str, limits: Limits) -
         }
     }
     None
-}
-
-fn event(w: &mut Workload, now: u64, what: String) {
-    w.history.push(Event { unix_ms: now, what });
-    if w.history.len() > 100 {
-        w.history.drain(..w.history.len() - 100);
-    }
 }
 
 /// Check a request and record the migration; Err(reason) refuses it with nothing changed.
@@ -258,15 +252,7 @@ pub(crate) fn apply_update(tx: &mut Tx, node: &str, u: &MigrationUpdate, now: u6
     let before = m.clone();
     if let Some(report) = &u.report {
         // The source's final word: after a commit it completes the figures.
-        m.rounds = report
-            .rounds
-            .iter()
-            .map(|r| crate::api::MigrationRound {
-                raw_bytes: r.raw_bytes,
-                wire_bytes: r.wire_bytes,
-                ms: r.ms,
-            })
-            .collect();
+        m.rounds = report.rounds.clone();
         m.bytes = report.bytes_wire;
         m.bytes_raw = report.bytes_raw;
         m.pause_ms = report.pause_ms;

@@ -647,7 +647,7 @@ fn apply_report(tx: &mut Tx, node: &str, r: &InstanceReport, now: u64) -> Result
     tx.put_workload(&w)
 }
 
-fn event(w: &mut Workload, now: u64, what: String) {
+pub(crate) fn event(w: &mut Workload, now: u64, what: String) {
     w.history.push(Event { unix_ms: now, what });
     // Keep the record bounded; the log of a long-lived workload is not its history.
     if w.history.len() > 100 {

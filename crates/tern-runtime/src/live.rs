@@ -407,6 +407,30 @@ fn send_ranges<W: Write>(
     Ok((raw, wire))
 }
 
+/// Add a finished round to the report and tell the progress callback.
+fn record_round(
+    report: &mut MigrationReport,
+    raw: u64,
+    wire: u64,
+    started: Instant,
+    phase: &str,
+    round: u32,
+    progress: &mut dyn FnMut(&Progress),
+) {
+    report.rounds.push(Round {
+        raw_bytes: raw,
+        wire_bytes: wire,
+        ms: started.elapsed().as_secs_f64() * 1e3,
+    });
+    report.bytes_raw += raw;
+    report.bytes_wire += wire;
+    progress(&Progress {
+        phase: phase.into(),
+        round,
+        bytes: report.bytes_wire,
+    });
+}
+
 /// The source's side, run on its own thread while the program runs under `control`.
 /// `commit` is asked once the destination is ready: true commits (the destination goes and
 /// this program ends), false or an error rolls back (the program continues here).
@@ -535,18 +559,7 @@ fn run_source<S: Read + Write>(
         wire += fw
             .frame(kind::ROUND_END, &[&round.to_le_bytes()])
             .map_err(io_err("sending"))?;
-        report.rounds.push(Round {
-            raw_bytes: raw,
-            wire_bytes: wire,
-            ms: t.elapsed().as_secs_f64() * 1e3,
-        });
-        report.bytes_raw += raw;
-        report.bytes_wire += wire;
-        progress(&Progress {
-            phase: "pre-copy".into(),
-            round,
-            bytes: report.bytes_wire,
-        });
+        record_round(report, raw, wire, t, "pre-copy", round, progress);
         round += 1;
         // Stop when what is left is small, when rounds stop shrinking (the program writes as
         // fast as we send: more rounds would not shorten the pause), or at the round limit.
@@ -651,18 +664,7 @@ fn finish_source<S: Read + Write>(
         .and_then(|n| fw.flush().map(|_| n))
         .map_err(io_err("sending state"))?;
     raw += body.len() as u64;
-    report.rounds.push(Round {
-        raw_bytes: raw,
-        wire_bytes: wire,
-        ms: t.elapsed().as_secs_f64() * 1e3,
-    });
-    report.bytes_raw += raw;
-    report.bytes_wire += wire;
-    progress(&Progress {
-        phase: "stop-and-copy".into(),
-        round,
-        bytes: report.bytes_wire,
-    });
+    record_round(report, raw, wire, t, "stop-and-copy", round, progress);
     *step = "resume";
     match read_frame(&mut fw.w, rbuf)? {
         kind::READY => {}

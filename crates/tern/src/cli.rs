@@ -401,6 +401,21 @@ pub fn parse_env(env: &[String]) -> Result<Vec<(String, String)>> {
         .collect()
 }
 
+fn migrate_request(
+    to: String,
+    bandwidth: Option<u64>,
+    name: Option<String>,
+) -> tern_controller::api::MigrateRequest {
+    tern_controller::api::MigrateRequest {
+        to,
+        options: tern_controller::api::TransferOptions {
+            bandwidth,
+            ..Default::default()
+        },
+        name,
+    }
+}
+
 fn ctx(c: ClusterArgs) -> Result<crate::fleet::ClusterContext> {
     crate::fleet::load_context(c.controller, c.token)
 }
@@ -542,14 +557,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
         } => crate::fleet::migrate(
             &ctx(cluster)?,
             &workload,
-            &tern_controller::api::MigrateRequest {
-                to,
-                options: tern_controller::api::TransferOptions {
-                    bandwidth,
-                    ..Default::default()
-                },
-                name: None,
-            },
+            &migrate_request(to, bandwidth, None),
             false,
             no_wait,
             out.json(),
@@ -565,14 +573,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
         } => crate::fleet::migrate(
             &ctx(cluster)?,
             &workload,
-            &tern_controller::api::MigrateRequest {
-                to,
-                options: tern_controller::api::TransferOptions {
-                    bandwidth,
-                    ..Default::default()
-                },
-                name: Some(name),
-            },
+            &migrate_request(to, bandwidth, Some(name)),
             true,
             no_wait,
             out.json(),

@@ -322,11 +322,7 @@ fn constraints_and_pending_reasons() {
         10_000_000,
         "[placement]\nrequire = { region = [\"us-east\"] }\n",
     );
-    c.ok(&["deploy", &p.display().to_string()]);
-    c.wait(
-        |c| c.workload("pinned")["status"] == "running",
-        "pinned running",
-    );
+    deploy_running(&c, &p, "pinned");
     assert_eq!(c.workload("pinned")["node"], "beta");
 
     let p = profile(
@@ -417,8 +413,7 @@ fn a_lost_node_s_workloads_start_elsewhere() {
         .start();
     let work = tempfile::tempdir().expect("tempdir");
     let p = profile(work.path(), "svc", 10_000_000, "");
-    c.ok(&["deploy", &p.display().to_string()]);
-    c.wait(|c| c.workload("svc")["status"] == "running", "svc running");
+    deploy_running(&c, &p, "svc");
     let first = c.workload("svc")["node"]
         .as_str()
         .expect("node")
@@ -446,8 +441,7 @@ fn a_restarted_controller_has_lost_nothing() {
     let mut c = cluster().node("alpha", "region=eu-west").start();
     let work = tempfile::tempdir().expect("tempdir");
     let p = profile(work.path(), "svc", 10_000_000, "");
-    c.ok(&["deploy", &p.display().to_string()]);
-    c.wait(|c| c.workload("svc")["status"] == "running", "svc running");
+    deploy_running(&c, &p, "svc");
     let before = c.workload("svc");
     c.kill_controller();
     std::thread::sleep(Duration::from_millis(1500));
@@ -786,6 +780,29 @@ fn unmoved(fixture_name: &str, args: &[&str]) -> (String, Option<i32>) {
     (text(&out.stdout), out.status.code())
 }
 
+/// Deploy the profile at `p` and wait until its workload `name` runs.
+fn deploy_running(c: &Cluster, p: &Path, name: &str) {
+    c.ok(&["deploy", &p.display().to_string()]);
+    c.wait(
+        |c| c.workload(name)["status"] == "running",
+        &format!("{name} running"),
+    );
+}
+
+/// The other node of a two-node cluster of alpha and beta.
+fn other(node: &str) -> &'static str {
+    if node == "alpha" {
+        "beta"
+    } else {
+        "alpha"
+    }
+}
+
+/// The cluster's first migration (Null before there is one).
+fn first_migration(c: &Cluster) -> serde_json::Value {
+    c.json(&["migrations", "-o", "json"])[0].clone()
+}
+
 fn stdout_of(c: &Cluster, workload: &str) -> String {
     let out = c.tern(&["logs", workload]);
     text(&out.stdout)
@@ -801,11 +818,7 @@ fn migrate_moves_a_running_workload_and_its_output_stays_one_stream() {
     let work = tempfile::tempdir().expect("tempdir");
     let args = ["9000"];
     let p = fixture_profile(work.path(), "talk", "printer", &args, "");
-    c.ok(&["deploy", &p.display().to_string()]);
-    c.wait(
-        |c| c.workload("talk")["status"] == "running",
-        "talk running",
-    );
+    deploy_running(&c, &p, "talk");
     let mut node = c.workload("talk")["node"]
         .as_str()
         .expect("node")
@@ -865,11 +878,7 @@ fn a_workload_ping_pongs_twenty_times_and_computes_the_same_result() {
     let work = tempfile::tempdir().expect("tempdir");
     let args = ["1500000000"];
     let p = fixture_profile(work.path(), "pong", "compute", &args, "");
-    c.ok(&["deploy", &p.display().to_string()]);
-    c.wait(
-        |c| c.workload("pong")["status"] == "running",
-        "pong running",
-    );
+    deploy_running(&c, &p, "pong");
     let nodes = ["alpha", "beta", "gamma"];
     let mut moves = 0;
     for i in 0..60 {
@@ -919,11 +928,7 @@ fn a_migration_that_cannot_happen_is_refused_and_changes_nothing() {
         &["100000000000"],
         "[placement]\nrequire = { region = [\"eu-west\"] }\n",
     );
-    c.ok(&["deploy", &p.display().to_string()]);
-    c.wait(
-        |c| c.workload("pinned")["status"] == "running",
-        "pinned running",
-    );
+    deploy_running(&c, &p, "pinned");
     let before = c.workload("pinned");
     for (args, why) in [
         (vec!["migrate", "pinned", "--to", "beta"], "region=eu-west"),
@@ -960,17 +965,13 @@ fn a_destination_lost_mid_transfer_leaves_the_workload_running_at_the_source() {
     let work = tempfile::tempdir().expect("tempdir");
     let args = ["128", "300"];
     let p = fixture_profile(work.path(), "heavy", "bigmem", &args, "");
-    c.ok(&["deploy", &p.display().to_string()]);
-    c.wait(
-        |c| c.workload("heavy")["status"] == "running",
-        "heavy running",
-    );
+    deploy_running(&c, &p, "heavy");
     let instance = c.workload("heavy")["instance"].clone();
     let from = c.workload("heavy")["node"]
         .as_str()
         .expect("node")
         .to_string();
-    let to = if from == "alpha" { "beta" } else { "alpha" };
+    let to = other(&from);
     // Slow enough that the transfer is under way when the destination dies.
     let migrating = tern_cmd()
         .args([
@@ -988,12 +989,7 @@ fn a_destination_lost_mid_transfer_leaves_the_workload_running_at_the_source() {
         .spawn()
         .expect("tern runs");
     c.wait(
-        |c| {
-            c.json(&["migrations", "-o", "json"])
-                .as_array()
-                .and_then(|a| a.first().cloned())
-                .is_some_and(|m| m["bytes"].as_u64().unwrap_or(0) > 0)
-        },
+        |c| first_migration(c)["bytes"].as_u64().unwrap_or(0) > 0,
         "the transfer to start",
     );
     c.kill_agent(to);
@@ -1028,16 +1024,12 @@ fn clone_forks_a_running_workload() {
     let work = tempfile::tempdir().expect("tempdir");
     let args = ["1000000000"];
     let p = fixture_profile(work.path(), "orig", "compute", &args, "");
-    c.ok(&["deploy", &p.display().to_string()]);
-    c.wait(
-        |c| c.workload("orig")["status"] == "running",
-        "orig running",
-    );
+    deploy_running(&c, &p, "orig");
     let from = c.workload("orig")["node"]
         .as_str()
         .expect("node")
         .to_string();
-    let to = if from == "alpha" { "beta" } else { "alpha" };
+    let to = other(&from);
     let out = c.tern(&["clone", "orig", "--to", to, "--name", "copy", "-o", "json"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(c.workload("copy")["node"], to);
@@ -1155,11 +1147,7 @@ fn volumes_move_with_the_workload_and_a_move_back_sends_only_the_delta() {
         format!("{head}{vol}[restart]{}", tables.replace(vol, "")),
     )
     .expect("write");
-    c.ok(&["deploy", &p.display().to_string()]);
-    c.wait(
-        |c| c.workload("writer")["status"] == "running",
-        "writer running",
-    );
+    deploy_running(&c, &p, "writer");
     let first = c.workload("writer")["node"]
         .as_str()
         .expect("node")
@@ -1225,16 +1213,12 @@ fn a_controller_restarted_mid_migration_leaves_the_workload_in_exactly_one_place
     let work = tempfile::tempdir().expect("tempdir");
     let args = ["96", "600"];
     let p = fixture_profile(work.path(), "steady", "bigmem", &args, "");
-    c.ok(&["deploy", &p.display().to_string()]);
-    c.wait(
-        |c| c.workload("steady")["status"] == "running",
-        "steady running",
-    );
+    deploy_running(&c, &p, "steady");
     let from = c.workload("steady")["node"]
         .as_str()
         .expect("node")
         .to_string();
-    let to = if from == "alpha" { "beta" } else { "alpha" };
+    let to = other(&from);
     let out = c.tern(&[
         "migrate",
         "steady",
@@ -1246,12 +1230,7 @@ fn a_controller_restarted_mid_migration_leaves_the_workload_in_exactly_one_place
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     c.wait(
-        |c| {
-            c.json(&["migrations", "-o", "json"])
-                .as_array()
-                .and_then(|a| a.first().cloned())
-                .is_some_and(|m| m["bytes"].as_u64().unwrap_or(0) > 0)
-        },
+        |c| first_migration(c)["bytes"].as_u64().unwrap_or(0) > 0,
         "the transfer to start",
     );
     // The controller goes away while the bytes flow and comes back a moment later.
@@ -1259,15 +1238,10 @@ fn a_controller_restarted_mid_migration_leaves_the_workload_in_exactly_one_place
     std::thread::sleep(Duration::from_millis(700));
     c.start_controller();
     c.wait(
-        |c| {
-            c.json(&["migrations", "-o", "json"])
-                .as_array()
-                .and_then(|a| a.first().cloned())
-                .is_some_and(|m| !m["outcome"].is_null())
-        },
+        |c| !first_migration(c)["outcome"].is_null(),
         "the migration to end",
     );
-    let m = c.json(&["migrations", "-o", "json"])[0].clone();
+    let m = first_migration(&c);
     let w = c.workload("steady");
     let expected_node = if m["outcome"] == "committed" {
         to
@@ -1316,16 +1290,12 @@ fn a_program_that_ends_during_its_migration_ends_normally_where_it_ran() {
     let work = tempfile::tempdir().expect("tempdir");
     let args = ["128", "12"];
     let p = fixture_profile(work.path(), "brief", "bigmem", &args, "");
-    c.ok(&["deploy", &p.display().to_string()]);
-    c.wait(
-        |c| c.workload("brief")["status"] == "running",
-        "brief running",
-    );
+    deploy_running(&c, &p, "brief");
     let from = c.workload("brief")["node"]
         .as_str()
         .expect("node")
         .to_string();
-    let to = if from == "alpha" { "beta" } else { "alpha" };
+    let to = other(&from);
     // At 20 MiB/s the first round alone outlasts the program.
     let out = c.tern(&[
         "migrate",
@@ -1358,11 +1328,7 @@ fn an_agent_killed_and_restarted_adopts_its_running_instances() {
     let work = tempfile::tempdir().expect("tempdir");
     let args = ["6000"];
     let p = fixture_profile(work.path(), "keep", "printer", &args, "");
-    c.ok(&["deploy", &p.display().to_string()]);
-    c.wait(
-        |c| c.workload("keep")["status"] == "running",
-        "keep running",
-    );
+    deploy_running(&c, &p, "keep");
     let before = c.workload("keep");
     // A crash of the agent, not of the node: it comes back before the node is declared down.
     c.kill_agent("alpha");
@@ -1391,14 +1357,10 @@ fn a_source_agent_killed_mid_migration_leaves_the_workload_running_at_the_source
     let work = tempfile::tempdir().expect("tempdir");
     let args = ["96", "500"];
     let p = fixture_profile(work.path(), "survivor", "bigmem", &args, "");
-    c.ok(&["deploy", &p.display().to_string()]);
-    c.wait(
-        |c| c.workload("survivor")["status"] == "running",
-        "survivor running",
-    );
+    deploy_running(&c, &p, "survivor");
     let before = c.workload("survivor");
     let from = before["node"].as_str().expect("node").to_string();
-    let to = if from == "alpha" { "beta" } else { "alpha" };
+    let to = other(&from);
     let labels = if from == "alpha" {
         "region=eu-west"
     } else {
@@ -1415,12 +1377,7 @@ fn a_source_agent_killed_mid_migration_leaves_the_workload_running_at_the_source
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     c.wait(
-        |c| {
-            c.json(&["migrations", "-o", "json"])
-                .as_array()
-                .and_then(|a| a.first().cloned())
-                .is_some_and(|m| m["bytes"].as_u64().unwrap_or(0) > 0)
-        },
+        |c| first_migration(c)["bytes"].as_u64().unwrap_or(0) > 0,
         "the transfer to start",
     );
     // The source's agent crashes mid-transfer and comes back.
@@ -1428,15 +1385,10 @@ fn a_source_agent_killed_mid_migration_leaves_the_workload_running_at_the_source
     std::thread::sleep(Duration::from_millis(150));
     c.start_agent(&from, labels);
     c.wait(
-        |c| {
-            c.json(&["migrations", "-o", "json"])
-                .as_array()
-                .and_then(|a| a.first().cloned())
-                .is_some_and(|m| !m["outcome"].is_null())
-        },
+        |c| !first_migration(c)["outcome"].is_null(),
         "the migration to end",
     );
-    let m = c.json(&["migrations", "-o", "json"])[0].clone();
+    let m = first_migration(&c);
     assert_eq!(m["outcome"], "failed", "{m}");
     let w = c.workload("survivor");
     assert_eq!(w["node"], from.as_str(), "{w}");
