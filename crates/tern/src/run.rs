@@ -117,6 +117,33 @@ fn write_snapshot(path: &Path, snapshot: &Snapshot, pages: PageEncoding) -> Resu
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
 }
 
+/// A module read and prepared, with the run's options.
+struct Loaded {
+    wasm: Vec<u8>,
+    options: RunOptions,
+    shared: Arc<Shared>,
+    rt: tern_runtime::Runtime,
+    prepared: tern_runtime::Prepared,
+}
+
+/// Read and prepare a module, with the run's options (and control socket) set up first: a
+/// SIGUSR1 or a control command that arrives while the module compiles must find them.
+fn load(module: &Path, checkpoint: &CheckpointArgs) -> Result<Loaded> {
+    let wasm = std::fs::read(module).with_context(|| format!("reading {}", module.display()))?;
+    let (options, shared) = options(checkpoint)?;
+    let rt = runtime()?;
+    let prepared = rt
+        .prepare(&wasm)
+        .with_context(|| format!("loading {}", module.display()))?;
+    Ok(Loaded {
+        wasm,
+        options,
+        shared,
+        rt,
+        prepared,
+    })
+}
+
 pub fn run(
     module: &Path,
     env: Vec<(String, String)>,
@@ -124,14 +151,13 @@ pub fn run(
     args: Vec<String>,
     checkpoint: &CheckpointArgs,
 ) -> Result<ExitCode> {
-    let wasm = std::fs::read(module).with_context(|| format!("reading {}", module.display()))?;
-    // Install the SIGUSR1 handler first: a signal that arrives while the module compiles must
-    // not kill the process.
-    let (options, shared) = options(checkpoint)?;
-    let rt = runtime()?;
-    let prepared = rt
-        .prepare(&wasm)
-        .with_context(|| format!("loading {}", module.display()))?;
+    let Loaded {
+        wasm,
+        options,
+        shared,
+        rt,
+        prepared,
+    } = load(module, checkpoint)?;
     let mut argv = vec![module.display().to_string()];
     argv.extend(args);
     let config = WasiConfig {
@@ -152,12 +178,13 @@ pub fn receive(
     preopens: Vec<Preopen>,
     checkpoint: &CheckpointArgs,
 ) -> Result<ExitCode> {
-    let wasm = std::fs::read(module).with_context(|| format!("reading {}", module.display()))?;
-    let (options, shared) = options(checkpoint)?;
-    let rt = runtime()?;
-    let prepared = rt
-        .prepare(&wasm)
-        .with_context(|| format!("loading {}", module.display()))?;
+    let Loaded {
+        wasm,
+        options,
+        shared,
+        rt,
+        prepared,
+    } = load(module, checkpoint)?;
     let listener =
         std::net::TcpListener::bind(listen).with_context(|| format!("listening on {listen}"))?;
     let addr = listener.local_addr()?;
