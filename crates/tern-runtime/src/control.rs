@@ -23,6 +23,8 @@ pub struct Control {
     live_info: Mutex<Option<LiveInfo>>,
     /// A live migration waiting for the program to stop at a safe point.
     live: Mutex<Option<LiveRequest>>,
+    /// The running program's memories, readable by a live migration.
+    pub(crate) memories: crate::sys::AttachedMemories,
 }
 
 /// Where a running program's memories are, for reading them while it runs.
@@ -47,6 +49,7 @@ impl Default for Control {
                 .map(Arc::new),
             live_info: Mutex::new(None),
             live: Mutex::new(None),
+            memories: Default::default(),
         }
     }
 }
@@ -105,9 +108,12 @@ impl Control {
     pub(crate) fn detach(&self) {
         *self.flag.lock().unwrap_or_else(|p| p.into_inner()) = 0;
         *self.live_info.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        self.memories.detach();
     }
 
     pub(crate) fn set_live_info(&self, info: LiveInfo) {
+        let bases: Vec<usize> = info.memories.iter().map(|m| m.1).collect();
+        self.memories.attach(&bases);
         *self.live_info.lock().unwrap_or_else(|p| p.into_inner()) = Some(info);
     }
 

@@ -13,7 +13,7 @@
 //! checksum covers kind, length and payload). Page frames carry `memory u32 | offset u64 |
 //! length u32 | encoding u8 | data` with encoding 0 raw, 1 LZ4, 2 zero (no data).
 
-use std::io::{Read, Write};
+use std::io::{IoSlice, Read, Write};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -182,15 +182,21 @@ impl<W: Write> FrameWriter<W> {
 
     fn frame(&mut self, kind: u8, parts: &[&[u8]]) -> std::io::Result<u64> {
         let len: usize = parts.iter().map(|p| p.len()).sum();
+        let mut head = [0u8; 5];
+        head[0] = kind;
+        head[1..].copy_from_slice(&(len as u32).to_le_bytes());
         let mut crc = crc32fast::Hasher::new();
-        let head = [[kind].as_slice(), (len as u32).to_le_bytes().as_slice()].concat();
         crc.update(&head);
-        self.w.write_all(&head)?;
         for p in parts {
             crc.update(p);
-            self.w.write_all(p)?;
         }
-        self.w.write_all(&crc.finalize().to_le_bytes())?;
+        let sum = crc.finalize().to_le_bytes();
+        // One write for the whole frame: small separate writes would each become a segment.
+        let mut slices = Vec::with_capacity(parts.len() + 2);
+        slices.push(IoSlice::new(&head));
+        slices.extend(parts.iter().map(|p| IoSlice::new(p)));
+        slices.push(IoSlice::new(&sum));
+        write_all_vectored(&mut self.w, &mut slices)?;
         let n = (head.len() + len + 4) as u64;
         self.sent += n;
         if let Some(limit) = self.bandwidth.filter(|b| *b > 0) {
@@ -207,27 +213,62 @@ impl<W: Write> FrameWriter<W> {
     }
 }
 
+/// `Write::write_all_vectored` is not stable yet.
+fn write_all_vectored(w: &mut impl Write, mut slices: &mut [IoSlice<'_>]) -> std::io::Result<()> {
+    while !slices.is_empty() {
+        match w.write_vectored(slices) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut slices, n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// Read one frame: its kind and payload (checksum verified).
 fn read_frame(r: &mut impl Read, buf: &mut Vec<u8>) -> Result<u8> {
+    let head = read_head(r)?;
+    read_body(r, head, buf)
+}
+
+/// A frame's kind and length.
+fn read_head(r: &mut impl Read) -> Result<[u8; 5]> {
     let mut head = [0u8; 5];
     r.read_exact(&mut head).map_err(io_err("reading"))?;
-    let len = u32::from_le_bytes([head[1], head[2], head[3], head[4]]) as usize;
-    if len > MAX_FRAME {
+    if frame_len(head) > MAX_FRAME {
         return Err(proto(format!(
-            "frame of {len} bytes is larger than allowed"
+            "frame of {} bytes is larger than allowed",
+            frame_len(head)
         )));
     }
-    buf.resize(len, 0);
+    Ok(head)
+}
+
+fn frame_len(head: [u8; 5]) -> usize {
+    u32::from_le_bytes([head[1], head[2], head[3], head[4]]) as usize
+}
+
+/// The rest of a frame whose head was read: its payload into `buf`, checksum verified.
+fn read_body(r: &mut impl Read, head: [u8; 5], buf: &mut Vec<u8>) -> Result<u8> {
+    buf.resize(frame_len(head), 0);
     r.read_exact(buf).map_err(io_err("reading"))?;
+    check_sum(r, &[&head, buf])?;
+    Ok(head[0])
+}
+
+/// Read a frame's checksum and compare it with that of `parts`.
+fn check_sum(r: &mut impl Read, parts: &[&[u8]]) -> Result<()> {
     let mut sum = [0u8; 4];
     r.read_exact(&mut sum).map_err(io_err("reading"))?;
     let mut crc = crc32fast::Hasher::new();
-    crc.update(&head);
-    crc.update(buf);
+    for p in parts {
+        crc.update(p);
+    }
     if crc.finalize() != u32::from_le_bytes(sum) {
         return Err(proto("a frame failed its checksum"));
     }
-    Ok(head[0])
+    Ok(())
 }
 
 /// Finds the pages written since the last look.
@@ -284,19 +325,25 @@ impl SourceMemory {
     }
 
     /// Byte ranges to send this round: everything on the first, then what was written.
-    fn changed(&mut self, first: bool) -> Result<Vec<(usize, usize)>> {
+    fn changed(
+        &mut self,
+        memories: &crate::sys::AttachedMemories,
+        first: bool,
+    ) -> Result<Vec<(usize, usize)>> {
         let size = self.size()?;
         match &mut self.tracker {
             Tracker::Kernel(t) => {
                 let tracked = t.len();
                 // Grown memory: tracked from now on, and sent whole this round.
                 t.extend(size).map_err(io_err("tracking writes"))?;
+                if first {
+                    // Everything was write-protected when tracking began, just before: what is
+                    // written from then on shows in the next round's scan.
+                    return Ok(vec![(0, size)]);
+                }
                 let mut written = t
                     .take_written(tracked.min(size))
                     .map_err(io_err("tracking writes"))?;
-                if first {
-                    return Ok(vec![(0, size)]);
-                }
                 if size > tracked {
                     written.push((tracked, size - tracked));
                 }
@@ -310,7 +357,8 @@ impl SourceMemory {
                 let mut at = 0;
                 while at < size {
                     let n = CHUNK.min(size - at);
-                    crate::sys::read_own(self.base + at, &mut buf[..n])
+                    memories
+                        .read(self.base, at, &mut buf[..n])
                         .map_err(io_err("reading memory"))?;
                     for (k, page) in buf[..n].chunks(HOST_PAGE).enumerate() {
                         let p = at / HOST_PAGE + k;
@@ -340,17 +388,15 @@ struct Compressor {
 }
 
 fn is_zero(page: &[u8]) -> bool {
-    let words = page.chunks_exact(8);
-    let tail = words.remainder();
-    words.fold(0u64, |acc, w| {
-        acc | u64::from_ne_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]])
-    }) == 0
-        && tail.iter().all(|&b| b == 0)
+    // 64-byte blocks that the compiler vectorises, leaving at the first non-zero one.
+    page.chunks(64)
+        .all(|block| block.iter().fold(0u8, |acc, &b| acc | b) == 0)
 }
 
 /// Send the byte ranges of one memory; returns (raw, wire) bytes.
 fn send_ranges<W: Write>(
     fw: &mut FrameWriter<W>,
+    memories: &crate::sys::AttachedMemories,
     mem: &SourceMemory,
     ranges: &[(usize, usize)],
     compress: bool,
@@ -363,12 +409,14 @@ fn send_ranges<W: Write>(
         let mut at = start;
         while at < start + len {
             let n = CHUNK.min(start + len - at);
-            crate::sys::read_own(mem.base + at, &mut buf[..n]).map_err(io_err("reading memory"))?;
+            memories
+                .read(mem.base, at, &mut buf[..n])
+                .map_err(io_err("reading memory"))?;
             // Runs of zero and non-zero host pages, so that empty memory costs nothing.
             let mut k = 0;
             while k < n {
                 let zero = is_zero(&buf[k..k + HOST_PAGE.min(n - k)]);
-                let mut e = k;
+                let mut e = k + HOST_PAGE.min(n - k);
                 while e < n && is_zero(&buf[e..e + HOST_PAGE.min(n - e)]) == zero {
                     e += HOST_PAGE.min(n - e);
                 }
@@ -551,8 +599,15 @@ fn run_source<S: Read + Write>(
             if !control.running() {
                 return Err(proto("the program ended during the migration"));
             }
-            let ranges = m.changed(round == 0)?;
-            let (r, w) = send_ranges(&mut fw, m, &ranges, options.compress, &mut buf)?;
+            let ranges = m.changed(&control.memories, round == 0)?;
+            let (r, w) = send_ranges(
+                &mut fw,
+                &control.memories,
+                m,
+                &ranges,
+                options.compress,
+                &mut buf,
+            )?;
             raw += r;
             wire += w;
         }
@@ -607,7 +662,7 @@ fn run_source<S: Read + Write>(
     // From here on the program waits for a verdict; every way out must give one.
     let decided = finish_source(
         &mut fw,
-        &mut mems,
+        (&mut mems, &control.memories),
         state,
         options,
         progress,
@@ -621,13 +676,16 @@ fn run_source<S: Read + Write>(
     );
     let moved_away = matches!(decided, Ok(true)) && !options.keep_running;
     let _ = verdict_tx.send(moved_away);
+    // Ending write tracking makes the kernel walk every page of the memory again (tens of
+    // milliseconds for hundreds of MiB): not part of the move, so not on its clock.
+    std::thread::spawn(move || drop(mems));
     decided
 }
 
 #[allow(clippy::too_many_arguments)]
 fn finish_source<S: Read + Write>(
     fw: &mut FrameWriter<&mut S>,
-    mems: &mut [SourceMemory],
+    (mems, memories): (&mut [SourceMemory], &crate::sys::AttachedMemories),
     mut state: Snapshot,
     options: &MigrateOptions,
     progress: &mut dyn FnMut(&Progress),
@@ -643,8 +701,8 @@ fn finish_source<S: Read + Write>(
     let (mut raw, mut wire) = (0, 0);
     let mut buf = Vec::new();
     for m in mems.iter_mut() {
-        let ranges = m.changed(false)?;
-        let (r, w) = send_ranges(fw, m, &ranges, options.compress, &mut buf)?;
+        let ranges = m.changed(memories, false)?;
+        let (r, w) = send_ranges(fw, memories, m, &ranges, options.compress, &mut buf)?;
         raw += r;
         wire += w;
     }
@@ -777,8 +835,12 @@ impl<S: Read + Write> Receiver<'_, S> {
     /// Write pages as they come until the final state arrives; return it.
     pub(crate) fn receive(&mut self, sink: &mut dyn PageSink) -> Result<Snapshot> {
         loop {
-            match read_frame(self.conn, &mut self.buf)? {
-                kind::PAGES => write_pages(&self.buf, sink)?,
+            let head = read_head(self.conn)?;
+            if head[0] == kind::PAGES {
+                receive_pages(self.conn, head, &mut self.buf, sink)?;
+                continue;
+            }
+            match read_body(self.conn, head, &mut self.buf)? {
                 kind::MANIFEST => {
                     let frame = std::mem::take(&mut self.buf);
                     files::receive(self.conn, &frame, &mut self.buf, &self.dirs)?;
@@ -821,26 +883,80 @@ impl<S: Read + Write> Receiver<'_, S> {
     }
 }
 
-fn write_pages(frame: &[u8], sink: &mut dyn PageSink) -> Result<()> {
-    if frame.len() < 17 {
+/// A page frame whose head was read. Raw pages are read from the connection straight into the
+/// instance's memory, which the kernel backs beforehand in one call: no copy through a buffer
+/// and no page fault per page. The checksum is verified after the write; that is safe because
+/// the destination runs nothing before the migration is complete, and a bad frame fails it.
+fn receive_pages(
+    r: &mut impl Read,
+    head: [u8; 5],
+    buf: &mut Vec<u8>,
+    sink: &mut dyn PageSink,
+) -> Result<()> {
+    let len = frame_len(head);
+    if len < PAGE_HEADER {
         return Err(proto("short page frame"));
     }
-    let index = u32::from_le_bytes(frame[0..4].try_into().unwrap_or_default());
-    let off = u64::from_le_bytes(frame[4..12].try_into().unwrap_or_default());
-    let len = u32::from_le_bytes(frame[12..16].try_into().unwrap_or_default()) as usize;
-    let encoding = frame[16];
-    let data = &frame[17..];
-    if len > MAX_FRAME || !(off as usize).is_multiple_of(HOST_PAGE) {
-        return Err(proto("page frame out of bounds"));
+    buf.resize(PAGE_HEADER, 0);
+    r.read_exact(buf).map_err(io_err("reading"))?;
+    let header = PageHeader::parse(buf)?;
+    if header.encoding != enc::RAW || header.len != len - PAGE_HEADER {
+        buf.resize(len, 0);
+        r.read_exact(&mut buf[PAGE_HEADER..])
+            .map_err(io_err("reading"))?;
+        check_sum(r, &[&head, buf])?;
+        return write_pages(buf, sink);
     }
-    let end = off
-        .checked_add(len as u64)
-        .filter(|e| *e <= 1 << 32)
-        .ok_or_else(|| proto("page frame beyond a 32-bit memory"))?;
-    let mem = sink.memory(index, end)?;
-    let dest = mem
-        .get_mut(off as usize..end as usize)
-        .ok_or_else(|| proto("page frame beyond the memory"))?;
+    let dest = header.dest(sink)?;
+    crate::sys::populate(dest);
+    r.read_exact(dest).map_err(io_err("reading"))?;
+    check_sum(r, &[&head, buf, dest])
+}
+
+const PAGE_HEADER: usize = 17;
+
+/// `memory u32 | offset u64 | length u32 | encoding u8` at the start of a page frame.
+struct PageHeader {
+    index: u32,
+    off: u64,
+    len: usize,
+    encoding: u8,
+}
+
+impl PageHeader {
+    fn parse(frame: &[u8]) -> Result<PageHeader> {
+        if frame.len() < PAGE_HEADER {
+            return Err(proto("short page frame"));
+        }
+        let h = PageHeader {
+            index: u32::from_le_bytes(frame[0..4].try_into().unwrap_or_default()),
+            off: u64::from_le_bytes(frame[4..12].try_into().unwrap_or_default()),
+            len: u32::from_le_bytes(frame[12..16].try_into().unwrap_or_default()) as usize,
+            encoding: frame[16],
+        };
+        if h.len > MAX_FRAME || !(h.off as usize).is_multiple_of(HOST_PAGE) {
+            return Err(proto("page frame out of bounds"));
+        }
+        Ok(h)
+    }
+
+    /// The bytes of the instance's memory the frame covers (growing the memory if needed).
+    fn dest<'m>(&self, sink: &'m mut dyn PageSink) -> Result<&'m mut [u8]> {
+        let end = self
+            .off
+            .checked_add(self.len as u64)
+            .filter(|e| *e <= 1 << 32)
+            .ok_or_else(|| proto("page frame beyond a 32-bit memory"))?;
+        sink.memory(self.index, end)?
+            .get_mut(self.off as usize..end as usize)
+            .ok_or_else(|| proto("page frame beyond the memory"))
+    }
+}
+
+fn write_pages(frame: &[u8], sink: &mut dyn PageSink) -> Result<()> {
+    let header = PageHeader::parse(frame)?;
+    let (encoding, len, data) = (header.encoding, header.len, &frame[PAGE_HEADER..]);
+    let dest = header.dest(sink)?;
     match encoding {
         enc::RAW if data.len() == len => dest.copy_from_slice(data),
         enc::LZ4 => {
@@ -852,7 +968,7 @@ fn write_pages(frame: &[u8], sink: &mut dyn PageSink) -> Result<()> {
         }
         enc::ZERO if data.is_empty() => {
             // Fresh memory reads as zero already, except the data segments' pages.
-            if dest.iter().any(|&b| b != 0) {
+            if !is_zero(dest) {
                 dest.fill(0);
             }
         }
@@ -1256,5 +1372,71 @@ mod files {
         fw.frame(kind::FILES_SYNCED, &[])
             .and_then(|_| fw.flush())
             .map_err(io_err("answering"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct VecSink(Vec<u8>);
+
+    impl PageSink for VecSink {
+        fn memory(&mut self, _index: u32, end: u64) -> Result<&mut [u8]> {
+            if end as usize > self.0.len() {
+                self.0.resize(end as usize, 0);
+            }
+            Ok(&mut self.0)
+        }
+    }
+
+    fn page_frame(off: u64, encoding: u8, run_len: usize, data: &[u8]) -> Vec<u8> {
+        let mut head = Vec::new();
+        head.extend_from_slice(&0u32.to_le_bytes());
+        head.extend_from_slice(&off.to_le_bytes());
+        head.extend_from_slice(&(run_len as u32).to_le_bytes());
+        head.push(encoding);
+        let mut out = Vec::new();
+        FrameWriter::new(&mut out, None)
+            .frame(kind::PAGES, &[&head, data])
+            .expect("frame");
+        out
+    }
+
+    fn receive(wire: &[u8], sink: &mut VecSink) -> Result<()> {
+        let mut r = std::io::Cursor::new(wire);
+        let head = read_head(&mut r)?;
+        assert_eq!(head[0], kind::PAGES);
+        receive_pages(&mut r, head, &mut Vec::new(), sink)
+    }
+
+    #[test]
+    fn page_frames_land_in_memory_and_a_damaged_one_is_refused() {
+        let data: Vec<u8> = (0..2 * HOST_PAGE).map(|i| (i % 253) as u8).collect();
+        let mut sink = VecSink(vec![0; 4 * HOST_PAGE]);
+        // Raw: straight into memory.
+        receive(&page_frame(4096, enc::RAW, data.len(), &data), &mut sink).expect("raw");
+        assert_eq!(sink.0[4096..4096 + data.len()], data[..]);
+        // Compressed and zero runs go through the buffer.
+        let packed = lz4_flex::block::compress(&data);
+        let mut other = VecSink(vec![0; 4 * HOST_PAGE]);
+        receive(&page_frame(0, enc::LZ4, data.len(), &packed), &mut other).expect("lz4");
+        assert_eq!(other.0[..data.len()], data[..]);
+        receive(&page_frame(0, enc::ZERO, HOST_PAGE, &[]), &mut other).expect("zero");
+        assert!(other.0[..HOST_PAGE].iter().all(|&b| b == 0));
+        // One flipped bit anywhere in a frame fails its checksum.
+        let good = page_frame(0, enc::RAW, data.len(), &data);
+        for at in [7, 20, good.len() / 2, good.len() - 1] {
+            let mut bad = good.clone();
+            bad[at] ^= 0x10;
+            assert!(receive(&bad, &mut VecSink(vec![0; 4 * HOST_PAGE])).is_err());
+        }
+        // A frame claiming memory beyond 4 GiB or an unaligned offset is refused.
+        assert!(receive(
+            &page_frame(u64::MAX - 4095, enc::RAW, 4096, &data[..4096]),
+            &mut sink
+        )
+        .is_err());
+        assert!(receive(&page_frame(100, enc::RAW, 4096, &data[..4096]), &mut sink).is_err());
     }
 }

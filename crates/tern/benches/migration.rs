@@ -101,8 +101,13 @@ impl Drop for Fleet {
     }
 }
 
-/// MiB/s through a TCP connection on 127.0.0.1, one thread writing and one reading.
+/// MiB/s through a TCP connection on 127.0.0.1, one thread writing and one reading: the best of
+/// three runs (the limit is what the machine can do, so noise must not lower it).
 fn loopback_bandwidth() -> f64 {
+    (0..3).map(|_| loopback_once()).fold(0.0, f64::max)
+}
+
+fn loopback_once() -> f64 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr");
     let total: usize = 1 << 30;
@@ -159,7 +164,7 @@ fn main() {
     )
     .expect("fixture");
     let bw = loopback_bandwidth();
-    println!("loopback bandwidth: {bw:.0} MiB/s (1 GiB through one TCP connection)");
+    println!("loopback bandwidth: {bw:.0} MiB/s (1 GiB through one TCP connection, best of 3)");
     println!(
         "\n{:>6} {:>8} {:>5} {:>10} {:>10} {:>10} {:>10} {:>10} {:>8} {:>7}",
         "memory",
