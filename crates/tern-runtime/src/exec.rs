@@ -305,8 +305,9 @@ impl Runtime {
             Some(c) => c.wait().and(r),
             None => r,
         };
-        if let Some((mut conn, preopens, listeners, mut decide)) = incoming {
+        if let Some((conn, preopens, listeners, mut decide)) = incoming {
             let _ = conn.set_nodelay(true);
+            let mut conn = crate::fault::Cuttable::new(conn);
             let mut rx = crate::live::Receiver {
                 conn: &mut conn,
                 buf: Vec::new(),

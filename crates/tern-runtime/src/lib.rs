@@ -13,6 +13,7 @@
 mod cache;
 mod control;
 mod exec;
+mod fault;
 mod live;
 mod snapfile;
 mod state;

@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use tern_snapshot::{Snapshot, PAGE};
 
 use crate::control::Control;
+use crate::fault::{self, Cuttable, Side};
 use crate::{Error, Result};
 
 /// Host page: the unit of dirty tracking and of page frames.
@@ -159,7 +160,16 @@ fn proto(what: impl std::fmt::Display) -> Error {
 }
 
 fn io_err(step: &str) -> impl Fn(std::io::Error) -> Error + '_ {
-    move |e| Error::Migration(format!("{step}: {e}"))
+    use std::io::ErrorKind;
+    move |e| match e.kind() {
+        ErrorKind::UnexpectedEof => {
+            Error::Migration(format!("{step}: the other side closed the connection"))
+        }
+        ErrorKind::WouldBlock | ErrorKind::TimedOut => Error::Migration(format!(
+            "{step}: the other side fell silent (connection timed out)"
+        )),
+        _ => Error::Migration(format!("{step}: {e}")),
+    }
 }
 
 /// Writes frames, counting bytes and keeping to a bandwidth limit.
@@ -528,7 +538,7 @@ pub fn migrate_out<S: Read + Write>(
 #[allow(clippy::too_many_arguments)]
 fn run_source<S: Read + Write>(
     control: &Arc<Control>,
-    mut conn: S,
+    conn: S,
     options: &MigrateOptions,
     progress: &mut dyn FnMut(&Progress),
     commit: &mut dyn FnMut(&MigrationReport) -> std::result::Result<bool, String>,
@@ -538,6 +548,7 @@ fn run_source<S: Read + Write>(
     let Some(live) = control.live_info() else {
         return Err(proto("no program is running"));
     };
+    let mut conn = Cuttable::new(conn);
     *step = "prepare";
     let hello = Hello {
         version: PROTOCOL_VERSION,
@@ -562,6 +573,9 @@ fn run_source<S: Read + Write>(
             .and_then(|_| fw.flush())
             .map_err(io_err("sending hello"))?;
     }
+    if fault::at(Side::Source, "prepare") {
+        conn.cut();
+    }
     match read_frame(&mut conn, &mut rbuf)? {
         kind::ACCEPT => {}
         kind::REFUSE => {
@@ -573,6 +587,9 @@ fn run_source<S: Read + Write>(
 
     let mut fw = FrameWriter::new(&mut conn, options.bandwidth);
     *step = "volumes";
+    if fault::at(Side::Source, "volumes") {
+        fw.w.cut();
+    }
     let mut seen = files::Seen::new();
     let (raw, wire) = files::send(&mut fw, &mut rbuf, &live.dirs, &mut seen)?;
     report.bytes_raw += raw;
@@ -615,6 +632,9 @@ fn run_source<S: Read + Write>(
             .frame(kind::ROUND_END, &[&round.to_le_bytes()])
             .map_err(io_err("sending"))?;
         record_round(report, raw, wire, t, "pre-copy", round, progress);
+        if fault::at(Side::Source, "pre-copy") {
+            fw.w.cut();
+        }
         round += 1;
         // Stop when what is left is small, when rounds stop shrinking (the program writes as
         // fast as we send: more rounds would not shorten the pause), or at the round limit.
@@ -684,7 +704,7 @@ fn run_source<S: Read + Write>(
 
 #[allow(clippy::too_many_arguments)]
 fn finish_source<S: Read + Write>(
-    fw: &mut FrameWriter<&mut S>,
+    fw: &mut FrameWriter<&mut Cuttable<S>>,
     (mems, memories): (&mut [SourceMemory], &crate::sys::AttachedMemories),
     mut state: Snapshot,
     options: &MigrateOptions,
@@ -697,6 +717,9 @@ fn finish_source<S: Read + Write>(
     rbuf: &mut Vec<u8>,
     (dirs, seen): (&[(String, std::path::PathBuf)], &mut files::Seen),
 ) -> Result<bool> {
+    if fault::at(Side::Source, "stop-and-copy") {
+        fw.w.cut();
+    }
     let t = Instant::now();
     let (mut raw, mut wire) = (0, 0);
     let mut buf = Vec::new();
@@ -724,6 +747,9 @@ fn finish_source<S: Read + Write>(
     raw += body.len() as u64;
     record_round(report, raw, wire, t, "stop-and-copy", round, progress);
     *step = "resume";
+    if fault::at(Side::Source, "resume") {
+        fw.w.cut();
+    }
     match read_frame(&mut fw.w, rbuf)? {
         kind::READY => {}
         kind::FAILED => {
@@ -734,6 +760,9 @@ fn finish_source<S: Read + Write>(
     }
     report.pause_ms = paused_at.elapsed().as_secs_f64() * 1e3;
     *step = "commit";
+    if fault::at(Side::Source, "commit") {
+        fw.w.cut();
+    }
     progress(&Progress {
         phase: "commit".into(),
         round,
@@ -743,6 +772,9 @@ fn finish_source<S: Read + Write>(
         Ok(true) => {
             // Committed: the destination runs the program from now on, told by us or, should
             // this not arrive, by whoever recorded the commit.
+            if fault::at(Side::Source, "committed") {
+                fw.w.cut();
+            }
             let _ = fw.frame(kind::GO, &[]).and_then(|_| fw.flush());
             Ok(true)
         }
@@ -772,7 +804,7 @@ fn send_abort<W: Write>(fw: &mut FrameWriter<W>, reason: &str) -> std::io::Resul
 
 /// The destination's view of a migration while it receives.
 pub(crate) struct Receiver<'a, S: Read + Write> {
-    pub(crate) conn: &'a mut S,
+    pub(crate) conn: &'a mut Cuttable<S>,
     pub(crate) buf: Vec<u8>,
     /// This side's preopened directories: (guest path, host path).
     pub(crate) dirs: Vec<(String, std::path::PathBuf)>,
@@ -793,6 +825,9 @@ impl<S: Read + Write> Receiver<'_, S> {
             return Err(proto(format!("expected hello, got frame {k}")));
         }
         let hello: Hello = serde_json::from_slice(&self.buf).map_err(proto)?;
+        if fault::at(Side::Destination, "prepare") {
+            self.conn.cut();
+        }
         let refusal = if hello.version != PROTOCOL_VERSION {
             Some(format!(
                 "protocol version {} (this node speaks {PROTOCOL_VERSION})",
@@ -845,7 +880,11 @@ impl<S: Read + Write> Receiver<'_, S> {
                     let frame = std::mem::take(&mut self.buf);
                     files::receive(self.conn, &frame, &mut self.buf, &self.dirs)?;
                 }
-                kind::ROUND_END => {}
+                kind::ROUND_END => {
+                    if fault::at(Side::Destination, "pre-copy") {
+                        self.conn.cut();
+                    }
+                }
                 kind::SYNC => {
                     let mut fw = FrameWriter::new(&mut *self.conn, None);
                     fw.frame(kind::SYNCED, &[])
@@ -871,10 +910,16 @@ impl<S: Read + Write> Receiver<'_, S> {
     /// Say ready; then wait for the verdict: Ok(true) go, Ok(false) abort, Err if the
     /// connection ended without one (someone else must decide).
     pub(crate) fn ready_then_verdict(&mut self) -> Result<bool> {
+        if fault::at(Side::Destination, "resume") {
+            self.conn.cut();
+        }
         let mut fw = FrameWriter::new(&mut *self.conn, None);
         fw.frame(kind::READY, &[])
             .and_then(|_| fw.flush())
             .map_err(io_err("saying ready"))?;
+        if fault::at(Side::Destination, "verdict") {
+            self.conn.cut();
+        }
         match read_frame(self.conn, &mut self.buf)? {
             kind::GO => Ok(true),
             kind::ABORT => Ok(false),

@@ -26,6 +26,11 @@ pub struct Shared {
     owners: Mutex<(usize, std::time::Instant)>,
     /// A migration is under way (one at a time).
     migrating: std::sync::atomic::AtomicBool,
+    /// The id of the migration under way, if its asker gave one.
+    migration_id: Mutex<Option<String>>,
+    /// Whoever drives the migration under way: its events go there and its commit answer comes
+    /// from there. A restarted agent takes over by asking for the same migration again.
+    asker: Mutex<Option<Asker>>,
     /// The migration waiting for a verdict its asker never gave, and the verdict once given.
     awaiting: Mutex<Option<String>>,
     verdict: Mutex<Option<(String, bool)>>,
@@ -38,13 +43,37 @@ impl Default for Shared {
             reported: (Mutex::new(false), Condvar::new()),
             owners: Mutex::new((0, std::time::Instant::now())),
             migrating: std::sync::atomic::AtomicBool::new(false),
+            migration_id: Mutex::new(None),
+            asker: Mutex::new(None),
             awaiting: Mutex::new(None),
             verdict: Mutex::new(None),
         }
     }
 }
 
+/// The connection of whoever drives a migration.
+struct Asker {
+    w: UnixStream,
+    r: BufReader<UnixStream>,
+}
+
 impl Shared {
+    /// Send an event to the migration's asker, if there is one now (progress is best effort).
+    fn tell_asker(&self, e: &InstanceEvent) {
+        if let Some(a) = self
+            .asker
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()
+        {
+            let _ = send(&mut a.w, e);
+        }
+    }
+
+    fn take_asker(&self) -> Option<Asker> {
+        self.asker.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+
     pub fn decision(&self) -> Option<bool> {
         *self.decision.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -169,6 +198,18 @@ fn handle(conn: UnixStream, control: &Arc<Control>, shared: &Shared) -> std::io:
         } => {
             use std::sync::atomic::Ordering;
             if shared.migrating.swap(true, Ordering::SeqCst) {
+                let same = id.is_some()
+                    && *shared
+                        .migration_id
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        == id;
+                if same {
+                    // The asker came back (a restarted agent): the migration goes on, and
+                    // reports to it from now on.
+                    *shared.asker.lock().unwrap_or_else(|p| p.into_inner()) = Some(Asker { w, r });
+                    return Ok(());
+                }
                 return send(
                     &mut w,
                     &InstanceEvent::Error {
@@ -176,18 +217,29 @@ fn handle(conn: UnixStream, control: &Arc<Control>, shared: &Shared) -> std::io:
                     },
                 );
             }
+            *shared
+                .migration_id
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = id.clone();
+            *shared.asker.lock().unwrap_or_else(|p| p.into_inner()) = Some(Asker { w, r });
             let report = migrate(
                 control,
                 &to,
                 &options,
                 (ask_commit, keep_running, id),
                 shared,
-                &mut w,
-                &mut r,
             );
-            shared.migrating.store(false, Ordering::SeqCst);
             let committed = report.outcome == "committed" && !keep_running;
-            let sent = send(&mut w, &InstanceEvent::Done { report });
+            let asker = shared.take_asker();
+            *shared
+                .migration_id
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = None;
+            shared.migrating.store(false, Ordering::SeqCst);
+            let sent = match asker {
+                Some(mut a) => send(&mut a.w, &InstanceEvent::Done { report }),
+                None => Err(std::io::ErrorKind::NotConnected.into()),
+            };
             if committed {
                 shared.set_reported();
             }
@@ -202,8 +254,6 @@ fn migrate(
     options: &TransferOptions,
     (ask_commit, keep_running, id): (bool, bool, Option<String>),
     shared: &Shared,
-    w: &mut UnixStream,
-    r: &mut BufReader<UnixStream>,
 ) -> TransferReport {
     let failed = |reason: String| TransferReport {
         outcome: "failed".into(),
@@ -220,7 +270,8 @@ fn migrate(
         Err(e) => return failed(format!("connecting to {to}: {e}")),
     };
     let _ = conn.set_nodelay(true);
-    let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
+    let _ = conn.set_read_timeout(Some(migration_timeout()));
+    let _ = conn.set_write_timeout(Some(migration_timeout()));
     let defaults = MigrateOptions::default();
     let opts = MigrateOptions {
         max_rounds: options.max_rounds.unwrap_or(defaults.max_rounds),
@@ -229,63 +280,91 @@ fn migrate(
         keep_running,
         ..defaults
     };
-    let mut wp = w.try_clone();
     let mut progress = |p: &tern_runtime::Progress| {
-        if let Ok(w) = wp.as_mut() {
-            let _ = send(
-                w,
-                &InstanceEvent::Progress {
-                    phase: p.phase.clone(),
-                    round: p.round,
-                    bytes: p.bytes,
-                },
-            );
-        }
+        shared.tell_asker(&InstanceEvent::Progress {
+            phase: p.phase.clone(),
+            round: p.round,
+            bytes: p.bytes,
+        });
     };
     let mut commit = |report: &MigrationReport| -> std::result::Result<bool, String> {
         if !ask_commit {
             return Ok(true);
         }
-        send(
-            w,
-            &InstanceEvent::Ready {
-                report: convert(report),
-            },
-        )
-        .map_err(|e| format!("asking to commit: {e}"))?;
-        let mut line = String::new();
-        let _ = r.read_line(&mut line);
-        match serde_json::from_str::<InstanceCommand>(&line) {
-            Ok(InstanceCommand::Commit { commit }) => Ok(commit),
-            Ok(other) => Err(format!("expected a commit answer, got {other:?}")),
-            Err(_) if line.is_empty() => {
-                // The asker vanished: it may have committed before it did, so nobody here can
-                // guess. Wait, paused, for the next owner to bring the controller's verdict
-                // (without one, the orphan timeout ends this process).
-                let Some(id) = id.clone() else {
-                    return Err("whoever asked for the migration went away".into());
-                };
-                *shared.awaiting.lock().unwrap_or_else(|p| p.into_inner()) = Some(id.clone());
-                loop {
-                    if let Some((m, commit)) = shared
-                        .verdict
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .take()
-                    {
-                        if m == id {
-                            *shared.awaiting.lock().unwrap_or_else(|p| p.into_inner()) = None;
-                            return Ok(commit);
+        let ready = InstanceEvent::Ready {
+            report: convert(report),
+        };
+        loop {
+            // Ask whoever drives the migration now; keep the connection out of the shared
+            // slot while waiting for its answer, so that a new asker can take the slot.
+            if let Some(mut a) = shared.take_asker() {
+                let mut line = String::new();
+                let asked = send(&mut a.w, &ready).and_then(|_| a.r.read_line(&mut line));
+                match asked {
+                    Ok(n) if n > 0 => {
+                        let answer = match serde_json::from_str::<InstanceCommand>(&line) {
+                            Ok(InstanceCommand::Commit { commit }) => Ok(commit),
+                            Ok(other) => Err(format!("expected a commit answer, got {other:?}")),
+                            Err(e) => Err(format!("bad commit answer: {e}")),
+                        };
+                        let mut slot = shared.asker.lock().unwrap_or_else(|p| p.into_inner());
+                        if slot.is_none() {
+                            *slot = Some(a);
                         }
+                        return answer;
                     }
-                    std::thread::sleep(Duration::from_millis(10));
+                    // It went away: it may have committed before it did, so nobody here can
+                    // guess.
+                    _ => {}
                 }
             }
-            Err(e) => Err(format!("bad commit answer: {e}")),
+            let Some(id) = id.clone() else {
+                return Err("whoever asked for the migration went away".into());
+            };
+            // Wait, paused, for a new asker (a restarted agent takes the migration over) or
+            // for a verdict brought by the next owner (without either, the orphan timeout
+            // ends this process).
+            *shared.awaiting.lock().unwrap_or_else(|p| p.into_inner()) = Some(id.clone());
+            loop {
+                if let Some((m, commit)) = shared
+                    .verdict
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .take()
+                {
+                    if m == id {
+                        *shared.awaiting.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                        return Ok(commit);
+                    }
+                }
+                if shared
+                    .asker
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .is_some()
+                {
+                    *shared.awaiting.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
         }
     };
     let report = tern_runtime::migrate_out(control, conn, &opts, &mut progress, &mut commit);
     convert(&report)
+}
+
+/// How long a migration's connection may stay silent (nothing can be read, or nothing
+/// written) before the migration fails at the step it is in: 30 s, or
+/// `TERN_MIGRATION_TIMEOUT_MS`. Without it, a peer that vanished without closing (a network cut
+/// that drops packets) would hold a migration, and a paused program, forever.
+pub fn migration_timeout() -> Duration {
+    std::env::var("TERN_MIGRATION_TIMEOUT_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|ms| *ms > 0)
+        .map(Duration::from_millis)
+        .unwrap_or(Duration::from_secs(30))
 }
 
 /// The runtime's report in the API's shape (the same fields).

@@ -193,7 +193,8 @@ pub fn receive(
     }
     let conn = accept_within(&listener, accept_timeout)?;
     drop(listener);
-    conn.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
+    conn.set_read_timeout(Some(crate::instance::migration_timeout()))?;
+    conn.set_write_timeout(Some(crate::instance::migration_timeout()))?;
     // Should the source fall silent after this side is ready, only a control socket's owner
     // can know whether it committed; without one, not running is the safe answer.
     let decide: Box<dyn FnMut() -> Option<bool> + Send> = if checkpoint.control.is_some() {
