@@ -1035,6 +1035,7 @@ pub(crate) fn pages_for(end: u64) -> u64 {
 mod files {
     use std::collections::HashMap;
     use std::io::{Read, Seek, SeekFrom, Write};
+    use std::os::unix::fs::OpenOptionsExt;
     use std::path::{Component, Path, PathBuf};
 
     use serde::{Deserialize, Serialize};
@@ -1054,6 +1055,9 @@ mod files {
         pub(super) size: u64,
         /// Changed since the previous pass (or no previous pass): the destination looks at it.
         pub(super) changed: bool,
+        /// A symbolic link, and what it points to (as written, not resolved).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub(super) link: Option<String>,
     }
 
     /// One pass's list: each directory's identity on the source's machine, then its entries.
@@ -1104,10 +1108,10 @@ mod files {
             if m.is_dir() {
                 out.push((r.clone(), m));
                 walk(root, &r, out);
-            } else if m.is_file() {
+            } else if m.is_file() || m.file_type().is_symlink() {
                 out.push((r, m));
             }
-            // Symbolic links and special files stay behind.
+            // Special files (sockets, fifos, devices) stay behind.
         }
     }
 
@@ -1134,6 +1138,39 @@ mod files {
             )));
         }
         Ok(root.join(p))
+    }
+
+    /// As `safe`, for a path this side reads or writes: no part of it may be a symbolic link
+    /// (a link the volume holds must not lead a read or a write outside it). The last part
+    /// may be one if `link_ok` (a link being mirrored).
+    fn no_links(root: &Path, rel: &str, link_ok: bool) -> Result<PathBuf> {
+        let full = safe(root, rel)?;
+        let mut at = root.to_path_buf();
+        let parts: Vec<_> = Path::new(rel).components().collect();
+        let check = if link_ok {
+            parts.len() - 1
+        } else {
+            parts.len()
+        };
+        for c in &parts[..check] {
+            at.push(c);
+            match std::fs::symlink_metadata(&at) {
+                Ok(m) if m.file_type().is_symlink() => {
+                    return Err(proto(format!(
+                        "file path {rel:?} goes through a symbolic link"
+                    )))
+                }
+                Ok(_) => {}
+                Err(_) => break, // nothing there yet, nor below
+            }
+        }
+        Ok(full)
+    }
+
+    fn link_target(p: &Path) -> Option<String> {
+        std::fs::read_link(p)
+            .ok()
+            .and_then(|t| t.to_str().map(str::to_string))
     }
 
     pub(super) fn block_hashes(path: &Path) -> Option<Vec<u64>> {
@@ -1177,14 +1214,23 @@ mod files {
                 };
                 let key = (guest.clone(), path.clone());
                 let s = (m.len(), stamp(&m));
+                let link = if m.file_type().is_symlink() {
+                    match link_target(&host.join(&rel)) {
+                        Some(t) => Some(t),
+                        None => continue, // not UTF-8, or gone meanwhile
+                    }
+                } else {
+                    None
+                };
                 let changed = m.is_file() && seen.get(&key) != Some(&s);
                 now.insert(key, s);
                 entries.push(Entry {
                     dir: guest.clone(),
                     path,
                     is_dir: m.is_dir(),
-                    size: m.len(),
+                    size: if link.is_some() { 0 } else { m.len() },
                     changed,
+                    link,
                 });
             }
         }
@@ -1215,8 +1261,13 @@ mod files {
             let Some((_, host)) = dirs.iter().find(|(g, _)| *g == need.dir) else {
                 continue;
             };
-            let path = safe(host, &need.path)?;
-            let Ok(mut f) = std::fs::File::open(&path) else {
+            let path = no_links(host, &need.path, false)?;
+            // Not through a link swapped in since the check, either.
+            let Ok(mut f) = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&path)
+            else {
                 continue; // gone meanwhile: the next pass deletes it there
             };
             let mut block = 0usize;
@@ -1312,7 +1363,7 @@ mod files {
                 })
         };
         // Mirror: what the source no longer has goes (deepest first), files the source lists
-        // as directories and the other way round are replaced.
+        // as directories and the other way round are replaced, and links that point elsewhere.
         for (guest, host) in dirs {
             let mut local = Vec::new();
             walk(host, Path::new(""), &mut local);
@@ -1323,8 +1374,16 @@ mod files {
                 let wanted = entries
                     .iter()
                     .find(|e| e.dir == *guest && e.path == path)
-                    .map(|e| e.is_dir);
-                if wanted != Some(m.is_dir()) {
+                    .map(|e| (e.is_dir, e.link.clone()));
+                let have = (
+                    m.is_dir(),
+                    if m.file_type().is_symlink() {
+                        link_target(&host.join(rel))
+                    } else {
+                        None
+                    },
+                );
+                if wanted != Some(have) {
                     let p = host.join(rel);
                     let _ = if m.is_dir() {
                         std::fs::remove_dir_all(&p)
@@ -1336,8 +1395,13 @@ mod files {
         }
         let mut needs = Vec::new();
         for e in &entries {
-            let path = safe(root(&e.dir)?, &e.path)?;
-            if e.is_dir {
+            let path = no_links(root(&e.dir)?, &e.path, e.link.is_some())?;
+            if let Some(target) = &e.link {
+                if std::fs::symlink_metadata(&path).is_err() {
+                    std::os::unix::fs::symlink(target, &path)
+                        .map_err(io_err("creating a symbolic link"))?;
+                }
+            } else if e.is_dir {
                 std::fs::create_dir_all(&path).map_err(io_err("creating a directory"))?;
             } else if e.changed {
                 needs.push(Need {
@@ -1358,7 +1422,7 @@ mod files {
                 let e = entries
                     .iter()
                     .find(|e| e.dir == n.dir && e.path == n.path)?;
-                Some((safe(root(&n.dir).ok()?, &n.path).ok()?, e.size))
+                Some((no_links(root(&n.dir).ok()?, &n.path, false).ok()?, e.size))
             })
             .collect();
         loop {
@@ -1385,7 +1449,7 @@ mod files {
                     }
                     let data = lz4_flex::block::decompress(&rest[4..], raw_len)
                         .map_err(|e| proto(format!("bad compressed file data: {e}")))?;
-                    let p = safe(root(&dir)?, &path)?;
+                    let p = no_links(root(&dir)?, &path, false)?;
                     if let Some(parent) = p.parent() {
                         std::fs::create_dir_all(parent).map_err(io_err("creating a directory"))?;
                     }
@@ -1393,6 +1457,7 @@ mod files {
                         .create(true)
                         .truncate(false)
                         .write(true)
+                        .custom_flags(libc::O_NOFOLLOW)
                         .open(&p)
                         .map_err(io_err("writing a file"))?;
                     f.seek(SeekFrom::Start(offset))
@@ -1409,6 +1474,7 @@ mod files {
                 .create(true)
                 .truncate(false)
                 .write(true)
+                .custom_flags(libc::O_NOFOLLOW)
                 .open(&p)
                 .map_err(io_err("writing a file"))?;
             f.set_len(size).map_err(io_err("writing a file"))?;
@@ -1483,5 +1549,124 @@ mod tests {
         )
         .is_err());
         assert!(receive(&page_frame(100, enc::RAW, 4096, &data[..4096]), &mut sink).is_err());
+    }
+}
+
+#[cfg(test)]
+mod file_tests {
+    use std::os::unix::net::UnixStream;
+    use std::path::Path;
+
+    use super::*;
+
+    /// One pass of the file sync between two directories, over a socket pair.
+    fn sync(from: &Path, to: &Path) -> Result<()> {
+        let (mut a, mut b) = UnixStream::pair().expect("pair");
+        let to = to.to_path_buf();
+        let dest = std::thread::spawn(move || -> Result<()> {
+            let mut buf = Vec::new();
+            let k = read_frame(&mut b, &mut buf)?;
+            assert_eq!(k, kind::MANIFEST);
+            let frame = std::mem::take(&mut buf);
+            files::receive(&mut b, &frame, &mut buf, &[("/data".into(), to)])
+        });
+        let mut fw = FrameWriter::new(&mut a, None);
+        let sent = files::send(
+            &mut fw,
+            &mut Vec::new(),
+            &[("/data".into(), from.to_path_buf())],
+            &mut files::Seen::new(),
+        );
+        dest.join().expect("destination")?;
+        sent.map(|_| ())
+    }
+
+    #[test]
+    fn files_directories_and_symbolic_links_are_mirrored() {
+        let from = tempfile::tempdir().expect("tempdir");
+        let to = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(from.path().join("sub")).expect("mkdir");
+        std::fs::write(from.path().join("sub/a.txt"), b"hello").expect("write");
+        std::os::unix::fs::symlink("sub/a.txt", from.path().join("link")).expect("link");
+        std::os::unix::fs::symlink("/nowhere/at/all", from.path().join("dangling")).expect("link");
+        // Stale things at the destination: a link to elsewhere and a file the source lacks.
+        std::os::unix::fs::symlink("other", to.path().join("link")).expect("link");
+        std::fs::write(to.path().join("gone.txt"), b"x").expect("write");
+        sync(from.path(), to.path()).expect("sync");
+        assert_eq!(
+            std::fs::read(to.path().join("sub/a.txt")).expect("read"),
+            b"hello"
+        );
+        for (name, target) in [("link", "sub/a.txt"), ("dangling", "/nowhere/at/all")] {
+            assert_eq!(
+                std::fs::read_link(to.path().join(name)).expect("a link"),
+                Path::new(target)
+            );
+        }
+        assert!(!to.path().join("gone.txt").exists());
+    }
+
+    /// Talks the source's side of the protocol as a hostile peer would.
+    struct Scripted {
+        input: std::io::Cursor<Vec<u8>>,
+        output: Vec<u8>,
+    }
+
+    impl Read for Scripted {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            self.input.read(buf)
+        }
+    }
+
+    impl Write for Scripted {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.output.write(buf)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_link_in_the_volume_never_leads_a_write_outside_it() {
+        let volume = tempfile::tempdir().expect("tempdir");
+        let outside = tempfile::tempdir().expect("tempdir");
+        // The source lists a link to a directory outside, then sends data "through" it.
+        let manifest = serde_json::json!({
+            "roots": [],
+            "entries": [{
+                "dir": "/data", "path": "evil", "is_dir": false, "size": 0,
+                "changed": false, "link": outside.path().to_str().expect("utf-8"),
+            }],
+        });
+        let head = serde_json::to_vec(&("/data", "evil/x", 0u64)).expect("json");
+        let data = b"owned";
+        let packed = lz4_flex::block::compress(data);
+        let mut input = Vec::new();
+        FrameWriter::new(&mut input, None)
+            .frame(
+                kind::FILE_DATA,
+                &[
+                    &(head.len() as u32).to_le_bytes(),
+                    &head,
+                    &(data.len() as u32).to_le_bytes(),
+                    &packed,
+                ],
+            )
+            .expect("frame");
+        let mut conn = Scripted {
+            input: std::io::Cursor::new(input),
+            output: Vec::new(),
+        };
+        let body = serde_json::to_vec(&manifest).expect("json");
+        let got = files::receive(
+            &mut conn,
+            &body,
+            &mut Vec::new(),
+            &[("/data".into(), volume.path().to_path_buf())],
+        );
+        let err = got.expect_err("refused").to_string();
+        assert!(err.contains("symbolic link"), "{err}");
+        assert!(!outside.path().join("x").exists());
     }
 }
