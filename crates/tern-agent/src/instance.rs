@@ -212,6 +212,21 @@ impl Instance {
             cmd.arg("--dir")
                 .arg(format!("{}::{}", host.display(), v.guest));
         }
+        // The service's sockets, on this node's address at ports the kernel picks (several
+        // instances of one profile may share a node); where they landed is reported.
+        let _ = std::fs::remove_file(self.endpoints_file());
+        if !profile.ports.is_empty() {
+            let host = listen_host(&config.address);
+            let any_port = if host.contains(':') {
+                format!("[{host}]:0")
+            } else {
+                format!("{host}:0")
+            };
+            for _ in &profile.ports {
+                cmd.arg("--tcplisten").arg(&any_port);
+            }
+            cmd.arg("--endpoints-file").arg(self.endpoints_file());
+        }
         cmd.arg(&module);
         if !self.receiving {
             cmd.arg("--").args(&profile.args);
@@ -249,6 +264,17 @@ impl Instance {
 
     fn port_file(&self) -> PathBuf {
         self.dir.join("port")
+    }
+
+    fn endpoints_file(&self) -> PathBuf {
+        self.dir.join("endpoints")
+    }
+
+    /// Where its listening sockets listen, once they do (profile `ports` order).
+    pub(crate) fn endpoints(&self) -> Vec<String> {
+        std::fs::read_to_string(self.endpoints_file())
+            .map(|t| t.lines().map(str::to_string).collect())
+            .unwrap_or_default()
     }
 
     /// Where a receiving instance listens, once it does.
@@ -361,6 +387,7 @@ impl Instance {
             error: self.error.clone(),
             cpu_ms: self.last_usage.0,
             memory: self.last_usage.1,
+            endpoints: self.endpoints(),
         }
     }
 

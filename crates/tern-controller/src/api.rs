@@ -64,6 +64,9 @@ pub struct InstanceReport {
     pub error: Option<String>,
     pub cpu_ms: u64,
     pub memory: u64,
+    /// Where its listening sockets listen, in the order of the profile's `ports`.
+    #[serde(default)]
+    pub endpoints: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -317,6 +320,13 @@ pub struct Event {
     pub what: String,
 }
 
+/// A port of the profile and the address its instance's socket listens on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub port: u16,
+    pub address: String,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Workload {
     pub name: String,
@@ -329,6 +339,9 @@ pub struct Workload {
     pub restarts: u32,
     pub exit_code: Option<i32>,
     pub spec: WorkloadSpec,
+    /// Where the current instance listens for each of the profile's `ports` (once it does).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub endpoints: Vec<Endpoint>,
     /// sha256 of the spec's JSON: deploying the same spec twice changes nothing.
     pub spec_digest: String,
     pub created_unix_ms: u64,

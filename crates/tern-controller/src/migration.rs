@@ -366,6 +366,7 @@ pub(crate) fn commit(tx: &mut Tx, id: &str, req: &CommitRequest, now: u64) -> Re
         MigrationKind::Move => {
             w.node = Some(m.to.clone());
             w.instance = Some(m.to_instance.clone());
+            w.endpoints.clear();
             w.generation += 1;
             w.updated_unix_ms = now;
             event(
@@ -384,6 +385,7 @@ pub(crate) fn commit(tx: &mut Tx, id: &str, req: &CommitRequest, now: u64) -> Re
             c.spec.profile.name = c.name.clone();
             c.node = Some(m.to.clone());
             c.instance = Some(m.to_instance.clone());
+            c.endpoints.clear();
             c.generation = 1;
             c.restarts = 0;
             c.created_unix_ms = now;
@@ -498,6 +500,7 @@ pub(crate) fn drain(tx: &mut Tx, limits: Limits, now: u64) -> Result<bool> {
         if !w.spec.profile.migration.live {
             w.status = WorkloadStatus::Pending;
             w.node = None;
+            w.endpoints.clear();
             w.reason = Some(format!("node {node} is drained; starting elsewhere"));
             w.updated_unix_ms = now;
             event(&mut w, now, format!("restarted off drained node {node}"));

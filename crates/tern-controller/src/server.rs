@@ -590,18 +590,36 @@ fn apply_report(tx: &mut Tx, node: &str, r: &InstanceReport, now: u64) -> Result
     if w.instance.as_deref() != Some(r.id.as_str()) || w.node.as_deref() != Some(node) {
         return Ok(());
     }
+    let endpoints: Vec<Endpoint> = w
+        .spec
+        .profile
+        .ports
+        .iter()
+        .zip(&r.endpoints)
+        .map(|(&port, address)| Endpoint {
+            port,
+            address: address.clone(),
+        })
+        .collect();
+    let listening = matches!(r.status, InstanceStatus::Starting | InstanceStatus::Running)
+        && endpoints != w.endpoints;
+    if listening {
+        w.endpoints = endpoints;
+    }
     match r.status {
-        InstanceStatus::Starting => return Ok(()),
+        InstanceStatus::Starting if !listening => return Ok(()),
+        InstanceStatus::Starting => {}
         InstanceStatus::Running => {
             if w.status == WorkloadStatus::Starting {
                 w.status = WorkloadStatus::Running;
                 w.reason = None;
                 event(&mut w, now, format!("running on {node}"));
-            } else {
+            } else if !listening {
                 return Ok(());
             }
         }
         InstanceStatus::Exited | InstanceStatus::Failed => {
+            w.endpoints.clear();
             if !matches!(w.status, WorkloadStatus::Starting | WorkloadStatus::Running) {
                 return Ok(());
             }
@@ -627,6 +645,7 @@ fn apply_report(tx: &mut Tx, node: &str, r: &InstanceReport, now: u64) -> Result
                 w.restarts += 1;
                 w.status = WorkloadStatus::Pending;
                 w.node = None;
+                w.endpoints.clear();
                 w.reason = Some(format!(
                     "{what}; restarting in {} ms (restart {})",
                     backoff.as_millis(),
@@ -751,6 +770,7 @@ async fn deploy(
                     restarts: 0,
                     exit_code: None,
                     spec: spec.clone(),
+                    endpoints: Vec::new(),
                     spec_digest: sd.clone(),
                     created_unix_ms: now,
                     updated_unix_ms: now,
@@ -763,6 +783,7 @@ async fn deploy(
             };
             w.status = WorkloadStatus::Pending;
             w.node = None;
+            w.endpoints.clear();
             w.instance = None;
             w.reason = Some("waiting for placement".into());
             w.start_after_unix_ms = 0;
@@ -817,6 +838,7 @@ async fn stop_workload(
                 w.status = WorkloadStatus::Stopped;
                 w.reason = Some("stopped by request".into());
                 w.node = None;
+                w.endpoints.clear();
                 w.updated_unix_ms = now;
                 event(&mut w, now, "stopped".into());
                 tx.put_workload(&w)?;
@@ -889,6 +911,7 @@ fn reconcile(s: &Shared) -> Result<()> {
                 {
                     w.status = WorkloadStatus::Pending;
                     w.node = None;
+                    w.endpoints.clear();
                     w.reason = Some(format!("node {node} is down; starting elsewhere"));
                     w.updated_unix_ms = now;
                     event(&mut w, now, format!("node {node} went down"));
@@ -950,6 +973,7 @@ fn place_pending(tx: &mut Tx, now: u64) -> Result<bool> {
             Ok(node) => {
                 w.generation += 1;
                 w.instance = Some(format!("{}-{}", w.name, w.generation));
+                w.endpoints.clear();
                 w.status = WorkloadStatus::Starting;
                 w.reason = None;
                 w.updated_unix_ms = now;

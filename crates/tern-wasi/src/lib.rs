@@ -140,7 +140,7 @@ pub enum Error {
     },
     /// A network connection was open at save time; it cannot be moved.
     #[error(
-        "fd {0} was an open network connection at checkpoint time; connections cannot be restored"
+        "fd {0} was an open network connection at checkpoint time, and no closed connection could be made to stand in for it"
     )]
     OpenConnection(u32),
     /// Querying an open descriptor (e.g. its offset) failed during `save`.

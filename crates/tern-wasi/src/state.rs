@@ -234,7 +234,14 @@ impl WasiCtx {
                         .ok_or(Error::MissingListener(*index, listener_count))?;
                     listener_entry(*index, sock)?
                 }
-                FdKindState::Stream => return Err(Error::OpenConnection(s.fd)),
+                FdKindState::Stream => Entry::new(
+                    Kind::Stream {
+                        sock: closed_stream().map_err(|_| Error::OpenConnection(s.fd))?,
+                    },
+                    0,
+                    0,
+                    0,
+                ),
             };
             entry.fdflags = s.fdflags;
             entry.rights_base = s.rights_base;
@@ -246,4 +253,15 @@ impl WasiCtx {
         }
         Ok(ctx)
     }
+}
+
+/// A connection open at capture time cannot follow the program (TCP connections belong to
+/// their hosts): it comes back as a connected socket whose peer has closed, so the program
+/// sees its client go away, reads the end of the stream, and carries on with the others.
+fn closed_stream() -> std::io::Result<std::net::TcpStream> {
+    let l = std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))?;
+    let s = std::net::TcpStream::connect(l.local_addr()?)?;
+    drop(l.accept()?.0);
+    s.set_nonblocking(true)?;
+    Ok(s)
 }

@@ -53,6 +53,19 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     tern_profile::parse_size(s).ok_or_else(|| format!("{s:?}: expected a size such as 512MiB"))
 }
 
+/// Listening sockets for a service: the program gets them as preopened sockets.
+#[derive(clap::Args, Debug, Default)]
+pub struct ServiceArgs {
+    /// Listen on HOST:PORT (port 0: any free port) and give the socket to the program as a
+    /// preopened socket, after the directories, in the order given. The program finds their
+    /// descriptor numbers in TERN_LISTEN_FDS (comma-separated) and their count in LISTEN_FDS.
+    #[arg(long = "tcplisten", value_name = "HOST:PORT")]
+    pub tcplisten: Vec<std::net::SocketAddr>,
+    /// Write the addresses actually listened on to this file, one per line, in order.
+    #[arg(long, value_name = "FILE")]
+    pub endpoints_file: Option<PathBuf>,
+}
+
 #[derive(Subcommand)]
 pub enum Command {
     /// Run a WASI command module, optionally checkpointing it.
@@ -63,6 +76,8 @@ pub enum Command {
         /// Grant a host directory: HOST_DIR[::GUEST_DIR].
         #[arg(long = "dir", value_name = "HOST_DIR[::GUEST_DIR]")]
         dirs: Vec<String>,
+        #[command(flatten)]
+        service: ServiceArgs,
         #[command(flatten)]
         checkpoint: CheckpointArgs,
         /// The module (.wasm).
@@ -79,6 +94,8 @@ pub enum Command {
         /// The module, when it is neither embedded nor in the local cache.
         #[arg(long)]
         module: Option<PathBuf>,
+        #[command(flatten)]
+        service: ServiceArgs,
         #[command(flatten)]
         checkpoint: CheckpointArgs,
         /// The snapshot file.
@@ -99,6 +116,8 @@ pub enum Command {
         /// Grant a host directory: HOST_DIR[::GUEST_DIR] (must cover the program's preopens).
         #[arg(long = "dir", value_name = "HOST_DIR[::GUEST_DIR]")]
         dirs: Vec<String>,
+        #[command(flatten)]
+        service: ServiceArgs,
         #[command(flatten)]
         checkpoint: CheckpointArgs,
         /// The program's module (.wasm).
@@ -439,6 +458,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Run {
             env,
             dirs,
+            service,
             checkpoint,
             module,
             args,
@@ -447,17 +467,20 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
             parse_env(&env)?,
             parse_dirs(&dirs)?,
             args,
+            &service,
             &checkpoint,
         ),
         Command::Resume {
             dirs,
             module,
+            service,
             checkpoint,
             snapshot,
         } => crate::run::resume(
             &snapshot,
             module.as_deref(),
             parse_dirs(&dirs)?,
+            &service,
             &checkpoint,
         ),
         Command::Receive {
@@ -465,6 +488,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
             port_file,
             accept_timeout,
             dirs,
+            service,
             checkpoint,
             module,
         } => crate::run::receive(
@@ -473,6 +497,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
             port_file.as_deref(),
             accept_timeout,
             parse_dirs(&dirs)?,
+            &service,
             &checkpoint,
         ),
         Command::Instance {

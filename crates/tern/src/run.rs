@@ -9,7 +9,7 @@ use tern_runtime::{Control, Outcome, Resumable, RunOptions, SnapshotFile, Start}
 use tern_snapshot::{PageEncoding, Snapshot};
 use tern_wasi::{Preopen, WasiConfig};
 
-use crate::cli::{runtime, CheckpointArgs};
+use crate::cli::{runtime, CheckpointArgs, ServiceArgs};
 use crate::instance::Shared;
 
 /// A snapshot that cannot be resumed with what it was given (wrong module, missing module).
@@ -144,11 +144,46 @@ fn load(module: &Path, checkpoint: &CheckpointArgs) -> Result<Loaded> {
     })
 }
 
+/// Bind the service's listening sockets and say where they listen.
+fn bind_service(service: &ServiceArgs) -> Result<Vec<std::net::TcpListener>> {
+    let mut listeners = Vec::new();
+    let mut lines = String::new();
+    for addr in &service.tcplisten {
+        let l =
+            std::net::TcpListener::bind(addr).with_context(|| format!("listening on {addr}"))?;
+        lines.push_str(&format!("{}\n", l.local_addr()?));
+        listeners.push(l);
+    }
+    if let Some(f) = &service.endpoints_file {
+        crate::instance::write_atomically(f, &lines)?;
+    }
+    Ok(listeners)
+}
+
+/// Tell the program which descriptors are its listening sockets: they follow the preopened
+/// directories (wasi-libc stops looking for directories at the first descriptor that is not
+/// one, so sockets first would hide every directory). A value the user set stays.
+fn listen_env(env: &mut Vec<(String, String)>, dirs: usize, sockets: usize) {
+    if sockets == 0 {
+        return;
+    }
+    let fds: Vec<String> = (0..sockets).map(|i| (3 + dirs + i).to_string()).collect();
+    for (k, v) in [
+        ("LISTEN_FDS", sockets.to_string()),
+        ("TERN_LISTEN_FDS", fds.join(",")),
+    ] {
+        if !env.iter().any(|(key, _)| key == k) {
+            env.push((k.into(), v));
+        }
+    }
+}
+
 pub fn run(
     module: &Path,
-    env: Vec<(String, String)>,
+    mut env: Vec<(String, String)>,
     preopens: Vec<Preopen>,
     args: Vec<String>,
+    service: &ServiceArgs,
     checkpoint: &CheckpointArgs,
 ) -> Result<ExitCode> {
     let Loaded {
@@ -158,13 +193,15 @@ pub fn run(
         rt,
         prepared,
     } = load(module, checkpoint)?;
+    let listeners = bind_service(service)?;
+    listen_env(&mut env, preopens.len(), listeners.len());
     let mut argv = vec![module.display().to_string()];
     argv.extend(args);
     let config = WasiConfig {
         args: argv,
         env,
         preopens,
-        listeners: Vec::new(),
+        listeners,
     };
     let outcome = rt.run(&prepared, Start::Fresh(config), &options);
     finish(outcome, checkpoint, &wasm, &shared)
@@ -176,6 +213,7 @@ pub fn receive(
     port_file: Option<&Path>,
     accept_timeout: std::time::Duration,
     preopens: Vec<Preopen>,
+    service: &ServiceArgs,
     checkpoint: &CheckpointArgs,
 ) -> Result<ExitCode> {
     let Loaded {
@@ -185,6 +223,8 @@ pub fn receive(
         rt,
         prepared,
     } = load(module, checkpoint)?;
+    // The program's own sockets first: until it runs here, connections queue on them.
+    let listeners = bind_service(service)?;
     let listener =
         std::net::TcpListener::bind(listen).with_context(|| format!("listening on {listen}"))?;
     let addr = listener.local_addr()?;
@@ -206,7 +246,7 @@ pub fn receive(
     let start = Start::Incoming {
         conn,
         preopens,
-        listeners: Vec::new(),
+        listeners,
         decide,
     };
     let outcome = rt.run(&prepared, start, &options);
@@ -221,6 +261,7 @@ pub fn resume(
     path: &Path,
     module: Option<&Path>,
     preopens: Vec<Preopen>,
+    service: &ServiceArgs,
     checkpoint: &CheckpointArgs,
 ) -> Result<ExitCode> {
     let (options, shared) = options(checkpoint)?;
@@ -267,7 +308,7 @@ pub fn resume(
     let start = Start::Resume {
         snapshot: Resumable::File(Arc::new(snapshot)),
         preopens,
-        listeners: Vec::new(),
+        listeners: bind_service(service)?,
     };
     let outcome = rt.run(&prepared, start, &options);
     finish(outcome, checkpoint, &wasm, &shared)

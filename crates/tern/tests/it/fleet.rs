@@ -1425,3 +1425,105 @@ fn a_source_agent_killed_mid_transfer_and_restarted_takes_the_migration_over() {
     );
     assert_eq!(stdout_of(&c, "survivor"), want);
 }
+
+/// One request on a kept-alive connection; the response's status and body.
+fn http(conn: &mut std::net::TcpStream, method: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    conn.write_all(format!("{method} {path} HTTP/1.1\r\nHost: counter\r\n\r\n").as_bytes())
+        .expect("send");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = conn.read(&mut byte).expect("receive");
+        assert_eq!(n, 1, "connection ended mid-response");
+        head.push(byte[0]);
+    }
+    let head = text(&head);
+    let status = head[9..12].parse().expect("status");
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().to_string())
+        })
+        .and_then(|v| v.parse().ok())
+        .expect("content-length");
+    let mut body = vec![0u8; len];
+    conn.read_exact(&mut body).expect("body");
+    (status, text(&body))
+}
+
+fn endpoint(c: &Cluster, workload: &str) -> Option<String> {
+    c.workload(workload)["endpoints"][0]["address"]
+        .as_str()
+        .map(str::to_string)
+}
+
+#[test]
+fn a_service_moves_with_its_state_and_answers_at_its_new_endpoint() {
+    let c = cluster()
+        .node("alpha", "region=eu-west")
+        .node("beta", "region=us-east")
+        .start();
+    let work = tempfile::tempdir().expect("tempdir");
+    let d = work.path().join("counter");
+    std::fs::create_dir_all(&d).expect("mkdir");
+    std::fs::copy(fixture("counter"), d.join("counter.wasm")).expect("copy");
+    let p = d.join("tern.toml");
+    std::fs::write(
+        &p,
+        "name = \"counter\"\nmodule = \"counter.wasm\"\nports = [8080]\n\
+         [http]\nhost = \"counter.example\"\n",
+    )
+    .expect("write");
+    deploy_running(&c, &p, "counter");
+    c.wait(
+        |c| endpoint(c, "counter").is_some(),
+        "the counter's endpoint",
+    );
+    let first = endpoint(&c, "counter").expect("endpoint");
+    let mut conn = std::net::TcpStream::connect(&first).expect("connect");
+    for i in 1..=50 {
+        assert_eq!(http(&mut conn, "POST", "/inc/k"), (200, format!("{i}\n")));
+    }
+    assert_eq!(
+        http(&mut conn, "GET", "/nothing"),
+        (404, "no such thing\n".into())
+    );
+    let from = c.workload("counter")["node"]
+        .as_str()
+        .expect("node")
+        .to_string();
+    // The connection stays open across the move: it cannot follow the program, which sees
+    // its client go away and carries on.
+    let m = c.json(&["migrate", "counter", "--to", other(&from), "-o", "json"]);
+    assert_eq!(m["outcome"], "committed", "{m}");
+    c.wait(
+        |c| endpoint(c, "counter").is_some_and(|e| e != first),
+        "the new endpoint",
+    );
+    let second = endpoint(&c, "counter").expect("endpoint");
+    let mut conn2 = std::net::TcpStream::connect(&second).expect("connect");
+    assert_eq!(http(&mut conn2, "GET", "/count/k"), (200, "50\n".into()));
+    assert_eq!(http(&mut conn2, "POST", "/inc/k"), (200, "51\n".into()));
+    assert_eq!(http(&mut conn2, "GET", "/total"), (200, "51\n".into()));
+    // Where it was, nothing answers any more.
+    let mut rest = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut conn, &mut rest);
+    assert!(
+        std::net::TcpStream::connect(&first).is_err(),
+        "the old endpoint still listens"
+    );
+    // And back, with the connection to the second place open during that move too.
+    let m = c.json(&["migrate", "counter", "--to", &from, "-o", "json"]);
+    assert_eq!(m["outcome"], "committed", "{m}");
+    c.wait(
+        |c| endpoint(c, "counter").is_some_and(|e| e != second),
+        "the endpoint back home",
+    );
+    let mut conn3 =
+        std::net::TcpStream::connect(endpoint(&c, "counter").expect("endpoint")).expect("connect");
+    assert_eq!(http(&mut conn3, "POST", "/inc/k"), (200, "52\n".into()));
+    assert_eq!(http(&mut conn3, "GET", "/count/other"), (200, "0\n".into()));
+}
