@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use tern_controller::api::{
     CommitReply, CommitRequest, InstanceCommand, InstanceEvent, MigrationNews, MigrationOrder,
-    MigrationUpdate,
+    MigrationUpdate, QuiesceReply,
 };
 
 use crate::Client;
@@ -172,6 +172,17 @@ fn drive_source(src: &Source, order: &MigrationOrder, update: &Arc<Mutex<Migrati
                 return;
             }
             InstanceEvent::Error { message } => return fail("prepare", message),
+            InstanceEvent::Quiesce => {
+                // The gateways hold the workload's requests before it pauses; whatever the
+                // controller says (or if it cannot be reached), the instance goes on.
+                let path = format!("/v1/migrations/{}/quiesce", order.id);
+                let _ = src
+                    .client
+                    .post::<_, QuiesceReply>(&path, &serde_json::json!({}));
+                if line(&mut w, &InstanceCommand::Quiet).is_err() {
+                    break;
+                }
+            }
             InstanceEvent::Ok | InstanceEvent::Watching { .. } => {}
         }
     }

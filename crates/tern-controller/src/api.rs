@@ -200,8 +200,33 @@ pub struct Migration {
     /// Bytes on the wire for files of the workload's directories (volumes).
     #[serde(default)]
     pub files_bytes: u64,
+    /// The source asked the gateways to stop sending it requests (just before it pauses).
+    #[serde(default)]
+    pub quiesce: bool,
+    /// Where the destination's instance listens (its profile's ports), for the commit to
+    /// route to at once.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub to_endpoints: Vec<Endpoint>,
     pub requested_unix_ms: u64,
     pub finished_unix_ms: Option<u64>,
+}
+
+/// The source's question before it pauses: are the gateways holding its requests?
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct QuiesceReply {
+    /// Every connected gateway has no request in flight for the workload and holds new ones.
+    pub quiet: bool,
+    /// How many gateways were asked.
+    pub gateways: usize,
+}
+
+/// A gateway connected to the controller's route stream (`GET /v1/gateways`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GatewayInfo {
+    pub id: String,
+    pub region: String,
+    pub address: String,
+    pub connected_unix_ms: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -318,6 +343,32 @@ pub enum WorkloadStatus {
 pub struct Event {
     pub unix_ms: u64,
     pub what: String,
+}
+
+/// Where the gateways send one workload's requests.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Route {
+    pub workload: String,
+    /// Requests whose Host (without port) is this, case-insensitively.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// Requests whose path starts with this (the longest matching prefix wins).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_prefix: Option<String>,
+    /// The running instance's address for its first port; None while nothing runs it.
+    pub endpoint: Option<String>,
+    /// A migration of the workload is stopping it or committing: hold its requests.
+    pub moving: bool,
+    /// That migration, whose quiet the gateways report (`POST /v1/migrations/{id}/quiet`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migration: Option<String>,
+}
+
+/// Every route (`GET /v1/routes`; `GET /v1/routes/watch` streams one table per line, at once
+/// and after every change, and again every 15 s when nothing changes).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteTable {
+    pub routes: Vec<Route>,
 }
 
 /// A port of the profile and the address its instance's socket listens on.
@@ -447,6 +498,9 @@ pub enum InstanceCommand {
     Verdict { migration: String, commit: bool },
     /// The answer to `ready`.
     Commit { commit: bool },
+    /// The answer to `quiesce`: the gateways hold the program's requests (or could not be
+    /// asked); it may pause now.
+    Quiet,
     /// Whoever keeps this connection open owns the instance (its agent). An instance whose
     /// owner has been gone for its orphan timeout stops itself, before the controller would
     /// start its workload elsewhere; an agent that comes back in time adopts it again.
@@ -463,6 +517,9 @@ pub enum InstanceEvent {
         round: u32,
         bytes: u64,
     },
+    /// Pre-copy is done; the program would pause now. Its asker answers `quiet` once no
+    /// gateway has a request in flight for it.
+    Quiesce,
     /// The destination is ready; the program is paused until `commit`.
     Ready {
         report: TransferReport,

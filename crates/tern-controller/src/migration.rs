@@ -159,6 +159,8 @@ pub(crate) fn start(
         bandwidth_mib_s: 0.0,
         tracker: String::new(),
         files_bytes: 0,
+        quiesce: false,
+        to_endpoints: Vec::new(),
         requested_unix_ms: now,
         finished_unix_ms: None,
     };
@@ -366,7 +368,8 @@ pub(crate) fn commit(tx: &mut Tx, id: &str, req: &CommitRequest, now: u64) -> Re
         MigrationKind::Move => {
             w.node = Some(m.to.clone());
             w.instance = Some(m.to_instance.clone());
-            w.endpoints.clear();
+            // Routed at once to where the destination listens (its agent reported it).
+            w.endpoints = m.to_endpoints.clone();
             w.generation += 1;
             w.updated_unix_ms = now;
             event(
@@ -385,7 +388,7 @@ pub(crate) fn commit(tx: &mut Tx, id: &str, req: &CommitRequest, now: u64) -> Re
             c.spec.profile.name = c.name.clone();
             c.node = Some(m.to.clone());
             c.instance = Some(m.to_instance.clone());
-            c.endpoints.clear();
+            c.endpoints = m.to_endpoints.clone();
             c.generation = 1;
             c.restarts = 0;
             c.created_unix_ms = now;

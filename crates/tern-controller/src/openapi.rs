@@ -41,6 +41,28 @@ pub fn document() -> Value {
         }),
     );
     paths.insert(
+        "/v1/gateways".into(),
+        json!({"get": op("Gateways following the route stream now", None, "200")}),
+    );
+    paths.insert(
+        "/v1/migrations/{id}/quiesce".into(),
+        json!({"parameters": name_param("id"), "post": op("The source is about to pause: have the gateways hold the workload's requests; answers once they have none in flight (at most 2 s)", None, "200")}),
+    );
+    paths.insert(
+        "/v1/migrations/{id}/quiet".into(),
+        json!({"parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}},
+                               {"name": "gateway", "in": "query", "required": true, "schema": {"type": "string"}}],
+               "post": op("A gateway holds the migration's workload's requests and has none in flight", None, "204")}),
+    );
+    paths.insert(
+        "/v1/routes".into(),
+        json!({"get": op("Where the gateways send each workload's requests", None, "200")}),
+    );
+    paths.insert(
+        "/v1/routes/watch".into(),
+        json!({"get": op("The route table as a stream of JSON lines: now, after every change, and every 15 s", None, "200")}),
+    );
+    paths.insert(
         "/v1/nodes/{name}".into(),
         json!({"parameters": name_param("name"), "get": op("One node", None, "200")}),
     );

@@ -1,7 +1,7 @@
 //! The HTTP API and the reconcile loop that marks silent nodes down and places pending
 //! workloads.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -54,6 +54,10 @@ struct Shared {
     limits: crate::migration::Limits,
     /// Bumped whenever assignments may have changed; held heartbeats wait on it.
     version: tokio::sync::watch::Sender<u64>,
+    /// Gateways following the route stream now, and the migrations each has reported quiet.
+    gateways: std::sync::Mutex<HashMap<String, (GatewayInfo, HashSet<String>)>>,
+    /// Bumped when a gateway reports quiet.
+    quiet: tokio::sync::watch::Sender<u64>,
 }
 
 impl Shared {
@@ -102,6 +106,8 @@ impl Controller {
                 total: config.max_migrations.max(1),
             },
             version: tokio::sync::watch::channel(0).0,
+            gateways: Default::default(),
+            quiet: tokio::sync::watch::channel(0).0,
         });
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
@@ -196,10 +202,15 @@ fn router(shared: Arc<Shared>, max_blob: usize) -> Router {
         .route("/v1/workloads/{name}/logs", get(logs))
         .route("/v1/workloads/{name}/migrate", post(migrate_workload))
         .route("/v1/workloads/{name}/clone", post(clone_workload))
+        .route("/v1/routes", get(get_routes))
+        .route("/v1/routes/watch", get(watch_routes))
         .route("/v1/migrations", get(list_migrations))
         .route("/v1/migrations/{id}", get(get_migration))
         .route("/v1/migrations/{id}/commit", post(commit_migration))
         .route("/v1/migrations/{id}/news", post(migration_news))
+        .route("/v1/migrations/{id}/quiesce", post(quiesce_migration))
+        .route("/v1/migrations/{id}/quiet", post(quiet_migration))
+        .route("/v1/gateways", get(list_gateways))
         .layer(DefaultBodyLimit::max(max_blob))
         .layer(middleware::from_fn_with_state(shared.clone(), auth))
         .with_state(shared)
@@ -381,11 +392,12 @@ async fn heartbeat(
             node.usage = hb.usage.clone();
             node.instances = hb.instances.clone();
             tx.put_node(&node)?;
+            let mut reported = false;
             for r in &hb.instances {
-                apply_report(tx, &name, r, now)?;
+                reported |= apply_report(tx, &name, r, now)?;
             }
             crate::migration::store_output(tx, &hb.logs)?;
-            let mut others_must_know = false;
+            let mut others_must_know = reported;
             for u in &hb.migrations {
                 others_must_know |= crate::migration::apply_update(tx, &name, u, now)?;
             }
@@ -582,13 +594,35 @@ fn assignments(workloads: Vec<Workload>, node: &str) -> Vec<Assignment> {
 }
 
 /// Fold one instance report into its workload (reports of instances that are no longer the
-/// workload's current one are ignored: the workload moved on).
-fn apply_report(tx: &mut Tx, node: &str, r: &InstanceReport, now: u64) -> Result<()> {
+/// workload's current one are ignored: the workload moved on). True if the workload changed.
+fn apply_report(tx: &mut Tx, node: &str, r: &InstanceReport, now: u64) -> Result<bool> {
     let Some(mut w) = tx.workload(&r.workload)? else {
-        return Ok(());
+        return Ok(false);
     };
     if w.instance.as_deref() != Some(r.id.as_str()) || w.node.as_deref() != Some(node) {
-        return Ok(());
+        // A migration's destination, listening already: remembered for its commit.
+        if !r.endpoints.is_empty() {
+            for mut m in tx.migrations()? {
+                if m.outcome.is_none() && m.to_instance == r.id && m.to == node {
+                    let eps: Vec<Endpoint> = w
+                        .spec
+                        .profile
+                        .ports
+                        .iter()
+                        .zip(&r.endpoints)
+                        .map(|(&port, address)| Endpoint {
+                            port,
+                            address: address.clone(),
+                        })
+                        .collect();
+                    if m.to_endpoints != eps {
+                        m.to_endpoints = eps;
+                        tx.put_migration(&m)?;
+                    }
+                }
+            }
+        }
+        return Ok(false);
     }
     let endpoints: Vec<Endpoint> = w
         .spec
@@ -607,7 +641,7 @@ fn apply_report(tx: &mut Tx, node: &str, r: &InstanceReport, now: u64) -> Result
         w.endpoints = endpoints;
     }
     match r.status {
-        InstanceStatus::Starting if !listening => return Ok(()),
+        InstanceStatus::Starting if !listening => return Ok(false),
         InstanceStatus::Starting => {}
         InstanceStatus::Running => {
             if w.status == WorkloadStatus::Starting {
@@ -615,13 +649,13 @@ fn apply_report(tx: &mut Tx, node: &str, r: &InstanceReport, now: u64) -> Result
                 w.reason = None;
                 event(&mut w, now, format!("running on {node}"));
             } else if !listening {
-                return Ok(());
+                return Ok(false);
             }
         }
         InstanceStatus::Exited | InstanceStatus::Failed => {
             w.endpoints.clear();
             if !matches!(w.status, WorkloadStatus::Starting | WorkloadStatus::Running) {
-                return Ok(());
+                return Ok(false);
             }
             let failed = r.status == InstanceStatus::Failed || r.exit_code != Some(0);
             w.exit_code = r.exit_code;
@@ -663,7 +697,223 @@ fn apply_report(tx: &mut Tx, node: &str, r: &InstanceReport, now: u64) -> Result
         }
     }
     w.updated_unix_ms = now;
-    tx.put_workload(&w)
+    tx.put_workload(&w)?;
+    Ok(true)
+}
+
+/// The gateways' view: every workload with an `[http]` table, where it runs, and whether a
+/// migration is stopping it.
+fn route_table(store: &Store) -> Result<RouteTable> {
+    let migrations = store.migrations()?;
+    let mut routes = Vec::new();
+    for w in store.workloads()? {
+        let http = &w.spec.profile.http;
+        if http.host.is_none() && http.path_prefix.is_none() {
+            continue;
+        }
+        let endpoint = (w.status == WorkloadStatus::Running)
+            .then(|| w.endpoints.first().map(|e| e.address.clone()))
+            .flatten();
+        let moving = migrations.iter().find(|m| {
+            m.outcome.is_none()
+                && m.workload == w.name
+                && (m.quiesce || matches!(m.phase.as_str(), "stop-and-copy" | "commit"))
+        });
+        routes.push(Route {
+            workload: w.name.clone(),
+            host: http.host.clone(),
+            path_prefix: http.path_prefix.clone(),
+            endpoint,
+            moving: moving.is_some(),
+            migration: moving.map(|m| m.id.clone()),
+        });
+    }
+    Ok(RouteTable { routes })
+}
+
+async fn get_routes(State(s): State<Arc<Shared>>) -> ApiResult<Json<RouteTable>> {
+    blocking(&s, |s| Ok(Json(route_table(&s.store)?))).await
+}
+
+/// Who follows the route stream (a gateway says so in the query).
+#[derive(Debug, Default, Deserialize)]
+struct Follower {
+    gateway: Option<String>,
+    region: Option<String>,
+    address: Option<String>,
+}
+
+/// Keeps a gateway listed for as long as its route stream is open.
+struct Listed {
+    s: Arc<Shared>,
+    id: Option<String>,
+}
+
+impl Drop for Listed {
+    fn drop(&mut self) {
+        if let Some(id) = &self.id {
+            self.s
+                .gateways
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(id);
+            self.s.quiet.send_modify(|v| *v += 1);
+        }
+    }
+}
+
+/// The route table as a stream of JSON lines: now, after each change, and every 15 s.
+async fn watch_routes(
+    State(s): State<Arc<Shared>>,
+    axum::extract::Query(f): axum::extract::Query<Follower>,
+) -> axum::response::Response {
+    struct Watch {
+        s: Arc<Shared>,
+        rx: tokio::sync::watch::Receiver<u64>,
+        last: Option<Vec<u8>>,
+        _listed: Listed,
+    }
+    if let Some(id) = &f.gateway {
+        let info = GatewayInfo {
+            id: id.clone(),
+            region: f.region.clone().unwrap_or_default(),
+            address: f.address.clone().unwrap_or_default(),
+            connected_unix_ms: now_ms(),
+        };
+        s.gateways
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.clone(), (info, HashSet::new()));
+    }
+    let w = Watch {
+        rx: s.version.subscribe(),
+        _listed: Listed {
+            s: s.clone(),
+            id: f.gateway.clone(),
+        },
+        s,
+        last: None,
+    };
+    let stream = futures_util::stream::unfold(w, |mut w| async move {
+        loop {
+            let quiet = if w.last.is_some() {
+                match tokio::time::timeout(Duration::from_secs(15), w.rx.changed()).await {
+                    Ok(Ok(())) => false,
+                    Ok(Err(_)) => return None,
+                    Err(_) => true,
+                }
+            } else {
+                false
+            };
+            let table = blocking(&w.s, |s| Ok(route_table(&s.store)?)).await.ok()?;
+            let mut line = serde_json::to_vec(&table).ok()?;
+            line.push(b'\n');
+            if quiet || w.last.as_ref() != Some(&line) {
+                w.last = Some(line.clone());
+                let chunk: std::result::Result<bytes::Bytes, std::convert::Infallible> =
+                    Ok(bytes::Bytes::from(line));
+                return Some((chunk, w));
+            }
+        }
+    });
+    axum::response::Response::builder()
+        .header("content-type", "application/x-ndjson")
+        .body(axum::body::Body::from_stream(stream))
+        .unwrap_or_default()
+}
+
+async fn list_gateways(State(s): State<Arc<Shared>>) -> Json<Vec<GatewayInfo>> {
+    let mut list: Vec<GatewayInfo> = s
+        .gateways
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .values()
+        .map(|(g, _)| g.clone())
+        .collect();
+    list.sort_by(|a, b| (&a.region, &a.id).cmp(&(&b.region, &b.id)));
+    Json(list)
+}
+
+#[derive(Debug, Deserialize)]
+struct QuietQuery {
+    gateway: String,
+}
+
+/// A gateway holds the migration's workload's requests and has none in flight.
+async fn quiet_migration(
+    State(s): State<Arc<Shared>>,
+    UrlPath(id): UrlPath<String>,
+    axum::extract::Query(q): axum::extract::Query<QuietQuery>,
+) -> StatusCode {
+    let known = match s
+        .gateways
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get_mut(&q.gateway)
+    {
+        Some((_, quiet)) => {
+            quiet.insert(id);
+            true
+        }
+        None => false,
+    };
+    s.quiet.send_modify(|v| *v += 1);
+    if known {
+        StatusCode::NO_CONTENT
+    } else {
+        StatusCode::NOT_FOUND
+    }
+}
+
+/// The source is about to pause: have the gateways hold its workload's requests, and answer
+/// once every connected gateway says it has none in flight (or after 2 s: a gateway that
+/// does not answer must not hold a migration up; its requests may then fail).
+async fn quiesce_migration(
+    State(s): State<Arc<Shared>>,
+    UrlPath(id): UrlPath<String>,
+) -> ApiResult<Json<QuiesceReply>> {
+    let mid = id.clone();
+    let active = blocking(&s, move |s| {
+        let found = s.store.write(|tx| {
+            let Some(mut m) = tx.migration(&mid)? else {
+                return Ok(None);
+            };
+            if m.outcome.is_none() && !m.quiesce {
+                m.quiesce = true;
+                tx.put_migration(&m)?;
+            }
+            Ok(Some(m.outcome.is_none()))
+        })?;
+        found.ok_or_else(|| not_found("migration", &mid))
+    })
+    .await?;
+    if !active {
+        return Ok(Json(QuiesceReply::default()));
+    }
+    s.changed();
+    let mut rx = s.quiet.subscribe();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        let (all, n) = {
+            let g = s.gateways.lock().unwrap_or_else(|p| p.into_inner());
+            (g.values().all(|(_, q)| q.contains(&id)), g.len())
+        };
+        if all {
+            return Ok(Json(QuiesceReply {
+                quiet: true,
+                gateways: n,
+            }));
+        }
+        if tokio::time::timeout_at(deadline, rx.changed())
+            .await
+            .is_err()
+        {
+            return Ok(Json(QuiesceReply {
+                quiet: false,
+                gateways: n,
+            }));
+        }
+    }
 }
 
 pub(crate) fn event(w: &mut Workload, now: u64, what: String) {

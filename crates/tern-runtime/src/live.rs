@@ -490,13 +490,16 @@ fn record_round(
 }
 
 /// The source's side, run on its own thread while the program runs under `control`.
-/// `commit` is asked once the destination is ready: true commits (the destination goes and
-/// this program ends), false or an error rolls back (the program continues here).
+/// `quiesce` is called once pre-copy is done, just before the program is stopped: a service's
+/// traffic is held from then on, so that it stops with no request in progress. `commit` is
+/// asked once the destination is ready: true commits (the destination goes and this program
+/// ends), false or an error rolls back (the program continues here).
 pub fn migrate_out<S: Read + Write>(
     control: &Arc<Control>,
     conn: S,
     options: &MigrateOptions,
     progress: &mut dyn FnMut(&Progress),
+    quiesce: &mut dyn FnMut(),
     commit: &mut dyn FnMut(&MigrationReport) -> std::result::Result<bool, String>,
 ) -> MigrationReport {
     let started = Instant::now();
@@ -507,6 +510,7 @@ pub fn migrate_out<S: Read + Write>(
         conn,
         options,
         progress,
+        quiesce,
         commit,
         &mut report,
         &mut step,
@@ -541,6 +545,7 @@ fn run_source<S: Read + Write>(
     conn: S,
     options: &MigrateOptions,
     progress: &mut dyn FnMut(&Progress),
+    quiesce: &mut dyn FnMut(),
     commit: &mut dyn FnMut(&MigrationReport) -> std::result::Result<bool, String>,
     report: &mut MigrationReport,
     step: &mut &'static str,
@@ -645,6 +650,7 @@ fn run_source<S: Read + Write>(
         }
     }
 
+    quiesce();
     // Wait until the destination has written everything sent so far: the pause must not
     // include the destination catching up with what sits in the socket buffers.
     fw.frame(kind::SYNC, &[])

@@ -179,6 +179,9 @@ impl WasiCtx {
             Err(err) => return Err(err.into()),
         };
         stream.set_nonblocking(true)?;
+        // WASI gives a program no setsockopt: a service that writes a response in two
+        // pieces would wait out the peer's delayed ACK (40 ms) on each request under Nagle.
+        let _ = stream.set_nodelay(true);
         let entry = Entry::new(
             Kind::Stream { sock: stream },
             flags,

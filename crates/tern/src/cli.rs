@@ -178,6 +178,29 @@ pub enum Command {
         #[arg(long, default_value = "127.0.0.1")]
         address: String,
     },
+    /// Run a gateway: an HTTP reverse proxy that sends each request to wherever its workload
+    /// (by the profiles' `[http]` host or path prefix) runs now.
+    Gateway {
+        /// Where clients connect.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        #[arg(long)]
+        controller: String,
+        #[arg(long)]
+        token: String,
+        /// The region whose clients this gateway serves.
+        #[arg(long)]
+        region: String,
+        /// How long a request may wait for its workload to run somewhere (then 503).
+        #[arg(long, value_parser = parse_duration, default_value = "10s")]
+        hold_timeout: Duration,
+        /// How many requests may wait at once (more get a 503 at once).
+        #[arg(long, default_value_t = 1000)]
+        max_held: usize,
+        /// Write the address actually listened on to this file.
+        #[arg(long)]
+        addr_file: Option<PathBuf>,
+    },
     /// Start a controller and agents on this machine.
     Up {
         #[arg(long, default_value_t = 3)]
@@ -203,6 +226,13 @@ pub enum Command {
     },
     /// List nodes.
     Nodes {
+        #[command(flatten)]
+        out: Output,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+    },
+    /// List the gateways following the controller (region and address).
+    Gateways {
         #[command(flatten)]
         out: Output,
         #[command(flatten)]
@@ -450,6 +480,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
             | Command::Receive { .. }
             | Command::Controller { .. }
             | Command::Agent { .. }
+            | Command::Gateway { .. }
             | Command::Up { .. }
     ) {
         crate::run::default_sigpipe();
@@ -544,6 +575,20 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
             cluster,
         } => crate::fleet::drain(&ctx(cluster)?, &node, no_wait),
         Command::Undrain { node, cluster } => crate::fleet::undrain(&ctx(cluster)?, &node),
+        Command::Gateway {
+            listen,
+            controller,
+            token,
+            region,
+            hold_timeout,
+            max_held,
+            addr_file,
+        } => {
+            let mut config = tern_gateway::Config::new(listen, &controller, &token, &region);
+            config.hold_timeout = hold_timeout;
+            config.max_held = max_held;
+            crate::fleet::gateway(config, addr_file)
+        }
         Command::Agent {
             controller,
             token,
@@ -564,6 +609,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Deploy { profile, cluster } => crate::fleet::deploy(&ctx(cluster)?, &profile),
         Command::Ps { out, cluster } => crate::fleet::ps(&ctx(cluster)?, out.json()),
         Command::Nodes { out, cluster } => crate::fleet::nodes(&ctx(cluster)?, out.json()),
+        Command::Gateways { out, cluster } => crate::fleet::gateways(&ctx(cluster)?, out.json()),
         Command::Logs {
             workload,
             follow,

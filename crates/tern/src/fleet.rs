@@ -155,6 +155,24 @@ pub fn controller(
     })
 }
 
+/// `tern gateway`: serve until SIGINT or SIGTERM.
+pub fn gateway(config: tern_gateway::Config, addr_file: Option<PathBuf>) -> Result<ExitCode> {
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async move {
+        let region = config.region.clone();
+        let g = tern_gateway::start(config)
+            .await
+            .context("starting the gateway")?;
+        if let Some(f) = &addr_file {
+            crate::instance::write_atomically(f, &g.addr.to_string())?;
+        }
+        eprintln!("tern gateway: listening on {} (region {region})", g.addr);
+        wait_for_signal().await;
+        drop(g);
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
 async fn wait_for_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let Ok(mut term) = signal(SignalKind::terminate()) else {
@@ -469,6 +487,21 @@ pub fn ps(ctx: &ClusterContext, json: bool) -> Result<ExitCode> {
                     w.reason.clone().unwrap_or_default(),
                 ]
             })
+            .collect(),
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn gateways(ctx: &ClusterContext, json: bool) -> Result<ExitCode> {
+    let gs: Vec<tern_controller::api::GatewayInfo> = Api::new(ctx)?.get("/v1/gateways")?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&gs)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    table(
+        &["REGION", "ADDRESS", "ID"],
+        gs.iter()
+            .map(|g| vec![g.region.clone(), g.address.clone(), g.id.clone()])
             .collect(),
     );
     Ok(ExitCode::SUCCESS)

@@ -183,6 +183,12 @@ fn handle(conn: UnixStream, control: &Arc<Control>, shared: &Shared) -> std::io:
             *shared.decision.lock().unwrap_or_else(|p| p.into_inner()) = Some(go);
             send(&mut w, &InstanceEvent::Ok)
         }
+        InstanceCommand::Quiet => send(
+            &mut w,
+            &InstanceEvent::Error {
+                message: "quiet answers a quiesce event of a migrate command".into(),
+            },
+        ),
         InstanceCommand::Commit { .. } => send(
             &mut w,
             &InstanceEvent::Error {
@@ -350,7 +356,31 @@ fn migrate(
             }
         }
     };
-    let report = tern_runtime::migrate_out(control, conn, &opts, &mut progress, &mut commit);
+    // Before the program stops, its asker (an agent) has the gateways hold its requests.
+    let mut quiesce = || {
+        if !ask_commit {
+            return;
+        }
+        let Some(mut a) = shared.take_asker() else {
+            return;
+        };
+        let mut line = String::new();
+        let _ = a.r.get_ref().set_read_timeout(Some(Duration::from_secs(5)));
+        let _ = send(&mut a.w, &InstanceEvent::Quiesce).and_then(|_| a.r.read_line(&mut line));
+        let _ = a.r.get_ref().set_read_timeout(None);
+        let mut slot = shared.asker.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            *slot = Some(a);
+        }
+    };
+    let report = tern_runtime::migrate_out(
+        control,
+        conn,
+        &opts,
+        &mut progress,
+        &mut quiesce,
+        &mut commit,
+    );
     convert(&report)
 }
 

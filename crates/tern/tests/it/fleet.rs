@@ -1527,3 +1527,255 @@ fn a_service_moves_with_its_state_and_answers_at_its_new_endpoint() {
     assert_eq!(http(&mut conn3, "POST", "/inc/k"), (200, "52\n".into()));
     assert_eq!(http(&mut conn3, "GET", "/count/other"), (200, "0\n".into()));
 }
+
+/// A request through the gateway on a kept-alive connection, for `host`.
+fn http_to(
+    conn: &mut std::net::TcpStream,
+    host: &str,
+    method: &str,
+    path: &str,
+) -> (u16, String, String) {
+    use std::io::{Read, Write};
+    conn.write_all(format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes())
+        .expect("send");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = conn.read(&mut byte).expect("receive");
+        assert_eq!(n, 1, "connection ended mid-response: {}", text(&head));
+        head.push(byte[0]);
+    }
+    let head = text(&head);
+    let status = head[9..12].parse().expect("status");
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().to_string())
+        })
+        .and_then(|v| v.parse().ok())
+        .expect("content-length");
+    let mut body = vec![0u8; len];
+    conn.read_exact(&mut body).expect("body");
+    (status, text(&body), head)
+}
+
+#[test]
+fn the_gateway_routes_by_host_follows_a_move_and_says_404_or_503() {
+    let c = cluster()
+        .node("alpha", "region=eu-west")
+        .node("beta", "region=us-east")
+        .start();
+    let addr_file = c.dir.path().join("gateway.addr");
+    let mut gateway = tern_cmd()
+        .args(["gateway", "--listen", "127.0.0.1:0", "--region", "eu-west"])
+        .args([
+            "--controller",
+            &c.url,
+            "--token",
+            &c.token,
+            "--hold-timeout",
+            "1s",
+        ])
+        .arg("--addr-file")
+        .arg(&addr_file)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("gateway starts");
+    let started = Instant::now();
+    while !addr_file.exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "gateway did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let gw = std::fs::read_to_string(&addr_file).expect("addr");
+    let connect = || std::net::TcpStream::connect(gw.trim()).expect("connect to the gateway");
+
+    let work = tempfile::tempdir().expect("tempdir");
+    let d = work.path().join("counter");
+    std::fs::create_dir_all(&d).expect("mkdir");
+    std::fs::copy(fixture("counter"), d.join("counter.wasm")).expect("copy");
+    let p = d.join("tern.toml");
+    std::fs::write(
+        &p,
+        "name = \"counter\"\nmodule = \"counter.wasm\"\nports = [8080]\n\
+         [http]\nhost = \"counter.example\"\n",
+    )
+    .expect("write");
+    deploy_running(&c, &p, "counter");
+    c.wait(
+        |c| endpoint(c, "counter").is_some(),
+        "the counter's endpoint",
+    );
+
+    let mut conn = connect();
+    for i in 1..=20 {
+        let (status, body, _) = http_to(&mut conn, "counter.example", "POST", "/inc/k");
+        assert_eq!((status, body), (200, format!("{i}\n")));
+    }
+    let (status, body, _) = http_to(&mut conn, "elsewhere.example", "GET", "/total");
+    assert_eq!(status, 404);
+    assert!(
+        body.contains("no workload serves elsewhere.example/total"),
+        "{body}"
+    );
+
+    // Moved: the same gateway connection reaches it where it is now, with its counts.
+    let from = c.workload("counter")["node"]
+        .as_str()
+        .expect("node")
+        .to_string();
+    let m = c.json(&["migrate", "counter", "--to", other(&from), "-o", "json"]);
+    assert_eq!(m["outcome"], "committed", "{m}");
+    for i in 21..=30 {
+        let (status, body, _) = http_to(&mut conn, "COUNTER.example:80", "POST", "/inc/k");
+        assert_eq!((status, body), (200, format!("{i}\n")));
+    }
+
+    // Bad clients get errors of their own; the others go on.
+    {
+        use std::io::{Read, Write};
+        let mut bad = connect();
+        bad.write_all(b"NOT HTTP AT ALL\r\n\r\n").expect("send");
+        let mut answer = String::new();
+        let _ = bad.read_to_string(&mut answer);
+        assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+        let mut huge = connect();
+        let header = "x".repeat(64 << 10);
+        let _ = huge.write_all(
+            format!("GET /total HTTP/1.1\r\nHost: counter.example\r\nX-Big: {header}\r\n\r\n")
+                .as_bytes(),
+        );
+        let mut answer = String::new();
+        let _ = huge.read_to_string(&mut answer);
+        assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+    }
+    let (status, body, _) = http_to(&mut conn, "counter.example", "GET", "/total");
+    assert_eq!((status, body), (200, "30\n".into()));
+
+    // Stopped: nothing runs it, so after the hold a 503 that says so, with Retry-After.
+    c.ok(&["stop", "counter"]);
+    c.wait(
+        |c| c.workload("counter")["status"] != "running",
+        "counter stopped",
+    );
+    let mut conn = connect();
+    let t = Instant::now();
+    let (status, body, head) = http_to(&mut conn, "counter.example", "GET", "/total");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("counter has no running instance"), "{body}");
+    assert!(
+        head.to_ascii_lowercase().contains("retry-after: 1"),
+        "{head}"
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "held past its deadline"
+    );
+    let _ = gateway.kill();
+    let _ = gateway.wait();
+}
+
+/// A gateway process for the cluster; returns it and the address it listens on.
+fn start_gateway(c: &Cluster, region: &str) -> (std::process::Child, String) {
+    let addr_file = c.dir.path().join(format!("gateway-{region}.addr"));
+    let child = tern_cmd()
+        .args(["gateway", "--listen", "127.0.0.1:0", "--region", region])
+        .args(["--controller", &c.url, "--token", &c.token])
+        .arg("--addr-file")
+        .arg(&addr_file)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("gateway starts");
+    let started = Instant::now();
+    while !addr_file.exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "gateway did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let addr = std::fs::read_to_string(&addr_file).expect("addr");
+    (child, addr.trim().to_string())
+}
+
+#[test]
+fn a_service_under_load_moves_twenty_times_and_no_request_fails_or_counts_twice() {
+    let c = cluster()
+        .node("alpha", "region=eu-west")
+        .node("beta", "region=us-east")
+        .node("gamma", "region=ap-south")
+        .start();
+    let (mut gateway, gw) = start_gateway(&c, "eu-west");
+    let work = tempfile::tempdir().expect("tempdir");
+    let d = work.path().join("counter");
+    std::fs::create_dir_all(&d).expect("mkdir");
+    std::fs::copy(fixture("counter"), d.join("counter.wasm")).expect("copy");
+    let p = d.join("tern.toml");
+    std::fs::write(
+        &p,
+        "name = \"counter\"\nmodule = \"counter.wasm\"\nports = [8080]\n\
+         [http]\nhost = \"counter.example\"\n",
+    )
+    .expect("write");
+    deploy_running(&c, &p, "counter");
+    c.wait(
+        |c| endpoint(c, "counter").is_some(),
+        "the counter's endpoint",
+    );
+    let gateways = c.json(&["gateways", "-o", "json"]);
+    assert_eq!(gateways[0]["region"], "eu-west", "{gateways}");
+    assert_eq!(gateways[0]["address"], gw.as_str(), "{gateways}");
+
+    // Several clients, each on its own kept-alive connection and key, as fast as they can.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clients: Vec<_> = (0..4)
+        .map(|k| {
+            let gw = gw.clone();
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut conn = std::net::TcpStream::connect(&gw).expect("connect");
+                let mut ok = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    let (status, body, _) =
+                        http_to(&mut conn, "counter.example", "POST", &format!("/inc/c{k}"));
+                    assert_eq!(status, 200, "client {k}, request {}: {body}", ok + 1);
+                    ok += 1;
+                    // Each answer is the count so far: none lost, none counted twice.
+                    assert_eq!(body, format!("{ok}\n"), "client {k}");
+                }
+                ok
+            })
+        })
+        .collect();
+    let nodes = ["alpha", "beta", "gamma"];
+    let mut pauses = Vec::new();
+    for i in 0..20 {
+        std::thread::sleep(Duration::from_millis(150));
+        let from = c.workload("counter")["node"]
+            .as_str()
+            .expect("node")
+            .to_string();
+        let at = nodes.iter().position(|n| *n == from).expect("a node");
+        let to = nodes[(at + 1 + i % 2) % 3];
+        let m = c.json(&["migrate", "counter", "--to", to, "-o", "json"]);
+        assert_eq!(m["outcome"], "committed", "move {i}: {m}");
+        pauses.push(m["pause_ms"].as_f64().unwrap_or(0.0));
+    }
+    std::thread::sleep(Duration::from_millis(150));
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let answered: u64 = clients
+        .into_iter()
+        .map(|t| t.join().expect("a client failed"))
+        .sum();
+    let mut conn = std::net::TcpStream::connect(&gw).expect("connect");
+    let (status, total, _) = http_to(&mut conn, "counter.example", "GET", "/total");
+    assert_eq!((status, total), (200, format!("{answered}\n")));
+    assert!(answered > 1000, "only {answered} requests in 20 moves");
+    eprintln!("{answered} requests, 20 moves, pauses {pauses:?} ms");
+    let _ = gateway.kill();
+    let _ = gateway.wait();
+}
