@@ -283,6 +283,23 @@ pub fn up(nodes: usize, detach: bool) -> Result<ExitCode> {
             .with_context(|| format!("starting agent {name}"))?;
         children.push(child);
     }
+    // One gateway per region of the cluster, on a port of its own.
+    let mut gateways = Vec::new();
+    for (region, _) in REGIONS.iter().take(nodes.min(REGIONS.len())) {
+        let addr_file = base.join(format!("gateway-{region}.addr"));
+        let _ = std::fs::remove_file(&addr_file);
+        let name = format!("gateway-{region}");
+        let child = std::process::Command::new(&exe)
+            .args(["gateway", "--listen", "127.0.0.1:0", "--region", region])
+            .args(["--controller", &url, "--token", &token, "--addr-file"])
+            .arg(&addr_file)
+            .stdout(log(&name)?)
+            .stderr(log(&name)?)
+            .spawn()
+            .with_context(|| format!("starting {name}"))?;
+        children.push(child);
+        gateways.push((region, addr_file));
+    }
     let ctx = ClusterContext {
         controller: url.clone(),
         token,
@@ -311,6 +328,9 @@ pub fn up(nodes: usize, detach: bool) -> Result<ExitCode> {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    for (region, addr_file) in &gateways {
+        println!("gateway:    {} ({region})", wait_for_file(addr_file)?.trim());
+    }
     println!("context:    {}", context_path()?.display());
     if detach {
         println!("stop with:  tern down");

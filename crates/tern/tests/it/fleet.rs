@@ -678,6 +678,28 @@ fn tern_up_runs_a_cluster_that_ctrl_c_stops() {
                     .collect();
                 assert_eq!(regions.len(), 2);
                 assert_ne!(regions[0], regions[1], "different regions");
+                // One gateway per region.
+                let started = Instant::now();
+                loop {
+                    let out = with_home(&["gateways", "-o", "json"]);
+                    let gws: serde_json::Value =
+                        serde_json::from_slice(&out.stdout).unwrap_or_default();
+                    let mut got: Vec<&str> = gws
+                        .as_array()
+                        .map(|a| a.iter().filter_map(|g| g["region"].as_str()).collect())
+                        .unwrap_or_default();
+                    got.sort();
+                    let mut want = regions.clone();
+                    want.sort();
+                    if got == want {
+                        break;
+                    }
+                    assert!(
+                        started.elapsed() < Duration::from_secs(20),
+                        "gateways {gws} for regions {want:?}"
+                    );
+                    std::thread::sleep(Duration::from_millis(100));
+                }
                 break;
             }
         }
