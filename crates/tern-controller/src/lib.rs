@@ -14,6 +14,7 @@ mod openapi;
 pub mod placement;
 mod server;
 mod store;
+pub mod traffic;
 
 pub use server::{Config, Controller};
 

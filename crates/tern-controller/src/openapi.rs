@@ -55,6 +55,14 @@ pub fn document() -> Value {
                "post": op("A gateway holds the migration's workload's requests and has none in flight", None, "204")}),
     );
     paths.insert(
+        "/v1/traffic".into(),
+        json!({"post": op("A gateway's counts since its previous report: requests by client region, errors, latency, per workload", None, "204")}),
+    );
+    paths.insert(
+        "/v1/workloads/{name}/traffic".into(),
+        json!({"parameters": name_param("name"), "get": op("The workload's traffic over the last minute: rate, error rate, latency percentiles, demand by client region", None, "200")}),
+    );
+    paths.insert(
         "/v1/routes".into(),
         json!({"get": op("Where the gateways send each workload's requests", None, "200")}),
     );

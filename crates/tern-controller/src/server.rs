@@ -19,6 +19,7 @@ use serde::Deserialize;
 use crate::api::*;
 use crate::placement::{self, Demand, View};
 use crate::store::{Store, Tx};
+use crate::traffic::{TrafficReport, TrafficSummary, WorkloadTraffic};
 use crate::{digest, now_ms, Error, Result};
 
 #[derive(Debug, Clone)]
@@ -58,7 +59,15 @@ struct Shared {
     gateways: std::sync::Mutex<HashMap<String, (GatewayInfo, HashSet<String>)>>,
     /// Bumped when a gateway reports quiet.
     quiet: tokio::sync::watch::Sender<u64>,
+    /// The gateways' traffic reports of the last minute, per workload (not stored: it is
+    /// only ever about now).
+    traffic: std::sync::Mutex<HashMap<String, std::collections::VecDeque<(u64, WorkloadTraffic)>>>,
 }
+
+/// How far back traffic summaries look.
+const TRAFFIC_WINDOW_MS: u64 = 60_000;
+/// How often gateways report.
+pub const TRAFFIC_INTERVAL_MS: u64 = 2_000;
 
 impl Shared {
     fn changed(&self) {
@@ -108,6 +117,7 @@ impl Controller {
             version: tokio::sync::watch::channel(0).0,
             gateways: Default::default(),
             quiet: tokio::sync::watch::channel(0).0,
+            traffic: Default::default(),
         });
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
@@ -211,6 +221,8 @@ fn router(shared: Arc<Shared>, max_blob: usize) -> Router {
         .route("/v1/migrations/{id}/quiesce", post(quiesce_migration))
         .route("/v1/migrations/{id}/quiet", post(quiet_migration))
         .route("/v1/gateways", get(list_gateways))
+        .route("/v1/traffic", post(report_traffic))
+        .route("/v1/workloads/{name}/traffic", get(workload_traffic))
         .layer(DefaultBodyLimit::max(max_blob))
         .layer(middleware::from_fn_with_state(shared.clone(), auth))
         .with_state(shared)
@@ -820,6 +832,48 @@ async fn watch_routes(
         .header("content-type", "application/x-ndjson")
         .body(axum::body::Body::from_stream(stream))
         .unwrap_or_default()
+}
+
+async fn report_traffic(State(s): State<Arc<Shared>>, Json(r): Json<TrafficReport>) -> StatusCode {
+    let now = now_ms();
+    let mut t = s.traffic.lock().unwrap_or_else(|p| p.into_inner());
+    for w in r.workloads {
+        let q = t.entry(w.workload.clone()).or_default();
+        q.push_back((now, w));
+        while q
+            .front()
+            .is_some_and(|(at, _)| now.saturating_sub(*at) > TRAFFIC_WINDOW_MS)
+        {
+            q.pop_front();
+        }
+    }
+    StatusCode::NO_CONTENT
+}
+
+/// The workload's traffic over the last minute (or since the first report, if later).
+async fn workload_traffic(
+    State(s): State<Arc<Shared>>,
+    UrlPath(name): UrlPath<String>,
+) -> Json<TrafficSummary> {
+    let now = now_ms();
+    let t = s.traffic.lock().unwrap_or_else(|p| p.into_inner());
+    let recent: Vec<&(u64, WorkloadTraffic)> = t
+        .get(&name)
+        .map(|q| {
+            q.iter()
+                .filter(|(at, _)| now.saturating_sub(*at) <= TRAFFIC_WINDOW_MS)
+                .collect()
+        })
+        .unwrap_or_default();
+    let span_ms = recent
+        .first()
+        .map(|(at, _)| now.saturating_sub(*at) + TRAFFIC_INTERVAL_MS)
+        .unwrap_or(TRAFFIC_WINDOW_MS)
+        .clamp(TRAFFIC_INTERVAL_MS, TRAFFIC_WINDOW_MS);
+    Json(crate::traffic::summarize(
+        recent.into_iter().map(|(_, w)| w),
+        span_ms as f64 / 1e3,
+    ))
 }
 
 async fn list_gateways(State(s): State<Arc<Shared>>) -> Json<Vec<GatewayInfo>> {

@@ -13,6 +13,7 @@
 //! stops with no request in progress. Once it runs at its destination the held requests go
 //! there. `routes.rs` is the pure part (matching); this file does the I/O.
 
+pub mod demand;
 pub mod routes;
 
 use std::collections::{HashMap, HashSet};
@@ -32,6 +33,7 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tern_controller::api::RouteTable;
+use tern_controller::traffic::{TrafficReport, WorkloadTraffic};
 use tokio::sync::watch;
 
 type Body = BoxBody<Bytes, hyper::Error>;
@@ -53,6 +55,10 @@ pub struct Config {
     pub max_header_bytes: usize,
     /// How long a client may take to send a request head (slow clients are cut off).
     pub header_timeout: Duration,
+    /// A header that names the client's region, set by a trusted proxy in front (a CDN).
+    pub region_header: Option<String>,
+    /// Client address → region, for counting demand (after the header, before our region).
+    pub region_cidrs: Vec<demand::Cidr>,
 }
 
 impl Config {
@@ -66,6 +72,8 @@ impl Config {
             max_held: 1000,
             max_header_bytes: 16 << 10,
             header_timeout: Duration::from_secs(10),
+            region_header: None,
+            region_cidrs: Vec::new(),
         }
     }
 }
@@ -87,6 +95,8 @@ struct State {
     /// Requests sent to each workload and not yet answered in full.
     in_flight: Mutex<HashMap<String, usize>>,
     answered: tokio::sync::Notify,
+    /// Counts since the last report to the controller, per workload.
+    traffic: Mutex<HashMap<String, WorkloadTraffic>>,
 }
 
 /// One request in flight to a workload, until dropped (its response body is done).
@@ -196,8 +206,10 @@ pub async fn start(config: Config) -> Result<Gateway, Error> {
         held: AtomicUsize::new(0),
         in_flight: Mutex::new(HashMap::new()),
         answered: tokio::sync::Notify::new(),
+        traffic: Mutex::new(HashMap::new()),
     });
-    let quiet = tokio::spawn(report_quiet(state.clone(), id));
+    let quiet = tokio::spawn(report_quiet(state.clone(), id.clone()));
+    let traffic = tokio::spawn(report_traffic(state.clone(), id));
     let serve = tokio::spawn(async move {
         loop {
             let (stream, peer) = match listener.accept().await {
@@ -228,7 +240,7 @@ pub async fn start(config: Config) -> Result<Gateway, Error> {
     });
     Ok(Gateway {
         addr,
-        tasks: vec![serve, follow, quiet],
+        tasks: vec![serve, follow, quiet, traffic],
     })
 }
 
@@ -351,6 +363,51 @@ async fn report_quiet(state: Arc<State>, id: String) {
     }
 }
 
+/// Send the counts to the controller every 2 s (what cannot be sent is dropped: it is about
+/// the moment, and the next report carries on).
+async fn report_traffic(state: Arc<State>, id: String) {
+    let url = format!("{}/v1/traffic", state.config.controller);
+    loop {
+        tokio::time::sleep(Duration::from_millis(2000)).await;
+        let counts = std::mem::take(&mut *state.traffic.lock().unwrap_or_else(|p| p.into_inner()));
+        if counts.is_empty() {
+            continue;
+        }
+        let report = TrafficReport {
+            gateway: id.clone(),
+            region: state.config.region.clone(),
+            workloads: counts.into_values().collect(),
+        };
+        let Ok(body) = serde_json::to_vec(&report) else {
+            continue;
+        };
+        if let Ok(req) = Request::post(url.as_str())
+            .header("authorization", format!("Bearer {}", state.config.token))
+            .header("content-type", "application/json")
+            .body(
+                Full::new(Bytes::from(body))
+                    .map_err(|never| match never {})
+                    .boxed(),
+            )
+        {
+            let _ = tokio::time::timeout(Duration::from_secs(2), state.client.request(req)).await;
+        }
+    }
+}
+
+/// The client's region: a trusted header, else the address table, else this gateway's.
+fn client_region(config: &Config, headers: &hyper::HeaderMap, peer: SocketAddr) -> String {
+    config
+        .region_header
+        .as_ref()
+        .and_then(|h| headers.get(h.as_str()))
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty() && v.len() <= 64)
+        .or_else(|| demand::region_of(&config.region_cidrs, peer.ip()).map(str::to_string))
+        .unwrap_or_else(|| config.region.clone())
+}
+
 fn empty() -> Body {
     Empty::<Bytes>::new()
         .map_err(|never| match never {})
@@ -403,6 +460,30 @@ fn hop_by_hop(name: &hyper::header::HeaderName) -> bool {
 }
 
 async fn handle(req: Request<Incoming>, peer: SocketAddr, s: &Arc<State>) -> Response<Body> {
+    let started = std::time::Instant::now();
+    let region = client_region(&s.config, req.headers(), peer);
+    let (resp, workload) = forward(req, peer, s).await;
+    if let Some(w) = workload.filter(|w| w != "(any)") {
+        let mut t = s.traffic.lock().unwrap_or_else(|p| p.into_inner());
+        let e = t.entry(w.clone()).or_insert_with(|| WorkloadTraffic {
+            workload: w,
+            ..WorkloadTraffic::default()
+        });
+        *e.by_region.entry(region).or_insert(0) += 1;
+        if resp.status().is_server_error() {
+            e.errors += 1;
+        }
+        e.latency.record(started.elapsed().as_secs_f64() * 1e3);
+    }
+    resp
+}
+
+/// The response, and the workload the request was for (None when no route matched).
+async fn forward(
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    s: &Arc<State>,
+) -> (Response<Body>, Option<String>) {
     let host = req
         .headers()
         .get(hyper::header::HOST)
@@ -427,13 +508,11 @@ async fn handle(req: Request<Incoming>, peer: SocketAddr, s: &Arc<State>) -> Res
             None => ("(any)".to_string(), None),
             Some(t) => match routes::resolve(t, host.as_deref(), &path) {
                 None => {
-                    return text(
-                        StatusCode::NOT_FOUND,
-                        format!(
-                            "tern gateway: no workload serves {}{path}\n",
-                            host.as_deref().unwrap_or("")
-                        ),
-                    )
+                    let msg = format!(
+                        "tern gateway: no workload serves {}{path}\n",
+                        host.as_deref().unwrap_or("")
+                    );
+                    return (text(StatusCode::NOT_FOUND, msg), None);
                 }
                 Some(r) => (r.workload.clone(), r.endpoint.clone().filter(|_| !r.moving)),
             },
@@ -454,48 +533,57 @@ async fn handle(req: Request<Incoming>, peer: SocketAddr, s: &Arc<State>) -> Res
             };
             match s.client.request(upstream(&parts, &endpoint, b, peer)).await {
                 Ok(resp) => {
-                    return resp.map(|b| {
+                    let resp = resp.map(|b| {
                         Tracked {
                             inner: b,
                             _in_flight: in_flight,
                         }
                         .boxed()
-                    })
+                    });
+                    return (resp, Some(workload));
                 }
                 // Nothing reached the service: it stopped accepting (it moved, or is
                 // moving). Wait for the route to change, then send it there.
                 Err(e) if e.is_connect() && replayable => {}
                 Err(e) if e.is_connect() => {
-                    return text(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        format!("tern gateway: {workload} does not accept connections\n"),
-                    )
+                    return (
+                        text(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            format!("tern gateway: {workload} does not accept connections\n"),
+                        ),
+                        Some(workload.clone()),
+                    );
                 }
                 Err(e) => {
-                    return text(
-                        StatusCode::BAD_GATEWAY,
-                        format!("tern gateway: {workload}: {e}\n"),
-                    )
+                    return (
+                        text(
+                            StatusCode::BAD_GATEWAY,
+                            format!("tern gateway: {workload}: {e}\n"),
+                        ),
+                        Some(workload.clone()),
+                    );
                 }
             }
         }
         if held.is_none() {
             if s.held.fetch_add(1, Ordering::SeqCst) >= s.config.max_held {
                 s.held.fetch_sub(1, Ordering::SeqCst);
-                return text(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!("tern gateway: too many requests waiting; {workload} is not running\n"),
-                );
+                let msg =
+                    format!("tern gateway: too many requests waiting; {workload} is not running\n");
+                return (text(StatusCode::SERVICE_UNAVAILABLE, msg), Some(workload));
             }
             held = Some(Held(&s.held));
         }
         match tokio::time::timeout_at(deadline, routes.changed()).await {
             Ok(Ok(())) => continue,
             _ => {
-                return text(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!("tern gateway: {workload} has no running instance\n"),
-                )
+                return (
+                    text(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!("tern gateway: {workload} has no running instance\n"),
+                    ),
+                    Some(workload.clone()),
+                );
             }
         }
     }

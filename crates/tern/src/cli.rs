@@ -200,6 +200,13 @@ pub enum Command {
         /// Write the address actually listened on to this file.
         #[arg(long)]
         addr_file: Option<PathBuf>,
+        /// Count a request's demand for the region this header names (set by a trusted
+        /// proxy in front, such as a CDN).
+        #[arg(long, value_name = "HEADER")]
+        region_header: Option<String>,
+        /// Count a request's demand by client address: a file of `ADDRESS/LEN REGION` lines.
+        #[arg(long, value_name = "FILE")]
+        region_cidrs: Option<PathBuf>,
     },
     /// Start a controller and agents on this machine.
     Up {
@@ -583,10 +590,19 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
             hold_timeout,
             max_held,
             addr_file,
+            region_header,
+            region_cidrs,
         } => {
             let mut config = tern_gateway::Config::new(listen, &controller, &token, &region);
             config.hold_timeout = hold_timeout;
             config.max_held = max_held;
+            config.region_header = region_header;
+            if let Some(f) = region_cidrs {
+                let text = std::fs::read_to_string(&f)
+                    .with_context(|| format!("reading {}", f.display()))?;
+                config.region_cidrs = tern_gateway::demand::parse_cidrs(&text)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
+            }
             crate::fleet::gateway(config, addr_file)
         }
         Command::Agent {

@@ -329,7 +329,10 @@ pub fn up(nodes: usize, detach: bool) -> Result<ExitCode> {
             .join(", ")
     );
     for (region, addr_file) in &gateways {
-        println!("gateway:    {} ({region})", wait_for_file(addr_file)?.trim());
+        println!(
+            "gateway:    {} ({region})",
+            wait_for_file(addr_file)?.trim()
+        );
     }
     println!("context:    {}", context_path()?.display());
     if detach {
@@ -611,7 +614,14 @@ pub fn inspect(ctx: &ClusterContext, name: &str) -> Result<ExitCode> {
     let api = Api::new(ctx)?;
     let v: serde_json::Value = match api.get::<serde_json::Value>(&format!("/v1/workloads/{name}"))
     {
-        Ok(v) => v,
+        Ok(mut v) => {
+            // What its gateways saw over the last minute: rate, errors, latency, and where
+            // the requests came from.
+            if let Ok(t) = api.get::<serde_json::Value>(&format!("/v1/workloads/{name}/traffic")) {
+                v["traffic"] = t;
+            }
+            v
+        }
         Err(_) => api
             .get(&format!("/v1/nodes/{name}"))
             .with_context(|| format!("no workload or node named {name:?}"))?,

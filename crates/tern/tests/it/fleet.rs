@@ -1801,3 +1801,163 @@ fn a_service_under_load_moves_twenty_times_and_no_request_fails_or_counts_twice(
     let _ = gateway.kill();
     let _ = gateway.wait();
 }
+
+/// Deploy the counter service (host counter.example) and wait for its endpoint.
+fn deploy_counter(c: &Cluster, work: &Path) {
+    let d = work.join("counter");
+    std::fs::create_dir_all(&d).expect("mkdir");
+    std::fs::copy(fixture("counter"), d.join("counter.wasm")).expect("copy");
+    let p = d.join("tern.toml");
+    std::fs::write(
+        &p,
+        "name = \"counter\"\nmodule = \"counter.wasm\"\nports = [8080]\n\
+         [http]\nhost = \"counter.example\"\n",
+    )
+    .expect("write");
+    deploy_running(c, &p, "counter");
+    c.wait(
+        |c| endpoint(c, "counter").is_some(),
+        "the counter's endpoint",
+    );
+}
+
+#[test]
+fn gateways_count_demand_by_client_region_and_inspect_shows_it() {
+    let c = cluster().node("alpha", "region=eu-west").start();
+    let work = tempfile::tempdir().expect("tempdir");
+    deploy_counter(&c, work.path());
+    let (mut eu, eu_addr) = start_gateway(&c, "eu-west");
+    // This one trusts a CDN's header, and maps loopback clients to us-east otherwise.
+    let cidrs = work.path().join("cidrs");
+    std::fs::write(&cidrs, "127.0.0.0/8 us-east\n").expect("write");
+    let addr_file = c.dir.path().join("gateway-ap.addr");
+    let mut ap = tern_cmd()
+        .args(["gateway", "--listen", "127.0.0.1:0", "--region", "ap-south"])
+        .args(["--controller", &c.url, "--token", &c.token])
+        .args(["--region-header", "X-Client-Region", "--region-cidrs"])
+        .arg(&cidrs)
+        .arg("--addr-file")
+        .arg(&addr_file)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("gateway starts");
+    c.wait(|_| addr_file.exists(), "the second gateway");
+    let ap_addr = std::fs::read_to_string(&addr_file).expect("addr");
+    let mut a = std::net::TcpStream::connect(&eu_addr).expect("connect");
+    for _ in 0..30 {
+        assert_eq!(http_to(&mut a, "counter.example", "POST", "/inc/x").0, 200);
+    }
+    let mut b = std::net::TcpStream::connect(ap_addr.trim()).expect("connect");
+    for _ in 0..20 {
+        assert_eq!(http_to(&mut b, "counter.example", "GET", "/total").0, 200);
+    }
+    {
+        use std::io::Write;
+        for _ in 0..5 {
+            b.write_all(
+                b"GET /total HTTP/1.1\r\nHost: counter.example\r\nX-Client-Region: sa-east\r\n\r\n",
+            )
+            .expect("send");
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                assert_eq!(std::io::Read::read(&mut b, &mut byte).expect("read"), 1);
+                head.push(byte[0]);
+            }
+            let mut body = [0u8; 3];
+            std::io::Read::read_exact(&mut b, &mut body).expect("body");
+        }
+    }
+    c.wait(
+        |c| {
+            let v = c.json(&["inspect", "counter"]);
+            v["traffic"]["requests"].as_u64() == Some(55)
+        },
+        "the gateways' reports",
+    );
+    let t = c.json(&["inspect", "counter"])["traffic"].clone();
+    assert_eq!(t["by_region"]["eu-west"], 30, "{t}");
+    assert_eq!(t["by_region"]["us-east"], 20, "{t}");
+    assert_eq!(t["by_region"]["sa-east"], 5, "{t}");
+    assert_eq!(t["errors"], 0, "{t}");
+    assert!(t["rate_per_s"].as_f64().unwrap_or(0.0) > 0.0, "{t}");
+    assert!(
+        t["p50_ms"].as_f64().is_some() && t["p99_ms"].as_f64().is_some(),
+        "{t}"
+    );
+    let _ = eu.kill();
+    let _ = ap.kill();
+    let _ = eu.wait();
+    let _ = ap.wait();
+}
+
+#[test]
+fn a_restarted_gateway_and_a_lost_node_leave_no_request_hanging() {
+    let mut c = cluster().node("alpha", "region=eu-west").start();
+    let work = tempfile::tempdir().expect("tempdir");
+    deploy_counter(&c, work.path());
+    let (mut g, addr) = start_gateway(&c, "eu-west");
+    let mut conn = std::net::TcpStream::connect(&addr).expect("connect");
+    assert_eq!(
+        http_to(&mut conn, "counter.example", "POST", "/inc/k").1,
+        "1\n"
+    );
+    // A gateway restarted on the same address picks the routes up again.
+    let _ = g.kill();
+    let _ = g.wait();
+    let restarted = tern_cmd()
+        .args(["gateway", "--listen", &addr, "--region", "eu-west"])
+        .args([
+            "--controller",
+            &c.url,
+            "--token",
+            &c.token,
+            "--hold-timeout",
+            "2s",
+        ])
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("gateway starts");
+    let mut g = restarted;
+    let started = Instant::now();
+    let mut conn = loop {
+        if let Ok(s) = std::net::TcpStream::connect(&addr) {
+            break s;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "gateway not back"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(
+        http_to(&mut conn, "counter.example", "POST", "/inc/k").1,
+        "2\n"
+    );
+    // The node is lost with the instance: held requests end with a 503 by their deadline.
+    c.kill_agent("alpha");
+    for pid in crate::faults::instance_pids_in(&c, "alpha") {
+        let _ = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+    }
+    let clients: Vec<_> = (0..3)
+        .map(|_| {
+            let addr = addr.clone();
+            std::thread::spawn(move || {
+                let mut s = std::net::TcpStream::connect(&addr).expect("connect");
+                let t = Instant::now();
+                let (status, body, head) = http_to(&mut s, "counter.example", "GET", "/total");
+                (status, body, head, t.elapsed())
+            })
+        })
+        .collect();
+    for t in clients {
+        let (status, body, head, took) = t.join().expect("client");
+        assert_eq!(status, 503, "{body}");
+        assert!(head.to_ascii_lowercase().contains("retry-after"), "{head}");
+        assert!(took < Duration::from_secs(8), "held {took:?}");
+    }
+    let _ = g.kill();
+    let _ = g.wait();
+}
