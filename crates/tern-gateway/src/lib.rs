@@ -544,8 +544,8 @@ async fn forward(
                 }
                 // Nothing reached the service: it stopped accepting (it moved, or is
                 // moving). Wait for the route to change, then send it there.
-                Err(e) if e.is_connect() && replayable => {}
-                Err(e) if e.is_connect() => {
+                Err(e) if not_delivered(&e) && replayable => {}
+                Err(e) if not_delivered(&e) => {
                     return (
                         text(
                             StatusCode::SERVICE_UNAVAILABLE,
@@ -558,7 +558,12 @@ async fn forward(
                     return (
                         text(
                             StatusCode::BAD_GATEWAY,
-                            format!("tern gateway: {workload}: {e}\n"),
+                            format!(
+                                "tern gateway: {workload}: {}\n",
+                                std::error::Error::source(&e)
+                                    .map(|s| s.to_string())
+                                    .unwrap_or_else(|| e.to_string())
+                            ),
                         ),
                         Some(workload.clone()),
                     );
@@ -587,6 +592,15 @@ async fn forward(
             }
         }
     }
+}
+
+/// The request never reached the service: no connection, or a kept-alive one that had closed
+/// before it was written (hyper cancels it). Anything else may have been processed.
+fn not_delivered(e: &hyper_util::client::legacy::Error) -> bool {
+    e.is_connect()
+        || std::error::Error::source(e)
+            .and_then(|s| s.downcast_ref::<hyper::Error>())
+            .is_some_and(|h| h.is_canceled())
 }
 
 fn upstream(

@@ -207,6 +207,12 @@ pub enum Command {
         /// Count a request's demand by client address: a file of `ADDRESS/LEN REGION` lines.
         #[arg(long, value_name = "FILE")]
         region_cidrs: Option<PathBuf>,
+        /// Close a connection whose client takes longer than this to send a request head.
+        #[arg(long, value_parser = parse_duration, default_value = "10s")]
+        header_timeout: Duration,
+        /// Largest request head accepted, in bytes (larger: 431).
+        #[arg(long, default_value_t = 16 << 10)]
+        max_header_bytes: usize,
     },
     /// Start a controller and agents on this machine.
     Up {
@@ -592,10 +598,14 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
             addr_file,
             region_header,
             region_cidrs,
+            header_timeout,
+            max_header_bytes,
         } => {
             let mut config = tern_gateway::Config::new(listen, &controller, &token, &region);
             config.hold_timeout = hold_timeout;
             config.max_held = max_held;
+            config.header_timeout = header_timeout;
+            config.max_header_bytes = max_header_bytes;
             config.region_header = region_header;
             if let Some(f) = region_cidrs {
                 let text = std::fs::read_to_string(&f)
