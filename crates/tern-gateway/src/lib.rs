@@ -59,6 +59,8 @@ pub struct Config {
     pub region_header: Option<String>,
     /// Client address → region, for counting demand (after the header, before our region).
     pub region_cidrs: Vec<demand::Cidr>,
+    /// How long a service may take to start its answer (then 504; it is not sent again).
+    pub upstream_timeout: Duration,
 }
 
 impl Config {
@@ -74,6 +76,7 @@ impl Config {
             header_timeout: Duration::from_secs(10),
             region_header: None,
             region_cidrs: Vec::new(),
+            upstream_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -97,6 +100,59 @@ struct State {
     answered: tokio::sync::Notify,
     /// Counts since the last report to the controller, per workload.
     traffic: Mutex<HashMap<String, WorkloadTraffic>>,
+    /// Endpoints that refused a connection: out of routing until a probe connects again.
+    down: Mutex<HashSet<String>>,
+    /// Bumped when an endpoint comes back, to wake the requests held for it.
+    back: watch::Sender<u64>,
+}
+
+impl State {
+    fn is_down(&self, endpoint: &str) -> bool {
+        self.down
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(endpoint)
+    }
+
+    /// Take `endpoint` out of routing and probe it (a TCP connect every 250 ms) until it
+    /// accepts again or no route names it any more.
+    fn mark_down(self: &Arc<Self>, endpoint: &str) {
+        if !self
+            .down
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(endpoint.to_string())
+        {
+            return;
+        }
+        let s = self.clone();
+        let endpoint = endpoint.to_string();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                let named = s.routes.borrow().as_deref().is_some_and(|t| {
+                    t.routes
+                        .iter()
+                        .any(|r| r.endpoint.as_deref() == Some(endpoint.as_str()))
+                });
+                let up = named
+                    && tokio::time::timeout(
+                        Duration::from_secs(1),
+                        tokio::net::TcpStream::connect(endpoint.as_str()),
+                    )
+                    .await
+                    .is_ok_and(|c| c.is_ok());
+                if up || !named {
+                    s.down
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&endpoint);
+                    s.back.send_modify(|v| *v += 1);
+                    return;
+                }
+            }
+        });
+    }
 }
 
 /// One request in flight to a workload, until dropped (its response body is done).
@@ -207,6 +263,8 @@ pub async fn start(config: Config) -> Result<Gateway, Error> {
         in_flight: Mutex::new(HashMap::new()),
         answered: tokio::sync::Notify::new(),
         traffic: Mutex::new(HashMap::new()),
+        down: Mutex::new(HashSet::new()),
+        back: watch::channel(0).0,
     });
     let quiet = tokio::spawn(report_quiet(state.clone(), id.clone()));
     let traffic = tokio::spawn(report_traffic(state.clone(), id));
@@ -514,7 +572,10 @@ async fn forward(
                     );
                     return (text(StatusCode::NOT_FOUND, msg), None);
                 }
-                Some(r) => (r.workload.clone(), r.endpoint.clone().filter(|_| !r.moving)),
+                Some(r) => (
+                    r.workload.clone(),
+                    r.endpoint.clone().filter(|e| !r.moving && !s.is_down(e)),
+                ),
             },
         };
         // Counted in flight first, then the route checked again: a gateway that reports the
@@ -531,7 +592,22 @@ async fn forward(
                 Some(b) => b.boxed(),
                 None => empty(),
             };
-            match s.client.request(upstream(&parts, &endpoint, b, peer)).await {
+            let sent = tokio::time::timeout(
+                s.config.upstream_timeout,
+                s.client.request(upstream(&parts, &endpoint, b, peer)),
+            )
+            .await;
+            let Ok(sent) = sent else {
+                let msg = format!(
+                    "tern gateway: {workload} did not answer within {:?}\n",
+                    s.config.upstream_timeout
+                );
+                return (text(StatusCode::GATEWAY_TIMEOUT, msg), Some(workload));
+            };
+            if matches!(&sent, Err(e) if e.is_connect()) {
+                s.mark_down(&endpoint);
+            }
+            match sent {
                 Ok(resp) => {
                     let resp = resp.map(|b| {
                         Tracked {
@@ -579,8 +655,15 @@ async fn forward(
             }
             held = Some(Held(&s.held));
         }
-        match tokio::time::timeout_at(deadline, routes.changed()).await {
-            Ok(Ok(())) => continue,
+        let mut back = s.back.subscribe();
+        let changed = async {
+            tokio::select! {
+                r = routes.changed() => r.is_ok(),
+                r = back.changed() => r.is_ok(),
+            }
+        };
+        match tokio::time::timeout_at(deadline, changed).await {
+            Ok(true) => continue,
             _ => {
                 return (
                     text(

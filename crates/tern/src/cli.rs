@@ -213,6 +213,9 @@ pub enum Command {
         /// Largest request head accepted, in bytes (larger: 431).
         #[arg(long, default_value_t = 16 << 10)]
         max_header_bytes: usize,
+        /// How long a service may take to start its answer (then 504, not sent again).
+        #[arg(long, value_parser = parse_duration, default_value = "30s")]
+        upstream_timeout: Duration,
     },
     /// Start a controller and agents on this machine.
     Up {
@@ -600,12 +603,14 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
             region_cidrs,
             header_timeout,
             max_header_bytes,
+            upstream_timeout,
         } => {
             let mut config = tern_gateway::Config::new(listen, &controller, &token, &region);
             config.hold_timeout = hold_timeout;
             config.max_held = max_held;
             config.header_timeout = header_timeout;
             config.max_header_bytes = max_header_bytes;
+            config.upstream_timeout = upstream_timeout;
             config.region_header = region_header;
             if let Some(f) = region_cidrs {
                 let text = std::fs::read_to_string(&f)

@@ -2080,3 +2080,69 @@ fn a_slow_client_is_cut_off_without_holding_up_the_others() {
     let _ = g.kill();
     let _ = g.wait();
 }
+
+#[test]
+fn a_hung_service_gets_a_504_in_time_and_answers_again_once_it_runs() {
+    let c = cluster().node("alpha", "region=eu-west").start();
+    let work = tempfile::tempdir().expect("tempdir");
+    deploy_counter(&c, work.path());
+    let addr_file = c.dir.path().join("gateway.addr");
+    let _g = tern_cmd()
+        .args(["gateway", "--listen", "127.0.0.1:0", "--region", "eu-west"])
+        .args(["--controller", &c.url, "--token", &c.token])
+        .args(["--upstream-timeout", "1s", "--hold-timeout", "5s"])
+        .arg("--addr-file")
+        .arg(&addr_file)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("gateway starts")
+        .reaped();
+    c.wait(|_| addr_file.exists(), "the gateway");
+    let addr = std::fs::read_to_string(&addr_file).expect("addr");
+    let addr = addr.trim().to_string();
+    let mut conn = std::net::TcpStream::connect(&addr).expect("connect");
+    assert_eq!(
+        http_to(&mut conn, "counter.example", "POST", "/inc/k").1,
+        "1\n"
+    );
+    let pids = crate::faults::instance_pids_in(&c, "alpha");
+    assert_eq!(pids.len(), 1);
+    let signal = |sig: &str| {
+        let _ = Command::new("kill")
+            .args([sig, &pids[0].to_string()])
+            .status();
+    };
+    // Hung: the kernel still accepts, nobody answers.
+    signal("-STOP");
+    let t = Instant::now();
+    let (status, body, _) = http_to(&mut conn, "counter.example", "GET", "/total");
+    assert_eq!(status, 504, "{body}");
+    assert!(body.contains("counter did not answer"), "{body}");
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    signal("-CONT");
+    let mut conn = std::net::TcpStream::connect(&addr).expect("connect");
+    assert_eq!(
+        http_to(&mut conn, "counter.example", "GET", "/count/k").1,
+        "1\n"
+    );
+    // Gone (it crashed; its node restarts it): its endpoint refuses, so it leaves routing,
+    // and the requests wait for the new instance instead of failing. (A restart is not a
+    // move: the new instance starts from nothing.)
+    signal("-KILL");
+    // (Kept-alive connections to it close with it; a request caught on one as it dies gets
+    // a 502, see the lost-node test.)
+    std::thread::sleep(Duration::from_millis(200));
+    let clients: Vec<_> = (0..3)
+        .map(|_| {
+            let addr = addr.clone();
+            std::thread::spawn(move || {
+                let mut s = std::net::TcpStream::connect(&addr).expect("connect");
+                http_to(&mut s, "counter.example", "GET", "/count/k")
+            })
+        })
+        .collect();
+    for t in clients {
+        let (status, body, _) = t.join().expect("client");
+        assert_eq!((status, body), (200, "0\n".into()));
+    }
+}
