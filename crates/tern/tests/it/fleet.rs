@@ -2146,3 +2146,89 @@ fn a_hung_service_gets_a_504_in_time_and_answers_again_once_it_runs() {
         assert_eq!((status, body), (200, "0\n".into()));
     }
 }
+
+/// Peak resident memory of a process, in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map(|kb| kb * 1024)
+        .unwrap_or(0)
+}
+
+#[test]
+fn large_bodies_stream_through_the_gateway_both_ways() {
+    use std::io::{Read, Write};
+    let c = cluster().node("alpha", "region=eu-west").start();
+    let work = tempfile::tempdir().expect("tempdir");
+    deploy_counter(&c, work.path());
+    let (g, addr) = start_gateway(&c, "eu-west");
+    const SIZE: u64 = 64 << 20;
+    let byte = |i: u64| (i.wrapping_mul(2654435761) >> 13) as u8;
+    // Up: 64 MiB sent in pieces; the service answers its length and checksum.
+    let mut s = std::net::TcpStream::connect(&addr).expect("connect");
+    s.write_all(
+        format!("POST /sum HTTP/1.1\r\nHost: counter.example\r\nContent-Length: {SIZE}\r\n\r\n")
+            .as_bytes(),
+    )
+    .expect("head");
+    let mut sum = 0u64;
+    let mut chunk = vec![0u8; 1 << 20];
+    for at in (0..SIZE).step_by(chunk.len()) {
+        for (i, b) in chunk.iter_mut().enumerate() {
+            *b = byte(at + i as u64);
+            sum = (sum + u64::from(*b)) * 31 % 1_000_000_007;
+        }
+        s.write_all(&chunk).expect("body");
+    }
+    let mut head = Vec::new();
+    let mut one = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(s.read(&mut one).expect("answer"), 1);
+        head.push(one[0]);
+    }
+    let mut answer = String::new();
+    let want = format!("{SIZE} {sum}\n");
+    let mut rest = vec![0u8; want.len()];
+    s.read_exact(&mut rest).expect("answer body");
+    answer.push_str(&text(&rest));
+    assert!(text(&head).starts_with("HTTP/1.1 200"), "{}", text(&head));
+    assert_eq!(answer, want);
+    // Down: 64 MiB, checked as they come.
+    let (status, _, head) = {
+        s.write_all(
+            format!("GET /bytes/{SIZE} HTTP/1.1\r\nHost: counter.example\r\n\r\n").as_bytes(),
+        )
+        .expect("send");
+        let mut h = Vec::new();
+        while !h.ends_with(b"\r\n\r\n") {
+            assert_eq!(s.read(&mut one).expect("answer"), 1);
+            h.push(one[0]);
+        }
+        let h = text(&h);
+        (h[9..12].to_string(), (), h)
+    };
+    assert_eq!(status, "200", "{head}");
+    let mut got = 0u64;
+    let mut buf = vec![0u8; 1 << 16];
+    while got < SIZE {
+        let n = s.read(&mut buf).expect("read");
+        assert!(n > 0, "ended at {got}");
+        for (i, b) in buf[..n].iter().enumerate() {
+            assert_eq!(
+                u64::from(*b),
+                (got + i as u64) % 251,
+                "byte {}",
+                got + i as u64
+            );
+        }
+        got += n as u64;
+    }
+    // Neither body was held whole by the gateway.
+    let peak = peak_rss(g.id());
+    assert!(peak < 48 << 20, "the gateway peaked at {} MiB", peak >> 20);
+}
