@@ -932,6 +932,14 @@ async fn quiesce_migration(
             let Some(mut m) = tx.migration(&mid)? else {
                 return Ok(None);
             };
+            // Only a workload the gateways route to has requests to hold.
+            let routed = tx.workload(&m.workload)?.is_some_and(|w| {
+                let http = &w.spec.profile.http;
+                http.host.is_some() || http.path_prefix.is_some()
+            });
+            if !routed {
+                return Ok(Some(false));
+            }
             if m.outcome.is_none() && !m.quiesce {
                 m.quiesce = true;
                 tx.put_migration(&m)?;

@@ -2232,3 +2232,37 @@ fn large_bodies_stream_through_the_gateway_both_ways() {
     let peak = peak_rss(g.id());
     assert!(peak < 48 << 20, "the gateway peaked at {} MiB", peak >> 20);
 }
+
+#[test]
+fn only_workloads_the_gateways_route_to_are_quiesced_before_they_stop() {
+    let c = cluster()
+        .node("alpha", "region=eu-west")
+        .node("beta", "region=us-east")
+        .start();
+    let (_g, _addr) = start_gateway(&c, "eu-west");
+    c.wait(
+        |c| {
+            c.json(&["gateways", "-o", "json"])
+                .as_array()
+                .is_some_and(|a| a.len() == 1)
+        },
+        "the gateway to follow the controller",
+    );
+    let work = tempfile::tempdir().expect("tempdir");
+    deploy_counter(&c, work.path());
+    let p = fixture_profile(work.path(), "plain", "ticker", &["400", "20", "1"], "");
+    deploy_running(&c, &p, "plain");
+    for name in ["counter", "plain"] {
+        let from = c.workload(name)["node"].as_str().expect("node").to_string();
+        let m = c.json(&["migrate", name, "--to", other(&from), "-o", "json"]);
+        assert_eq!(m["outcome"], "committed", "{m}");
+    }
+    let all = c.json(&["migrations", "-o", "json"]);
+    let quiesced = |name: &str| {
+        all.as_array()
+            .and_then(|a| a.iter().find(|m| m["workload"] == name))
+            .map(|m| m["quiesce"].clone())
+    };
+    assert_eq!(quiesced("counter"), Some(serde_json::json!(true)), "{all}");
+    assert_eq!(quiesced("plain"), Some(serde_json::json!(false)), "{all}");
+}
