@@ -605,6 +605,20 @@ fn assignments(workloads: Vec<Workload>, node: &str) -> Vec<Assignment> {
         .collect()
 }
 
+/// Where an instance of `w` listens, port by port of its profile, as its agent reported.
+fn endpoints_of(w: &Workload, r: &InstanceReport) -> Vec<Endpoint> {
+    w.spec
+        .profile
+        .ports
+        .iter()
+        .zip(&r.endpoints)
+        .map(|(&port, address)| Endpoint {
+            port,
+            address: address.clone(),
+        })
+        .collect()
+}
+
 /// Fold one instance report into its workload (reports of instances that are no longer the
 /// workload's current one are ignored: the workload moved on). True if the workload changed.
 fn apply_report(tx: &mut Tx, node: &str, r: &InstanceReport, now: u64) -> Result<bool> {
@@ -616,17 +630,7 @@ fn apply_report(tx: &mut Tx, node: &str, r: &InstanceReport, now: u64) -> Result
         if !r.endpoints.is_empty() {
             for mut m in tx.migrations()? {
                 if m.outcome.is_none() && m.to_instance == r.id && m.to == node {
-                    let eps: Vec<Endpoint> = w
-                        .spec
-                        .profile
-                        .ports
-                        .iter()
-                        .zip(&r.endpoints)
-                        .map(|(&port, address)| Endpoint {
-                            port,
-                            address: address.clone(),
-                        })
-                        .collect();
+                    let eps = endpoints_of(&w, r);
                     if m.to_endpoints != eps {
                         m.to_endpoints = eps;
                         tx.put_migration(&m)?;
@@ -636,17 +640,7 @@ fn apply_report(tx: &mut Tx, node: &str, r: &InstanceReport, now: u64) -> Result
         }
         return Ok(false);
     }
-    let endpoints: Vec<Endpoint> = w
-        .spec
-        .profile
-        .ports
-        .iter()
-        .zip(&r.endpoints)
-        .map(|(&port, address)| Endpoint {
-            port,
-            address: address.clone(),
-        })
-        .collect();
+    let endpoints = endpoints_of(&w, r);
     let listening = matches!(r.status, InstanceStatus::Starting | InstanceStatus::Running)
         && endpoints != w.endpoints;
     if listening {

@@ -53,11 +53,7 @@ fn instance_processes(c: &Cluster) -> usize {
 }
 
 /// The pids of those whose control socket is below `<cluster>/<under>`.
-pub(crate) fn instance_pids_in(c: &Cluster, under: &str) -> Vec<u32> {
-    instance_pids(c, under)
-}
-
-fn instance_pids(c: &Cluster, under: &str) -> Vec<u32> {
+pub(crate) fn instance_pids(c: &Cluster, under: &str) -> Vec<u32> {
     let dir = c.dir.path().join(under).to_string_lossy().into_owned();
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();

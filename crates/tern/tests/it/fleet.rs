@@ -1448,32 +1448,10 @@ fn a_source_agent_killed_mid_transfer_and_restarted_takes_the_migration_over() {
     assert_eq!(stdout_of(&c, "survivor"), want);
 }
 
-/// One request on a kept-alive connection; the response's status and body.
+/// One request to the counter on a kept-alive connection; the response's status and body.
 fn http(conn: &mut std::net::TcpStream, method: &str, path: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    conn.write_all(format!("{method} {path} HTTP/1.1\r\nHost: counter\r\n\r\n").as_bytes())
-        .expect("send");
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        let n = conn.read(&mut byte).expect("receive");
-        assert_eq!(n, 1, "connection ended mid-response");
-        head.push(byte[0]);
-    }
-    let head = text(&head);
-    let status = head[9..12].parse().expect("status");
-    let len: usize = head
-        .lines()
-        .find_map(|l| {
-            l.to_ascii_lowercase()
-                .strip_prefix("content-length:")
-                .map(|v| v.trim().to_string())
-        })
-        .and_then(|v| v.parse().ok())
-        .expect("content-length");
-    let mut body = vec![0u8; len];
-    conn.read_exact(&mut body).expect("body");
-    (status, text(&body))
+    let (status, body, _) = http_to(conn, "counter", method, path);
+    (status, body)
 }
 
 fn endpoint(c: &Cluster, workload: &str) -> Option<String> {
@@ -1489,21 +1467,7 @@ fn a_service_moves_with_its_state_and_answers_at_its_new_endpoint() {
         .node("beta", "region=us-east")
         .start();
     let work = tempfile::tempdir().expect("tempdir");
-    let d = work.path().join("counter");
-    std::fs::create_dir_all(&d).expect("mkdir");
-    std::fs::copy(fixture("counter"), d.join("counter.wasm")).expect("copy");
-    let p = d.join("tern.toml");
-    std::fs::write(
-        &p,
-        "name = \"counter\"\nmodule = \"counter.wasm\"\nports = [8080]\n\
-         [http]\nhost = \"counter.example\"\n",
-    )
-    .expect("write");
-    deploy_running(&c, &p, "counter");
-    c.wait(
-        |c| endpoint(c, "counter").is_some(),
-        "the counter's endpoint",
-    );
+    deploy_counter(&c, work.path());
     let first = endpoint(&c, "counter").expect("endpoint");
     let mut conn = std::net::TcpStream::connect(&first).expect("connect");
     for i in 1..=50 {
@@ -1618,21 +1582,7 @@ fn the_gateway_routes_by_host_follows_a_move_and_says_404_or_503() {
     let connect = || std::net::TcpStream::connect(gw.trim()).expect("connect to the gateway");
 
     let work = tempfile::tempdir().expect("tempdir");
-    let d = work.path().join("counter");
-    std::fs::create_dir_all(&d).expect("mkdir");
-    std::fs::copy(fixture("counter"), d.join("counter.wasm")).expect("copy");
-    let p = d.join("tern.toml");
-    std::fs::write(
-        &p,
-        "name = \"counter\"\nmodule = \"counter.wasm\"\nports = [8080]\n\
-         [http]\nhost = \"counter.example\"\n",
-    )
-    .expect("write");
-    deploy_running(&c, &p, "counter");
-    c.wait(
-        |c| endpoint(c, "counter").is_some(),
-        "the counter's endpoint",
-    );
+    deploy_counter(&c, work.path());
 
     let mut conn = connect();
     for i in 1..=20 {
@@ -1768,21 +1718,7 @@ fn a_service_under_load_moves_twenty_times_and_no_request_fails_or_counts_twice(
         .start();
     let (mut gateway, gw) = start_gateway(&c, "eu-west");
     let work = tempfile::tempdir().expect("tempdir");
-    let d = work.path().join("counter");
-    std::fs::create_dir_all(&d).expect("mkdir");
-    std::fs::copy(fixture("counter"), d.join("counter.wasm")).expect("copy");
-    let p = d.join("tern.toml");
-    std::fs::write(
-        &p,
-        "name = \"counter\"\nmodule = \"counter.wasm\"\nports = [8080]\n\
-         [http]\nhost = \"counter.example\"\n",
-    )
-    .expect("write");
-    deploy_running(&c, &p, "counter");
-    c.wait(
-        |c| endpoint(c, "counter").is_some(),
-        "the counter's endpoint",
-    );
+    deploy_counter(&c, work.path());
     let gateways = c.json(&["gateways", "-o", "json"]);
     assert_eq!(gateways[0]["region"], "eu-west", "{gateways}");
     assert_eq!(gateways[0]["address"], gw.as_str(), "{gateways}");
@@ -1973,7 +1909,7 @@ fn a_restarted_gateway_and_a_lost_node_leave_no_request_hanging() {
     );
     // The node is lost with the instance: held requests end with a 503 by their deadline.
     c.kill_agent("alpha");
-    for pid in crate::faults::instance_pids_in(&c, "alpha") {
+    for pid in crate::faults::instance_pids(&c, "alpha") {
         let _ = Command::new("kill")
             .args(["-KILL", &pid.to_string()])
             .status();
@@ -2105,7 +2041,7 @@ fn a_hung_service_gets_a_504_in_time_and_answers_again_once_it_runs() {
         http_to(&mut conn, "counter.example", "POST", "/inc/k").1,
         "1\n"
     );
-    let pids = crate::faults::instance_pids_in(&c, "alpha");
+    let pids = crate::faults::instance_pids(&c, "alpha");
     assert_eq!(pids.len(), 1);
     let signal = |sig: &str| {
         let _ = Command::new("kill")
