@@ -33,6 +33,9 @@ pub(crate) struct Instance {
     /// Started as the destination of a migration (`tern receive`), not yet told to go.
     pub(crate) receiving: bool,
     last_usage: (u64, u64),
+    /// Cores used between the last two polls, and when the last one was.
+    cpu_cores: f64,
+    last_poll: Option<(Instant, u64)>,
     /// Present while a process with a CPU limit runs; dropping it removes the group.
     cgroup: Option<Group>,
     /// The process of an instance adopted from an earlier run of the agent (not our child).
@@ -100,6 +103,8 @@ impl Instance {
                 acked: Arc::default(),
                 receiving: false,
                 last_usage: (0, 0),
+                cpu_cores: 0.0,
+                last_poll: None,
                 cgroup: None,
                 adopted_pid: Some(pid),
                 awaiting_verdict,
@@ -129,6 +134,8 @@ impl Instance {
             acked: Arc::default(),
             receiving,
             last_usage: (0, 0),
+            cpu_cores: 0.0,
+            last_poll: None,
             cgroup: None,
             adopted_pid: None,
             awaiting_verdict: None,
@@ -342,6 +349,17 @@ impl Instance {
             }
         }
         self.last_usage = crate::node::process(pid);
+        let now = Instant::now();
+        if let Some((at, cpu_ms)) = self.last_poll {
+            let wall = now.duration_since(at).as_secs_f64();
+            // Shorter periods say more about the clock tick than about the program.
+            if wall >= 0.5 {
+                self.cpu_cores = self.last_usage.0.saturating_sub(cpu_ms) as f64 / 1e3 / wall;
+                self.last_poll = Some((now, self.last_usage.0));
+            }
+        } else {
+            self.last_poll = Some((now, self.last_usage.0));
+        }
         let ended: Option<Option<i32>> = match self.child.as_mut() {
             Some(child) => match child.try_wait() {
                 Ok(Some(status)) => Some(status.code()),
@@ -387,6 +405,7 @@ impl Instance {
             error: self.error.clone(),
             cpu_ms: self.last_usage.0,
             memory: self.last_usage.1,
+            cpu_cores: self.cpu_cores,
             endpoints: self.endpoints(),
         }
     }

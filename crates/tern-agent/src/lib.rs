@@ -14,6 +14,14 @@ mod cgroup;
 mod instance;
 mod migration;
 mod node;
+mod probe;
+
+pub use node::CpuMeasure;
+
+/// What this machine offers: all its CPUs and memory.
+pub fn machine_capacity() -> Capacity {
+    node::capacity()
+}
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -57,6 +65,9 @@ pub struct Config {
     /// Defaults: all CPUs and all memory of the machine.
     pub capacity: Option<Capacity>,
     pub heartbeat: Duration,
+    /// Made-up delays of the links to other nodes (empty: none).
+    pub delays: Arc<tern_profile::DelayTable>,
+    pub cpu_measure: CpuMeasure,
 }
 
 /// How long an instance outlives its agent: half the controller's down timeout, so that it has
@@ -187,6 +198,16 @@ pub fn run(config: Config, stop: Arc<AtomicBool>) -> Result<()> {
             config.name
         );
     }
+    let probes = probe::Probes::start(
+        probe_host(&config.address),
+        probe::Me {
+            name: config.name.clone(),
+            region: config.labels.get("region").cloned().unwrap_or_default(),
+        },
+        config.delays.clone(),
+        stop.clone(),
+    )
+    .map_err(io(&config.data_dir))?;
     let register = RegisterRequest {
         name: config.name.clone(),
         labels: config.labels.clone(),
@@ -195,6 +216,7 @@ pub fn run(config: Config, stop: Arc<AtomicBool>) -> Result<()> {
             cpu_limit: cpu_control.available(),
         },
         address: config.address.clone(),
+        probe: Some(probes.address.clone()),
         session: session.clone(),
     };
     let registered: Node = client.post("/v1/nodes", &register)?;
@@ -218,7 +240,7 @@ pub fn run(config: Config, stop: Arc<AtomicBool>) -> Result<()> {
         }
     }
     let mut parts: HashMap<String, migration::Part> = HashMap::new();
-    let mut cpu = node::CpuSampler::default();
+    let mut sampler = node::Sampler::default();
     // Report at once (no held heartbeat) after something changed on the node.
     let mut report_now = true;
     while !stop.load(Ordering::SeqCst) {
@@ -252,8 +274,14 @@ pub fn run(config: Config, stop: Arc<AtomicBool>) -> Result<()> {
         }
         let hb = Heartbeat {
             session: session.clone(),
-            usage: node::usage(&mut cpu),
+            usage: node::usage(
+                &mut sampler,
+                register.capacity.cpus,
+                config.cpu_measure,
+                instances.values().map(|i| i.report().cpu_cores).sum(),
+            ),
             instances: instances.values().map(|i| i.report()).collect(),
+            links: probes.links(),
             logs,
             migrations: parts.values().map(|p| p.update()).collect(),
             wait_ms: if report_now {
@@ -269,6 +297,7 @@ pub fn run(config: Config, stop: Arc<AtomicBool>) -> Result<()> {
                 for i in instances.values_mut() {
                     i.ack_output();
                 }
+                probes.set_peers(reply.peers);
                 for (p, u) in parts.values_mut().zip(&hb.migrations) {
                     if !p.working() && (u.report.is_some() || u.failed.is_some()) {
                         p.final_sent = true;
@@ -306,6 +335,16 @@ pub fn run(config: Config, stop: Arc<AtomicBool>) -> Result<()> {
     instances.clear();
     cpu_control.remove();
     Ok(())
+}
+
+/// The host part of the node's address, where its probe server listens too.
+fn probe_host(address: &str) -> &str {
+    match address.rsplit_once(':') {
+        Some((host, port)) if port.parse::<u16>().is_ok() && !host.ends_with(':') => {
+            host.trim_start_matches('[').trim_end_matches(']')
+        }
+        _ => address,
+    }
 }
 
 /// Shortest time between two heartbeats, so that a node that keeps changing cannot spin.
@@ -433,6 +472,20 @@ fn take_part(
             node: config.name.clone(),
         };
         let update = part.update.clone();
+        let mut o = o;
+        o.options.link_delay_ms = config
+            .delays
+            .between_nodes(
+                tern_profile::End {
+                    name: Some(&config.name),
+                    region: config.labels.get("region").map_or("", |r| r.as_str()),
+                },
+                tern_profile::End {
+                    name: Some(&o.peer),
+                    region: &o.peer_region,
+                },
+            )
+            .as_millis() as u64;
         part.worker = Some(std::thread::spawn(move || {
             migration::run_source(src, o, update)
         }));

@@ -48,13 +48,69 @@ impl CpuSampler {
     }
 }
 
-pub(crate) fn usage(cpu: &mut CpuSampler) -> Usage {
+/// Where a node's busy CPU is read from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum CpuMeasure {
+    /// The whole machine (`/proc/stat`): right when the node is a machine of its own.
+    #[default]
+    Host,
+    /// The sum of the node's instances: right when several nodes share one machine (`tern
+    /// up`), where the machine's figure would be every node's.
+    Instances,
+}
+
+/// Successive readings of the machine's CPU and network counters.
+#[derive(Default)]
+pub(crate) struct Sampler {
+    cpu: CpuSampler,
+    net: Option<(std::time::Instant, u64, u64)>,
+}
+
+/// Bytes received and sent by all interfaces so far.
+fn net_bytes() -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string("/proc/net/dev").ok()?;
+    let mut rx = 0u64;
+    let mut tx = 0u64;
+    for line in text.lines().skip(2) {
+        let (_, fields) = line.split_once(':')?;
+        let f: Vec<u64> = fields
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        rx += f.first().copied().unwrap_or(0);
+        tx += f.get(8).copied().unwrap_or(0);
+    }
+    Some((rx, tx))
+}
+
+/// What the node uses now; `instance_cores` is the sum of its instances' cores.
+pub(crate) fn usage(s: &mut Sampler, cpus: f64, measure: CpuMeasure, instance_cores: f64) -> Usage {
     let total = meminfo("MemTotal:").unwrap_or(0);
     let free = meminfo("MemAvailable:").unwrap_or(0);
+    let host = s.cpu.sample();
+    let machine_cpus = capacity().cpus;
+    let cpu_busy = match measure {
+        CpuMeasure::Host => host * machine_cpus,
+        CpuMeasure::Instances => instance_cores,
+    }
+    .clamp(0.0, cpus.max(0.0));
+    let (mut net_rx_bytes_s, mut net_tx_bytes_s) = (0.0, 0.0);
+    if let Some((rx, tx)) = net_bytes() {
+        let now = std::time::Instant::now();
+        if let Some((at, rx0, tx0)) = s.net {
+            let secs = now.duration_since(at).as_secs_f64().max(1e-3);
+            net_rx_bytes_s = rx.saturating_sub(rx0) as f64 / secs;
+            net_tx_bytes_s = tx.saturating_sub(tx0) as f64 / secs;
+        }
+        s.net = Some((now, rx, tx));
+    }
     Usage {
-        cpu_load: cpu.sample(),
+        cpu_load: cpu_busy / cpus.max(1e-9),
         memory_used: total.saturating_sub(free),
         memory_free: free,
+        cpu_busy,
+        net_rx_bytes_s,
+        net_tx_bytes_s,
     }
 }
 

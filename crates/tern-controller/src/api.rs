@@ -22,6 +22,9 @@ pub struct RegisterRequest {
     pub capabilities: Capabilities,
     /// Where other nodes reach this one (for node-to-node traffic).
     pub address: String,
+    /// Where the node answers probes from other nodes (round-trip time and bandwidth).
+    #[serde(default)]
+    pub probe: Option<String>,
     /// Identifies one run of the agent: a second agent with the same name is refused while the
     /// first is up.
     pub session: String,
@@ -37,10 +40,37 @@ pub struct Capabilities {
 /// Measured resource use of a node.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Usage {
-    /// 1-minute load average divided by the number of CPUs.
+    /// Busy fraction of the node's CPUs (`cpu_busy` / CPUs).
     pub cpu_load: f64,
     pub memory_used: u64,
     pub memory_free: u64,
+    /// Busy cores now (0 to the node's CPUs), measured over the last heartbeat period.
+    #[serde(default)]
+    pub cpu_busy: f64,
+    /// Network traffic of the machine, bytes per second received and sent.
+    #[serde(default)]
+    pub net_rx_bytes_s: f64,
+    #[serde(default)]
+    pub net_tx_bytes_s: f64,
+}
+
+/// What a node measured of its link to another node.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LinkReport {
+    pub peer: String,
+    /// Median round-trip time of the last probes, ms.
+    pub rtt_ms: f64,
+    /// Bytes per second a bulk transfer to the peer achieved (0: not measured yet).
+    pub bandwidth: f64,
+    pub measured_unix_ms: u64,
+}
+
+/// Another node, as the agents that probe it need it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Peer {
+    pub name: String,
+    pub region: String,
+    pub probe: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,6 +94,9 @@ pub struct InstanceReport {
     pub error: Option<String>,
     pub cpu_ms: u64,
     pub memory: u64,
+    /// Cores it used over the last heartbeat period.
+    #[serde(default)]
+    pub cpu_cores: f64,
     /// Where its listening sockets listen, in the order of the profile's `ports`.
     #[serde(default)]
     pub endpoints: Vec<String>,
@@ -107,6 +140,9 @@ pub struct Heartbeat {
     /// How the node's part in each migration goes.
     #[serde(default)]
     pub migrations: Vec<MigrationUpdate>,
+    /// The node's links to the other nodes (its probes).
+    #[serde(default)]
+    pub links: Vec<LinkReport>,
 }
 
 /// What the controller wants running on the node that sent the heartbeat.
@@ -116,6 +152,9 @@ pub struct HeartbeatReply {
     /// Migrations this node takes part in, as source or destination.
     #[serde(default)]
     pub migrations: Vec<MigrationOrder>,
+    /// The other nodes that are up, for the node to probe.
+    #[serde(default)]
+    pub peers: Vec<Peer>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -140,6 +179,11 @@ pub struct MigrationOrder {
     /// A clone: the source continues after the commit.
     #[serde(default)]
     pub keep_running: bool,
+    /// The other side's node and its region (for the link's delay).
+    #[serde(default)]
+    pub peer: String,
+    #[serde(default)]
+    pub peer_region: String,
 }
 
 /// A node's news about its part in a migration.
@@ -209,6 +253,41 @@ pub struct Migration {
     pub to_endpoints: Vec<Endpoint>,
     pub requested_unix_ms: u64,
     pub finished_unix_ms: Option<u64>,
+    /// Started by the scheduler (not by a user or a drain).
+    #[serde(default)]
+    pub auto: bool,
+    /// The workload's median request latency (gateways) just before the move, ms: the
+    /// scheduler compares it with the one after, and moves back if the move made it worse.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline_p50_ms: Option<f64>,
+    /// What that comparison found, once made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regression: Option<String>,
+}
+
+/// The state of automatic placement (`GET /v1/placement`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PlacementState {
+    /// Automatic moves are paused (`tern placement pause`).
+    pub paused: bool,
+    pub rebalance_every_ms: u64,
+    pub confirm_passes: u32,
+    /// The last rebalance pass: when, how long it took, and what it found.
+    pub last_pass_unix_ms: Option<u64>,
+    pub last_pass_ms: f64,
+    pub candidates: usize,
+    pub started: usize,
+}
+
+/// `GET /v1/workloads/{name}/explain`: why the workload runs where it does.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExplainReply {
+    pub workload: String,
+    pub node: Option<String>,
+    pub paused: bool,
+    pub explanation: tern_scheduler::Explanation,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub avoid: Vec<Avoid>,
 }
 
 /// The source's question before it pauses: are the gateways holding its requests?
@@ -300,6 +379,11 @@ pub struct Node {
     #[serde(default)]
     pub capabilities: Capabilities,
     pub address: String,
+    #[serde(default)]
+    pub probe: Option<String>,
+    /// What the node measured of its links to the others.
+    #[serde(default)]
+    pub links: Vec<LinkReport>,
     pub status: NodeStatus,
     pub usage: Usage,
     pub registered_unix_ms: u64,
@@ -357,6 +441,11 @@ pub struct Route {
     pub path_prefix: Option<String>,
     /// The running instance's address for its first port; None while nothing runs it.
     pub endpoint: Option<String>,
+    /// The node it runs on and that node's region (for the link's delay).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_region: Option<String>,
     /// A migration of the workload is stopping it or committing: hold its requests.
     pub moving: bool,
     /// That migration, whose quiet the gateways report (`POST /v1/migrations/{id}/quiet`).
@@ -400,6 +489,17 @@ pub struct Workload {
     /// Not before this time (restart backoff).
     pub start_after_unix_ms: u64,
     pub history: Vec<Event>,
+    /// Nodes the scheduler keeps it off for a while: moving there made its latency worse.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub avoid: Vec<Avoid>,
+}
+
+/// A node a workload is kept off, until when and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Avoid {
+    pub node: String,
+    pub until_unix_ms: u64,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -470,6 +570,10 @@ pub struct TransferOptions {
     /// Find written pages by hashing even where the kernel can track them.
     #[serde(default)]
     pub force_hashing: bool,
+    /// Added to each round trip of the migration protocol: the link's delay from the
+    /// source's delay table (a made-up geography; 0 on real links).
+    #[serde(default)]
+    pub link_delay_ms: u64,
 }
 
 /// A command to a running instance, one JSON line on its control socket (`tern run

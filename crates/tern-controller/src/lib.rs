@@ -11,10 +11,11 @@
 pub mod api;
 mod migration;
 mod openapi;
-pub mod placement;
+mod rebalance;
 mod server;
 mod store;
 pub mod traffic;
+mod view;
 
 pub use server::{Config, Controller};
 

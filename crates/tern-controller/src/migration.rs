@@ -11,7 +11,6 @@ use crate::api::{
     CommitReply, CommitRequest, LogChunk, MigrateRequest, Migration, MigrationKind, MigrationOrder,
     MigrationUpdate, NodeStatus, Role, StoredLog, Workload, WorkloadStatus,
 };
-use crate::placement::{self, View};
 use crate::server::event;
 use crate::store::Tx;
 use crate::Result;
@@ -116,14 +115,11 @@ pub(crate) fn start(
         return Ok(Err(format!("not now: {why}")));
     }
     // The destination must satisfy the workload's constraints and have room for it.
-    let (memory, cpu) = committed(&tx.workloads()?, &req.to, Some(name));
-    let view = View {
-        node: target,
-        schedulable: true,
-        committed_memory: memory,
-        committed_cpu: cpu,
-    };
-    if let Err(reason) = placement::place(&crate::server::demand(&w.spec.profile), &[view]) {
+    let node = crate::view::node_view(target, committed(&tx.workloads()?, &req.to, Some(name)));
+    let mut workload = crate::view::unplaced(&w);
+    // Nodes the scheduler avoids are its own business: a user may still choose one.
+    workload.avoid.clear();
+    if let Err(reason) = tern_scheduler::feasible(&workload, &node) {
         return Ok(Err(format!(
             "node {} cannot take {name:?}: {reason}",
             req.to
@@ -163,6 +159,9 @@ pub(crate) fn start(
         to_endpoints: Vec::new(),
         requested_unix_ms: now,
         finished_unix_ms: None,
+        auto: false,
+        baseline_p50_ms: None,
+        regression: None,
     };
     tx.put_migration(&m)?;
     Ok(Ok(m))
@@ -176,9 +175,8 @@ pub(crate) fn committed(workloads: &[Workload], node: &str, except: Option<&str>
             && Some(w.name.as_str()) != except
             && matches!(w.status, WorkloadStatus::Starting | WorkloadStatus::Running)
         {
-            let d = crate::server::demand(&w.spec.profile);
-            out.0 += d.memory;
-            out.1 += d.cpu;
+            out.0 += w.spec.profile.limits.memory.unwrap_or(0);
+            out.1 += w.spec.profile.limits.cpu.unwrap_or(0.0);
         }
     }
     out
@@ -192,6 +190,15 @@ pub(crate) fn orders_for(tx: &Tx, node: &str) -> Result<Vec<MigrationOrder>> {
         .into_iter()
         .map(|w| (w.name.clone(), w))
         .collect();
+    let regions: HashMap<String, String> = tx
+        .nodes()?
+        .into_iter()
+        .map(|n| {
+            let r = n.labels.get("region").cloned().unwrap_or_default();
+            (n.name, r)
+        })
+        .collect();
+    let region = |n: &str| regions.get(n).cloned().unwrap_or_default();
     for m in tx.migrations()? {
         if m.outcome.is_some() {
             continue;
@@ -213,6 +220,8 @@ pub(crate) fn orders_for(tx: &Tx, node: &str) -> Result<Vec<MigrationOrder>> {
                 to_address: m.to_address.clone(),
                 options: m.options.clone(),
                 keep_running: m.kind == MigrationKind::Clone,
+                peer: m.to.clone(),
+                peer_region: region(&m.to),
             });
         }
         if m.to == node {
@@ -225,6 +234,8 @@ pub(crate) fn orders_for(tx: &Tx, node: &str) -> Result<Vec<MigrationOrder>> {
                 to_address: None,
                 options: m.options.clone(),
                 keep_running: false,
+                peer: m.from.clone(),
+                peer_region: region(&m.from),
             });
         }
     }
@@ -511,21 +522,25 @@ pub(crate) fn drain(tx: &mut Tx, limits: Limits, now: u64) -> Result<bool> {
             changed = true;
             continue;
         }
+        // The best node for it other than this one, as if it were placed afresh.
         let workloads = tx.workloads()?;
-        let views: Vec<View> = nodes
-            .iter()
-            .filter(|n| n.name != node)
-            .map(|n| {
-                let (m, c) = committed(&workloads, &n.name, None);
-                View {
-                    node: n,
-                    schedulable: n.schedulable,
-                    committed_memory: m,
-                    committed_cpu: c,
-                }
-            })
-            .collect();
-        let Ok(to) = placement::place(&crate::server::demand(&w.spec.profile), &views) else {
+        let mut cluster = crate::view::at_rest(&nodes, &workloads, &migrations, now);
+        let Some(index) = cluster.workloads.iter().position(|x| x.name == w.name) else {
+            continue;
+        };
+        // Its reservation leaves with it.
+        let (mem, cpu) = (
+            w.spec.profile.limits.memory.unwrap_or(0),
+            w.spec.profile.limits.cpu.unwrap_or(0.0),
+        );
+        if let Some(n) = cluster.nodes.iter_mut().find(|n| n.name == node) {
+            n.committed_memory = n.committed_memory.saturating_sub(mem);
+            n.committed_cpu = (n.committed_cpu - cpu).max(0.0);
+        }
+        let me = &mut cluster.workloads[index];
+        me.node = None;
+        me.exclude_nodes.push(node.clone());
+        let Ok(to) = tern_scheduler::Scheduler::new(cluster).place(index) else {
             continue;
         };
         if over_limits(&migrations, &node, &to, limits).is_some() {

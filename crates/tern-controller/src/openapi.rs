@@ -55,6 +55,22 @@ pub fn document() -> Value {
                "post": op("A gateway holds the migration's workload's requests and has none in flight", None, "204")}),
     );
     paths.insert(
+        "/v1/workloads/{name}/explain".into(),
+        json!({"parameters": name_param("name"), "get": op("Why the workload runs where it does: its score on its node and on the best alternatives, term by term, and the verdict (stay, move, pending)", None, "200")}),
+    );
+    paths.insert(
+        "/v1/placement".into(),
+        json!({"get": op("Automatic placement: paused or not, and the last rebalance pass", None, "200")}),
+    );
+    paths.insert(
+        "/v1/placement/pause".into(),
+        json!({"post": op("Stop automatic moves", None, "200")}),
+    );
+    paths.insert(
+        "/v1/placement/resume".into(),
+        json!({"post": op("Start automatic moves again", None, "200")}),
+    );
+    paths.insert(
         "/v1/traffic".into(),
         json!({"post": op("A gateway's counts since its previous report: requests by client region, errors, latency, per workload", None, "204")}),
     );

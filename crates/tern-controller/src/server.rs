@@ -17,7 +17,6 @@ use axum::{Json, Router};
 use serde::Deserialize;
 
 use crate::api::*;
-use crate::placement::{self, Demand, View};
 use crate::store::{Store, Tx};
 use crate::traffic::{TrafficReport, TrafficSummary, WorkloadTraffic};
 use crate::{digest, now_ms, Error, Result};
@@ -33,6 +32,14 @@ pub struct Config {
     /// Migrations under way at once, per node (as source or destination) and in all.
     pub max_migrations_per_node: usize,
     pub max_migrations: usize,
+    /// Start with automatic moves paused (the store keeps the state across restarts).
+    pub placement_paused: bool,
+    /// How often the rebalancer runs.
+    pub rebalance_every: Duration,
+    /// Passes in a row a better node must stay better before a workload moves there.
+    pub confirm_passes: u32,
+    /// Noise multiplied into every metric the scheduler sees (±fraction; testing knob).
+    pub metric_noise: f64,
 }
 
 impl Config {
@@ -44,6 +51,10 @@ impl Config {
             max_blob_bytes: 256 << 20,
             max_migrations_per_node: 2,
             max_migrations: 4,
+            placement_paused: false,
+            rebalance_every: Duration::from_secs(2),
+            confirm_passes: 2,
+            metric_noise: 0.0,
         }
     }
 }
@@ -61,7 +72,8 @@ struct Shared {
     quiet: tokio::sync::watch::Sender<u64>,
     /// The gateways' traffic reports of the last minute, per workload (not stored: it is
     /// only ever about now).
-    traffic: std::sync::Mutex<HashMap<String, std::collections::VecDeque<(u64, WorkloadTraffic)>>>,
+    traffic: std::sync::Mutex<crate::rebalance::TrafficLog>,
+    auto: crate::rebalance::Auto,
 }
 
 /// How far back traffic summaries look.
@@ -118,7 +130,23 @@ impl Controller {
             gateways: Default::default(),
             quiet: tokio::sync::watch::channel(0).0,
             traffic: Default::default(),
+            auto: crate::rebalance::Auto {
+                hysteresis: std::sync::Mutex::new(tern_scheduler::Hysteresis::new(
+                    config.confirm_passes.max(1),
+                )),
+                state: std::sync::Mutex::new(PlacementState {
+                    rebalance_every_ms: config.rebalance_every.as_millis() as u64,
+                    confirm_passes: config.confirm_passes.max(1),
+                    ..Default::default()
+                }),
+                noise: config.metric_noise,
+            },
         });
+        if config.placement_paused {
+            shared
+                .store
+                .write(|tx| tx.set_counter(crate::rebalance::PAUSED, 1))?;
+        }
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(io(&config.data_dir))?;
@@ -126,7 +154,25 @@ impl Controller {
         let app = router(shared.clone(), config.max_blob_bytes);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let ticker = shared.clone();
+        let rebalancer = shared.clone();
+        let rebalance_every = config.rebalance_every.max(Duration::from_millis(100));
         let task = tokio::spawn(async move {
+            let rebalance = tokio::spawn(async move {
+                let mut every = tokio::time::interval(rebalance_every);
+                every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    every.tick().await;
+                    let s = rebalancer.clone();
+                    let started = tokio::task::spawn_blocking(move || {
+                        let traffic = s.traffic.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                        crate::rebalance::pass(&s.store, &traffic, &s.auto, s.limits, now_ms())
+                    })
+                    .await;
+                    if matches!(started, Ok(Ok(true))) {
+                        rebalancer.changed();
+                    }
+                }
+            });
             let reconcile = tokio::spawn(async move {
                 let mut every = tokio::time::interval(Duration::from_millis(200));
                 loop {
@@ -142,6 +188,7 @@ impl Controller {
                 })
                 .await;
             reconcile.abort();
+            rebalance.abort();
         });
         Ok(Controller {
             addr,
@@ -223,6 +270,10 @@ fn router(shared: Arc<Shared>, max_blob: usize) -> Router {
         .route("/v1/gateways", get(list_gateways))
         .route("/v1/traffic", post(report_traffic))
         .route("/v1/workloads/{name}/traffic", get(workload_traffic))
+        .route("/v1/workloads/{name}/explain", get(explain_workload))
+        .route("/v1/placement", get(placement_state))
+        .route("/v1/placement/pause", post(pause_placement))
+        .route("/v1/placement/resume", post(resume_placement))
         .layer(DefaultBodyLimit::max(max_blob))
         .layer(middleware::from_fn_with_state(shared.clone(), auth))
         .with_state(shared)
@@ -337,6 +388,8 @@ async fn register(
                 capacity: req.capacity.clone(),
                 capabilities: req.capabilities.clone(),
                 address: req.address.clone(),
+                probe: req.probe.clone(),
+                links: Vec::new(),
                 status: NodeStatus::Up,
                 usage: Usage::default(),
                 registered_unix_ms: now,
@@ -403,6 +456,7 @@ async fn heartbeat(
             node.last_heartbeat_unix_ms = now;
             node.usage = hb.usage.clone();
             node.instances = hb.instances.clone();
+            node.links = hb.links.clone();
             tx.put_node(&node)?;
             let mut reported = false;
             for r in &hb.instances {
@@ -417,6 +471,7 @@ async fn heartbeat(
                 HeartbeatReply {
                     assignments: assignments(tx.workloads()?, &name),
                     migrations: crate::migration::orders_for(tx, &name)?,
+                    peers: peers(tx, &name)?,
                 },
                 others_must_know,
             )))
@@ -445,18 +500,36 @@ async fn heartbeat(
         return Ok(Json(reply));
     }
     blocking(&s, move |s| {
-        let (assignments, migrations) = s.store.write(|tx| {
+        let (assignments, migrations, peers) = s.store.write(|tx| {
             Ok((
                 assignments(tx.workloads()?, &node),
                 crate::migration::orders_for(tx, &node)?,
+                peers(tx, &node)?,
             ))
         })?;
         Ok(Json(HeartbeatReply {
             assignments,
             migrations,
+            peers,
         }))
     })
     .await
+}
+
+/// The other nodes that are up and answer probes.
+fn peers(tx: &Tx, me: &str) -> Result<Vec<Peer>> {
+    Ok(tx
+        .nodes()?
+        .into_iter()
+        .filter(|n| n.name != me && n.status == NodeStatus::Up)
+        .filter_map(|n| {
+            Some(Peer {
+                region: n.labels.get("region").cloned().unwrap_or_default(),
+                probe: n.probe.clone()?,
+                name: n.name,
+            })
+        })
+        .collect())
 }
 
 async fn migrate_workload(
@@ -711,6 +784,7 @@ fn apply_report(tx: &mut Tx, node: &str, r: &InstanceReport, now: u64) -> Result
 /// migration is stopping it.
 fn route_table(store: &Store) -> Result<RouteTable> {
     let migrations = store.migrations()?;
+    let nodes = store.nodes()?;
     let mut routes = Vec::new();
     for w in store.workloads()? {
         let http = &w.spec.profile.http;
@@ -725,11 +799,20 @@ fn route_table(store: &Store) -> Result<RouteTable> {
                 && m.workload == w.name
                 && (m.quiesce || matches!(m.phase.as_str(), "stop-and-copy" | "commit"))
         });
+        let node = endpoint.as_ref().and(w.node.clone());
+        let node_region = node.as_ref().and_then(|n| {
+            nodes
+                .iter()
+                .find(|x| &x.name == n)
+                .and_then(|x| x.labels.get("region").cloned())
+        });
         routes.push(Route {
             workload: w.name.clone(),
             host: http.host.clone(),
             path_prefix: http.path_prefix.clone(),
             endpoint,
+            node,
+            node_region,
             moving: moving.is_some(),
             migration: moving.map(|m| m.id.clone()),
         });
@@ -868,6 +951,103 @@ async fn workload_traffic(
         recent.into_iter().map(|(_, w)| w),
         span_ms as f64 / 1e3,
     ))
+}
+
+/// Why a workload runs where it does, term by term.
+async fn explain_workload(
+    State(s): State<Arc<Shared>>,
+    UrlPath(name): UrlPath<String>,
+) -> ApiResult<Json<ExplainReply>> {
+    let traffic = s.traffic.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    blocking(&s, move |s| {
+        let now = now_ms();
+        let reply = s.store.write(|tx| {
+            let nodes = tx.nodes()?;
+            let workloads = tx.workloads()?;
+            let migrations = tx.migrations()?;
+            let paused = tx.counter(crate::rebalance::PAUSED)? != 0;
+            let Some(w) = workloads.iter().find(|w| w.name == name).cloned() else {
+                return Ok(None);
+            };
+            let demand = crate::rebalance::demand(&traffic, now);
+            let sched =
+                tern_scheduler::Scheduler::new(crate::view::cluster(&crate::view::Inputs {
+                    nodes: &nodes,
+                    workloads: &workloads,
+                    migrations: &migrations,
+                    demand: &demand,
+                    now,
+                    noise: 0.0,
+                }));
+            let explanation = match sched.workload_index(&name) {
+                Some(i) => sched.explain(i, 5),
+                None => tern_scheduler::Explanation {
+                    workload: name.clone(),
+                    current: None,
+                    alternatives: Vec::new(),
+                    infeasible: Vec::new(),
+                    verdict: tern_scheduler::Verdict::Stay {
+                        reason: format!(
+                            "it is {}: only running and pending workloads are placed",
+                            format!("{:?}", w.status).to_lowercase()
+                        ),
+                    },
+                },
+            };
+            Ok(Some(ExplainReply {
+                workload: name.clone(),
+                node: w.node.clone(),
+                paused,
+                explanation,
+                avoid: w
+                    .avoid
+                    .into_iter()
+                    .filter(|a| a.until_unix_ms > now)
+                    .collect(),
+            }))
+        })?;
+        reply.map(Json).ok_or_else(|| not_found("workload", &name))
+    })
+    .await
+}
+
+async fn placement_state(State(s): State<Arc<Shared>>) -> ApiResult<Json<PlacementState>> {
+    blocking(&s, |s| {
+        let paused = s
+            .store
+            .write(|tx| Ok(tx.counter(crate::rebalance::PAUSED)? != 0))?;
+        let mut st = s
+            .auto
+            .state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        st.paused = paused;
+        Ok(Json(st))
+    })
+    .await
+}
+
+async fn pause_placement(State(s): State<Arc<Shared>>) -> ApiResult<Json<PlacementState>> {
+    set_paused(&s, true).await?;
+    placement_state(State(s)).await
+}
+
+async fn resume_placement(State(s): State<Arc<Shared>>) -> ApiResult<Json<PlacementState>> {
+    set_paused(&s, false).await?;
+    placement_state(State(s)).await
+}
+
+async fn set_paused(s: &Arc<Shared>, paused: bool) -> ApiResult<()> {
+    blocking(s, move |s| {
+        s.store
+            .write(|tx| tx.set_counter(crate::rebalance::PAUSED, paused as u64))?;
+        // Confirmations gathered before a pause say nothing about the world after it.
+        let mut h = s.auto.hysteresis.lock().unwrap_or_else(|p| p.into_inner());
+        *h = tern_scheduler::Hysteresis::new(h.confirm_passes);
+        Ok(())
+    })
+    .await
 }
 
 async fn list_gateways(State(s): State<Arc<Shared>>) -> Json<Vec<GatewayInfo>> {
@@ -1085,6 +1265,7 @@ async fn deploy(
                         unix_ms: now,
                         what: "deployed".into(),
                     }],
+                    avoid: Vec::new(),
                 },
             };
             w.status = WorkloadStatus::Pending;
@@ -1235,47 +1416,28 @@ fn reconcile(s: &Shared) -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn demand(p: &tern_profile::Profile) -> Demand {
-    Demand {
-        memory: p.limits.memory.unwrap_or(0),
-        cpu: p.limits.cpu.unwrap_or(0.0),
-        require: p.placement.require.clone(),
-        exclude_nodes: p.placement.exclude_nodes.clone(),
-    }
-}
-
-/// Place what can be placed; true if anything was.
+/// Place what can be placed (the best-scoring node that fits); true if anything was.
 fn place_pending(tx: &mut Tx, now: u64) -> Result<bool> {
     let mut placed = false;
-    let nodes = tx.nodes()?;
     let mut workloads = tx.workloads()?;
-    let mut committed: HashMap<String, (u64, f64)> = HashMap::new();
-    for w in &workloads {
-        if let (Some(n), WorkloadStatus::Starting | WorkloadStatus::Running) = (&w.node, w.status) {
-            let d = demand(&w.spec.profile);
-            let e = committed.entry(n.clone()).or_default();
-            e.0 += d.memory;
-            e.1 += d.cpu;
-        }
+    if !workloads
+        .iter()
+        .any(|w| w.status == WorkloadStatus::Pending && w.start_after_unix_ms <= now)
+    {
+        return Ok(false);
     }
+    let nodes = tx.nodes()?;
+    let migrations = tx.migrations()?;
+    let mut sched =
+        tern_scheduler::Scheduler::new(crate::view::at_rest(&nodes, &workloads, &migrations, now));
     for w in workloads.iter_mut() {
         if w.status != WorkloadStatus::Pending || w.start_after_unix_ms > now {
             continue;
         }
-        let d = demand(&w.spec.profile);
-        let views: Vec<View> = nodes
-            .iter()
-            .map(|n| {
-                let (m, c) = committed.get(&n.name).copied().unwrap_or_default();
-                View {
-                    node: n,
-                    schedulable: n.schedulable,
-                    committed_memory: m,
-                    committed_cpu: c,
-                }
-            })
-            .collect();
-        match placement::place(&d, &views) {
+        let Some(index) = sched.workload_index(&w.name) else {
+            continue;
+        };
+        match sched.place(index) {
             Ok(node) => {
                 w.generation += 1;
                 w.instance = Some(format!("{}-{}", w.name, w.generation));
@@ -1284,10 +1446,7 @@ fn place_pending(tx: &mut Tx, now: u64) -> Result<bool> {
                 w.reason = None;
                 w.updated_unix_ms = now;
                 event(w, now, format!("placed on {node}"));
-                w.node = Some(node.clone());
-                let e = committed.entry(node).or_default();
-                e.0 += d.memory;
-                e.1 += d.cpu;
+                w.node = Some(node);
                 tx.put_workload(w)?;
                 placed = true;
             }

@@ -224,6 +224,20 @@ impl Tx {
         Ok(())
     }
 
+    /// The value of counter `name` (0 if never set).
+    pub fn counter(&self, name: &str) -> Result<u64> {
+        let c = db(self.tx.open_table(COUNTERS))?;
+        let value = db(c.get(name))?.map(|v| v.value()).unwrap_or(0);
+        Ok(value)
+    }
+
+    pub fn set_counter(&mut self, name: &str, value: u64) -> Result<()> {
+        self.dirty = true;
+        let mut c = db(self.tx.open_table(COUNTERS))?;
+        db(c.insert(name, value))?;
+        Ok(())
+    }
+
     /// The next number of counter `name` (0 first).
     pub fn next(&mut self, name: &str) -> Result<u64> {
         self.dirty = true;

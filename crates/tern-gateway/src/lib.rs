@@ -61,6 +61,8 @@ pub struct Config {
     pub region_cidrs: Vec<demand::Cidr>,
     /// How long a service may take to start its answer (then 504; it is not sent again).
     pub upstream_timeout: Duration,
+    /// Made-up delays from this gateway's clients to the nodes (added to each request).
+    pub delays: std::sync::Arc<tern_profile::DelayTable>,
 }
 
 impl Config {
@@ -77,6 +79,7 @@ impl Config {
             region_header: None,
             region_cidrs: Vec::new(),
             upstream_timeout: Duration::from_secs(30),
+            delays: Default::default(),
         }
     }
 }
@@ -562,8 +565,8 @@ async fn forward(
     let mut held: Option<Held<'_>> = None;
     loop {
         let table = routes.borrow_and_update().clone();
-        let (workload, target) = match &table {
-            None => ("(any)".to_string(), None),
+        let (workload, target, delay) = match &table {
+            None => ("(any)".to_string(), None, Duration::ZERO),
             Some(t) => match routes::resolve(t, host.as_deref(), &path) {
                 None => {
                     let msg = format!(
@@ -575,6 +578,16 @@ async fn forward(
                 Some(r) => (
                     r.workload.clone(),
                     r.endpoint.clone().filter(|e| !r.moving && !s.is_down(e)),
+                    s.config.delays.client_to_node(
+                        tern_profile::End {
+                            name: None,
+                            region: &s.config.region,
+                        },
+                        tern_profile::End {
+                            name: r.node.as_deref(),
+                            region: r.node_region.as_deref().unwrap_or(""),
+                        },
+                    ),
                 ),
             },
         };
@@ -592,6 +605,9 @@ async fn forward(
                 Some(b) => b.boxed(),
                 None => empty(),
             };
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
             let sent = tokio::time::timeout(
                 s.config.upstream_timeout,
                 s.client.request(upstream(&parts, &endpoint, b, peer)),

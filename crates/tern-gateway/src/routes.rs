@@ -51,6 +51,8 @@ mod tests {
             host: host.map(Into::into),
             path_prefix: prefix.map(Into::into),
             endpoint: None,
+            node: None,
+            node_region: None,
             moving: false,
             migration: None,
         }

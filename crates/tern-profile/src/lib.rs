@@ -10,6 +10,7 @@
 //! hand and arrive over the network. A parsed [`Profile`] serializes to JSON and back unchanged,
 //! which is how the controller keeps it, and [`json_schema`] describes the TOML form for editors.
 
+mod delays;
 mod error;
 mod locate;
 mod units;
@@ -21,6 +22,7 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use delays::{parse_delays, DelayLink, DelayScope, DelayTable, End};
 pub use error::{ErrorKind, ProfileError};
 pub use units::{format_duration, parse_duration, parse_size};
 
@@ -141,6 +143,10 @@ pub struct Placement {
     /// that matches scores higher but one that does not is still eligible.
     #[serde(default)]
     pub prefer: BTreeMap<String, String>,
+    /// Names of workloads this one talks to: being close to where they run counts towards
+    /// the proximity score, like being close to its clients.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub talks_to: Vec<String>,
 }
 
 /// How and when the workload is moved between nodes.

@@ -74,6 +74,9 @@ pub struct MigrateOptions {
     pub force_hashing: bool,
     /// A clone: once committed, the program continues here as well as at the destination.
     pub keep_running: bool,
+    /// Added to each of the protocol's round trips (hello, sync, ready): a link's made-up
+    /// delay, so that a cluster on one machine moves workloads as a spread-out one would.
+    pub link_delay: Duration,
 }
 
 impl Default for MigrateOptions {
@@ -85,6 +88,7 @@ impl Default for MigrateOptions {
             compress: true,
             force_hashing: false,
             keep_running: false,
+            link_delay: Duration::ZERO,
         }
     }
 }
@@ -581,6 +585,7 @@ fn run_source<S: Read + Write>(
     if fault::at(Side::Source, "prepare") {
         conn.cut();
     }
+    std::thread::sleep(options.link_delay);
     match read_frame(&mut conn, &mut rbuf)? {
         kind::ACCEPT => {}
         kind::REFUSE => {
@@ -656,6 +661,7 @@ fn run_source<S: Read + Write>(
     fw.frame(kind::SYNC, &[])
         .and_then(|_| fw.flush())
         .map_err(io_err("sending"))?;
+    std::thread::sleep(options.link_delay);
     match read_frame(&mut fw.w, &mut rbuf)? {
         kind::SYNCED => {}
         kind::FAILED => {
@@ -756,6 +762,7 @@ fn finish_source<S: Read + Write>(
     if fault::at(Side::Source, "resume") {
         fw.w.cut();
     }
+    std::thread::sleep(options.link_delay);
     match read_frame(&mut fw.w, rbuf)? {
         kind::READY => {}
         kind::FAILED => {

@@ -159,6 +159,19 @@ pub enum Command {
         /// Migrations under way at once in the whole cluster.
         #[arg(long, default_value_t = 4)]
         max_migrations: usize,
+        /// Start with automatic placement paused (`tern placement resume` starts it).
+        #[arg(long)]
+        placement_paused: bool,
+        /// How often the rebalancer scores every workload on every node.
+        #[arg(long, value_parser = parse_duration, default_value = "2s")]
+        rebalance_every: Duration,
+        /// Passes in a row a better node must stay better before a workload moves there.
+        #[arg(long, default_value_t = 2)]
+        confirm_passes: u32,
+        /// Multiply every metric the scheduler sees by a random factor within ±this (0.1 for
+        /// ±10%): for testing that noise moves nothing.
+        #[arg(long, default_value_t = 0.0)]
+        metric_noise: f64,
     },
     /// Run a node agent.
     Agent {
@@ -177,6 +190,20 @@ pub enum Command {
         /// Address other nodes use to reach this one.
         #[arg(long, default_value = "127.0.0.1")]
         address: String,
+        /// A delay table (TOML: `[[link]] between = [A, B]`, `delay`): made-up latency added
+        /// to this node's links.
+        #[arg(long, value_name = "FILE")]
+        delays: Option<PathBuf>,
+        /// Where the node's busy CPU is measured: `host` (the machine) or `instances` (the
+        /// sum of its instances, for several nodes on one machine).
+        #[arg(long, default_value = "host", value_parser = ["host", "instances"])]
+        cpu_measure: String,
+        /// CPUs the node offers (default: the machine's).
+        #[arg(long)]
+        cpus: Option<f64>,
+        /// Memory the node offers, e.g. 4GiB (default: the machine's).
+        #[arg(long, value_parser = parse_size)]
+        memory: Option<u64>,
     },
     /// Run a gateway: an HTTP reverse proxy that sends each request to wherever its workload
     /// (by the profiles' `[http]` host or path prefix) runs now.
@@ -216,6 +243,9 @@ pub enum Command {
         /// How long a service may take to start its answer (then 504, not sent again).
         #[arg(long, value_parser = parse_duration, default_value = "30s")]
         upstream_timeout: Duration,
+        /// A delay table: made-up latency from this gateway's clients to the nodes.
+        #[arg(long, value_name = "FILE")]
+        delays: Option<PathBuf>,
     },
     /// Start a controller and agents on this machine.
     Up {
@@ -224,6 +254,9 @@ pub enum Command {
         /// Return once it runs; `tern down` stops it.
         #[arg(long)]
         detach: bool,
+        /// A delay table (made-up geography) for the agents' links and the gateways.
+        #[arg(long, value_name = "FILE")]
+        delays: Option<PathBuf>,
     },
     /// Stop a cluster started with `tern up --detach`.
     Down,
@@ -331,6 +364,36 @@ pub enum Command {
         out: Output,
         #[command(flatten)]
         cluster: ClusterArgs,
+    },
+    /// Why a workload runs where it does: its score on its node and on the best
+    /// alternatives, term by term, and whether it will move.
+    Explain {
+        workload: String,
+        #[command(flatten)]
+        out: Output,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+    },
+    /// Stop or restart automatic moves (`pause`, `resume`, `status`).
+    Placement {
+        #[arg(value_parser = ["pause", "resume", "status"])]
+        action: String,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+    },
+    /// Run the scheduler on a simulated cluster (no network) and measure it.
+    Sim {
+        #[arg(long, default_value_t = 5000)]
+        nodes: usize,
+        #[arg(long, default_value_t = 150_000)]
+        workloads: usize,
+        /// Then run one full rebalance pass after a shift of demand and load.
+        #[arg(long)]
+        rebalance: bool,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[command(flatten)]
+        out: Output,
     },
     /// Show everything about a workload or a node (JSON).
     Inspect {
@@ -564,6 +627,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
                 bandwidth,
                 max_rounds,
                 force_hashing: hashing,
+                link_delay_ms: 0,
             },
             out.json(),
         ),
@@ -578,13 +642,25 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
             max_blob_bytes,
             max_migrations_per_node,
             max_migrations,
-        } => crate::fleet::controller(
-            data,
-            listen,
-            down_after,
-            max_blob_bytes,
-            (max_migrations_per_node, max_migrations),
-        ),
+            placement_paused,
+            rebalance_every,
+            confirm_passes,
+            metric_noise,
+        } => {
+            let mut config = tern_controller::Config::new(data, listen);
+            config.down_after = down_after;
+            config.max_blob_bytes = max_blob_bytes;
+            config.max_migrations_per_node = max_migrations_per_node;
+            config.max_migrations = max_migrations;
+            config.placement_paused = placement_paused;
+            config.rebalance_every = rebalance_every;
+            config.confirm_passes = confirm_passes;
+            if !(0.0..1.0).contains(&metric_noise) {
+                bail!("--metric-noise must be at least 0 and below 1, not {metric_noise}");
+            }
+            config.metric_noise = metric_noise;
+            crate::fleet::controller(config)
+        }
         Command::Drain {
             node,
             no_wait,
@@ -604,6 +680,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
             header_timeout,
             max_header_bytes,
             upstream_timeout,
+            delays,
         } => {
             let mut config = tern_gateway::Config::new(listen, &controller, &token, &region);
             config.hold_timeout = hold_timeout;
@@ -612,6 +689,9 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
             config.max_header_bytes = max_header_bytes;
             config.upstream_timeout = upstream_timeout;
             config.region_header = region_header;
+            if let Some(f) = delays {
+                config.delays = std::sync::Arc::new(crate::fleet::read_delays(&f)?);
+            }
             if let Some(f) = region_cidrs {
                 let text = std::fs::read_to_string(&f)
                     .with_context(|| format!("reading {}", f.display()))?;
@@ -627,6 +707,10 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
             labels,
             data,
             address,
+            delays,
+            cpu_measure,
+            cpus,
+            memory,
         } => crate::fleet::agent(crate::fleet::AgentArgs {
             controller,
             token,
@@ -634,8 +718,35 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
             labels: crate::fleet::parse_labels(&labels)?,
             data,
             address,
+            delays,
+            cpu_measure: if cpu_measure == "instances" {
+                tern_agent::CpuMeasure::Instances
+            } else {
+                tern_agent::CpuMeasure::Host
+            },
+            cpus,
+            memory,
         }),
-        Command::Up { nodes, detach } => crate::fleet::up(nodes, detach),
+        Command::Up {
+            nodes,
+            detach,
+            delays,
+        } => crate::fleet::up(nodes, detach, delays.as_deref()),
+        Command::Explain {
+            workload,
+            out,
+            cluster,
+        } => crate::placement::explain(&ctx(cluster)?, &workload, out.json()),
+        Command::Placement { action, cluster } => {
+            crate::placement::placement(&ctx(cluster)?, &action)
+        }
+        Command::Sim {
+            nodes,
+            workloads,
+            rebalance,
+            seed,
+            out,
+        } => crate::placement::sim(nodes, workloads, rebalance, seed, out.json()),
         Command::Down => crate::fleet::down(),
         Command::Deploy { profile, cluster } => crate::fleet::deploy(&ctx(cluster)?, &profile),
         Command::Ps { out, cluster } => crate::fleet::ps(&ctx(cluster)?, out.json()),

@@ -125,20 +125,10 @@ impl Api {
     }
 }
 
-pub fn controller(
-    data: PathBuf,
-    listen: std::net::SocketAddr,
-    down_after: Duration,
-    max_blob_bytes: usize,
-    (per_node, total): (usize, usize),
-) -> Result<ExitCode> {
+pub fn controller(config: tern_controller::Config) -> Result<ExitCode> {
     let rt = tokio::runtime::Runtime::new()?;
+    let data = config.data_dir.clone();
     rt.block_on(async move {
-        let mut config = tern_controller::Config::new(&data, listen);
-        config.down_after = down_after;
-        config.max_blob_bytes = max_blob_bytes;
-        config.max_migrations_per_node = per_node;
-        config.max_migrations = total;
         let c = tern_controller::Controller::start(config)
             .await
             .context("starting the controller")?;
@@ -198,6 +188,20 @@ pub struct AgentArgs {
     pub labels: BTreeMap<String, String>,
     pub data: PathBuf,
     pub address: String,
+    pub delays: Option<PathBuf>,
+    pub cpu_measure: tern_agent::CpuMeasure,
+    pub cpus: Option<f64>,
+    pub memory: Option<u64>,
+}
+
+/// Read a delay table (`--delays`).
+pub fn read_delays(path: &Path) -> Result<tern_profile::DelayTable> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(tern_profile::parse_delays(
+        &path.display().to_string(),
+        &text,
+    )?)
 }
 
 pub fn agent(a: AgentArgs) -> Result<ExitCode> {
@@ -205,6 +209,23 @@ pub fn agent(a: AgentArgs) -> Result<ExitCode> {
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
     }
+    let delays = match &a.delays {
+        Some(f) => read_delays(f)?,
+        None => Default::default(),
+    };
+    if a.cpus.is_some_and(|c| !(c > 0.0 && c.is_finite())) {
+        bail!("--cpus must be a positive number");
+    }
+    let capacity = match (a.cpus, a.memory) {
+        (None, None) => None,
+        (cpus, memory) => {
+            let machine = tern_agent::machine_capacity();
+            Some(tern_controller::api::Capacity {
+                cpus: cpus.unwrap_or(machine.cpus),
+                memory: memory.unwrap_or(machine.memory),
+            })
+        }
+    };
     let config = tern_agent::Config {
         controller: a.controller,
         token: a.token,
@@ -213,8 +234,10 @@ pub fn agent(a: AgentArgs) -> Result<ExitCode> {
         data_dir: a.data,
         address: a.address,
         tern_exe: std::env::current_exe().context("finding the tern executable")?,
-        capacity: None,
+        capacity,
         heartbeat: Duration::from_secs(1),
+        delays: Arc::new(delays),
+        cpu_measure: a.cpu_measure,
     };
     tern_agent::run(config, stop)?;
     Ok(ExitCode::SUCCESS)
@@ -238,7 +261,19 @@ const REGIONS: [(&str, &str); 3] = [
     ("ap-south", "0.05"),
 ];
 
-pub fn up(nodes: usize, detach: bool) -> Result<ExitCode> {
+pub fn up(nodes: usize, detach: bool, delays: Option<&Path>) -> Result<ExitCode> {
+    // Read it here so that a bad table is refused before anything starts.
+    let delays = match delays {
+        Some(f) => {
+            read_delays(f)?;
+            Some(std::fs::canonicalize(f)?)
+        }
+        None => None,
+    };
+    let delay_args: Vec<std::ffi::OsString> = match &delays {
+        Some(f) => vec!["--delays".into(), f.clone().into_os_string()],
+        None => Vec::new(),
+    };
     let home = tern_home()?;
     let base = home.join("cluster");
     let exe = std::env::current_exe()?;
@@ -283,6 +318,9 @@ pub fn up(nodes: usize, detach: bool) -> Result<ExitCode> {
                 "--data",
             ])
             .arg(base.join(&name))
+            // The nodes share this machine: each counts its own instances' CPU.
+            .args(["--cpu-measure", "instances"])
+            .args(&delay_args)
             .stdout(log(&name)?)
             .stderr(log(&name)?)
             .spawn()
@@ -299,6 +337,7 @@ pub fn up(nodes: usize, detach: bool) -> Result<ExitCode> {
             .args(["gateway", "--listen", "127.0.0.1:0", "--region", region])
             .args(["--controller", &url, "--token", &token, "--addr-file"])
             .arg(&addr_file)
+            .args(&delay_args)
             .stdout(log(&name)?)
             .stderr(log(&name)?)
             .spawn()
@@ -474,7 +513,7 @@ fn status(w: &Workload) -> String {
         .unwrap_or_default()
 }
 
-fn table(headers: &[&str], rows: Vec<Vec<String>>) {
+pub(crate) fn table(headers: &[&str], rows: Vec<Vec<String>>) {
     let mut width: Vec<usize> = headers.iter().map(|h| h.len()).collect();
     for r in &rows {
         for (i, c) in r.iter().enumerate() {
@@ -571,7 +610,7 @@ pub fn nodes(ctx: &ClusterContext, json: bool) -> Result<ExitCode> {
                         .cloned()
                         .unwrap_or_else(|| "-".into()),
                     format!("{:.0}%", n.usage.cpu_load * 100.0),
-                    tern_controller::placement::human_bytes(n.usage.memory_free),
+                    tern_scheduler::human_bytes(n.usage.memory_free),
                     n.instances.len().to_string(),
                 ]
             })

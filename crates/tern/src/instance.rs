@@ -284,6 +284,7 @@ fn migrate(
         bandwidth: options.bandwidth,
         force_hashing: options.force_hashing,
         keep_running,
+        link_delay: Duration::from_millis(options.link_delay_ms),
         ..defaults
     };
     let mut progress = |p: &tern_runtime::Progress| {
@@ -434,7 +435,7 @@ pub fn migrate_command(
             } if tty => {
                 eprint!(
                     "\r{phase:<14} round {round:>3}  {:>10}",
-                    tern_controller::placement::human_bytes(bytes)
+                    tern_scheduler::human_bytes(bytes)
                 );
             }
             InstanceEvent::Done { report } => {
@@ -476,8 +477,8 @@ pub fn print_report(r: &TransferReport) {
         println!(
             "  {:>3}  {:>10} raw  {:>10} wire  {:>8.1} ms{}",
             i,
-            tern_controller::placement::human_bytes(round.raw_bytes),
-            tern_controller::placement::human_bytes(round.wire_bytes),
+            tern_scheduler::human_bytes(round.raw_bytes),
+            tern_scheduler::human_bytes(round.wire_bytes),
             round.ms,
             if i + 1 == r.rounds.len() {
                 "  (stop-and-copy)"
@@ -490,7 +491,7 @@ pub fn print_report(r: &TransferReport) {
     println!(
         "total:     {:.1} ms, {} on the wire ({:.0} MiB/s)",
         r.total_ms,
-        tern_controller::placement::human_bytes(r.bytes_wire),
+        tern_scheduler::human_bytes(r.bytes_wire),
         r.bandwidth_mib_s
     );
 }

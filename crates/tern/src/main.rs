@@ -6,6 +6,7 @@ mod cli;
 mod demo;
 mod fleet;
 mod instance;
+mod placement;
 mod run;
 
 use std::process::ExitCode;

@@ -18,6 +18,8 @@ pub(crate) struct Cluster {
     max_blob: usize,
     controller_args: Vec<String>,
     agent_env: Vec<(String, String)>,
+    /// Extra arguments of each agent (by node name), also when it is restarted.
+    agent_args: Vec<(String, Vec<String>)>,
 }
 
 pub(crate) struct Builder {
@@ -26,6 +28,7 @@ pub(crate) struct Builder {
     max_blob: usize,
     controller_args: Vec<String>,
     agent_env: Vec<(String, String)>,
+    agent_args: Vec<(String, Vec<String>)>,
 }
 
 impl Builder {
@@ -42,10 +45,17 @@ impl Builder {
         self.agent_env.push((key.into(), value.into()));
         self
     }
-    fn controller_arg(mut self, arg: &str) -> Builder {
+    pub(crate) fn controller_arg(mut self, arg: &str) -> Builder {
         self.controller_args.push(arg.into());
         self
     }
+    /// Extra arguments for the agent of node `name` (such as `--cpus 1`).
+    pub(crate) fn agent_args(mut self, name: &str, args: &[&str]) -> Builder {
+        self.agent_args
+            .push((name.into(), args.iter().map(|a| a.to_string()).collect()));
+        self
+    }
+
     pub(crate) fn start(self) -> Cluster {
         let mut c = Cluster {
             dir: tempfile::tempdir().expect("tempdir"),
@@ -55,8 +65,15 @@ impl Builder {
             token: String::new(),
             down_after: self.down_after,
             max_blob: self.max_blob,
-            controller_args: self.controller_args.clone(),
+            // Tests move workloads themselves, and those that test automatic placement say
+            // `tern placement resume` when the stage is set: nothing else moves them meanwhile.
+            controller_args: {
+                let mut a = self.controller_args.clone();
+                a.push("--placement-paused".into());
+                a
+            },
             agent_env: self.agent_env.clone(),
+            agent_args: self.agent_args.clone(),
         };
         c.start_controller();
         for (name, labels) in &self.nodes {
@@ -74,6 +91,7 @@ pub(crate) fn cluster() -> Builder {
         max_blob: 64 << 20,
         controller_args: Vec::new(),
         agent_env: Vec::new(),
+        agent_args: Vec::new(),
     }
 }
 
@@ -139,7 +157,14 @@ impl Cluster {
             .arg(self.dir.path().join(name))
             // Armed only by the fault-injection tests, which write this file.
             .env("TERN_FAULT_FILE", self.fault_file(name))
-            .envs(self.agent_env.iter().map(|(k, v)| (k, v)));
+            .envs(self.agent_env.iter().map(|(k, v)| (k, v)))
+            // The nodes share this machine: each counts its own instances' CPU.
+            .args(["--cpu-measure", "instances"]);
+        for (n, args) in &self.agent_args {
+            if n == name {
+                cmd.args(args);
+            }
+        }
         cmd
     }
 
@@ -1454,7 +1479,7 @@ fn http(conn: &mut std::net::TcpStream, method: &str, path: &str) -> (u16, Strin
     (status, body)
 }
 
-fn endpoint(c: &Cluster, workload: &str) -> Option<String> {
+pub(crate) fn endpoint(c: &Cluster, workload: &str) -> Option<String> {
     c.workload(workload)["endpoints"][0]["address"]
         .as_str()
         .map(str::to_string)
@@ -1515,7 +1540,7 @@ fn a_service_moves_with_its_state_and_answers_at_its_new_endpoint() {
 }
 
 /// A request through the gateway on a kept-alive connection, for `host`.
-fn http_to(
+pub(crate) fn http_to(
     conn: &mut std::net::TcpStream,
     host: &str,
     method: &str,
@@ -1774,7 +1799,7 @@ fn a_service_under_load_moves_twenty_times_and_no_request_fails_or_counts_twice(
 }
 
 /// Deploy the counter service (host counter.example) and wait for its endpoint.
-fn deploy_counter(c: &Cluster, work: &Path) {
+pub(crate) fn deploy_counter(c: &Cluster, work: &Path) {
     let d = work.join("counter");
     std::fs::create_dir_all(&d).expect("mkdir");
     std::fs::copy(fixture("counter"), d.join("counter.wasm")).expect("copy");

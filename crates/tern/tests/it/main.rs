@@ -7,5 +7,6 @@ mod faults;
 mod fleet;
 mod harness;
 mod migrate;
+mod placement;
 mod real_programs;
 mod resume;

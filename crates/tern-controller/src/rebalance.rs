@@ -1,0 +1,258 @@
+//! Automatic placement: every pass scores every running workload on every node (through
+//! `tern_scheduler`) and starts the moves that clear their threshold, with hysteresis, the
+//! workloads' cooldowns and the migration limits. Each automatic migration records why.
+//!
+//! After a move the pass also checks that the workload's clients are not worse off: when the
+//! median latency the gateways measured after the move is clearly worse than before it, the
+//! workload goes back where it was and is kept off that node for a while. The scheduler's
+//! model cannot know everything (a node's route to the clients, a program that runs slower
+//! there); the measurement after the fact catches what the model missed.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Mutex;
+
+use crate::api::{Avoid, MigrateRequest, MigrationKind, PlacementState, Workload};
+use crate::migration::Limits;
+use crate::server::event;
+use crate::store::{Store, Tx};
+use crate::traffic::WorkloadTraffic;
+use crate::Result;
+
+/// The gateways' reports of the last minute, per workload (kept by the server).
+pub(crate) type TrafficLog = HashMap<String, VecDeque<(u64, WorkloadTraffic)>>;
+
+/// How far back demand is read.
+const DEMAND_WINDOW_MS: u64 = 20_000;
+/// Requests needed on each side of a move to compare latencies.
+const MIN_REQUESTS: u64 = 20;
+/// A move is judged this long after it committed at the latest (then: not enough traffic).
+const JUDGE_WITHIN_MS: u64 = 60_000;
+/// A node where a move made latency worse is avoided this long.
+const AVOID_MS: u64 = 10 * 60_000;
+/// Store counter that holds whether automatic placement is paused.
+pub(crate) const PAUSED: &str = "placement_paused";
+
+/// What the rebalancer keeps between passes (in memory: a restart only resets hysteresis).
+pub(crate) struct Auto {
+    pub(crate) hysteresis: Mutex<tern_scheduler::Hysteresis>,
+    pub(crate) state: Mutex<PlacementState>,
+    pub(crate) noise: f64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Requests per second by client region over the last window, per workload.
+pub(crate) fn demand(traffic: &TrafficLog, now: u64) -> HashMap<String, BTreeMap<String, f64>> {
+    let mut out = HashMap::new();
+    for (w, reports) in traffic {
+        let recent: Vec<&(u64, WorkloadTraffic)> = reports
+            .iter()
+            .filter(|(at, _)| now.saturating_sub(*at) <= DEMAND_WINDOW_MS)
+            .collect();
+        let Some(first) = recent.first() else {
+            continue;
+        };
+        let span_s = (now.saturating_sub(first.0) + crate::server::TRAFFIC_INTERVAL_MS)
+            .min(DEMAND_WINDOW_MS) as f64
+            / 1e3;
+        let mut by_region: BTreeMap<String, f64> = BTreeMap::new();
+        for (_, r) in recent {
+            for (region, n) in &r.by_region {
+                *by_region.entry(region.clone()).or_default() += *n as f64 / span_s;
+            }
+        }
+        out.insert(w.clone(), by_region);
+    }
+    out
+}
+
+/// Median latency and request count of the reports received within `[from, to]`.
+fn latency(traffic: &TrafficLog, workload: &str, from: u64, to: u64) -> (Option<f64>, u64) {
+    let reports = traffic.get(workload);
+    let s = crate::traffic::summarize(
+        reports
+            .into_iter()
+            .flatten()
+            .filter(|(at, _)| (from..=to).contains(at))
+            .map(|(_, r)| r),
+        1.0,
+    );
+    (s.p50_ms, s.requests)
+}
+
+/// One pass; true if it started anything.
+pub(crate) fn pass(
+    store: &Store,
+    traffic: &TrafficLog,
+    auto: &Auto,
+    limits: Limits,
+    now: u64,
+) -> Result<bool> {
+    let started_at = std::time::Instant::now();
+    let (paused, candidates, started) = store.write(|tx| {
+        if tx.counter(PAUSED)? != 0 {
+            return Ok((true, 0, 0));
+        }
+        let mut started = judge_moves(tx, traffic, limits, now)?;
+        let nodes = tx.nodes()?;
+        let workloads = tx.workloads()?;
+        let migrations = tx.migrations()?;
+        let demand = demand(traffic, now);
+        let cluster = crate::view::cluster(&crate::view::Inputs {
+            nodes: &nodes,
+            workloads: &workloads,
+            migrations: &migrations,
+            demand: &demand,
+            now,
+            noise: auto.noise,
+        });
+        let mut sched = tern_scheduler::Scheduler::new(cluster);
+        let active: Vec<(String, String)> = migrations
+            .iter()
+            .filter(|m| m.outcome.is_none())
+            .map(|m| (m.from.clone(), m.to.clone()))
+            .collect();
+        let decisions = sched.rebalance(
+            &tern_scheduler::Limits {
+                per_node: limits.per_node,
+                total: limits.total,
+                active,
+            },
+            &mut lock(&auto.hysteresis),
+        );
+        let candidates = sched.last_pass().candidates;
+        for d in decisions {
+            let req = MigrateRequest {
+                to: d.to.clone(),
+                ..MigrateRequest::default()
+            };
+            let why = format!("placement: {}", d.reason);
+            if let Ok(mut m) = crate::migration::start(
+                tx,
+                &d.workload,
+                &req,
+                MigrationKind::Move,
+                &why,
+                limits,
+                now,
+            )? {
+                m.auto = true;
+                m.baseline_p50_ms = latency(
+                    traffic,
+                    &d.workload,
+                    now.saturating_sub(DEMAND_WINDOW_MS),
+                    now,
+                )
+                .0;
+                tx.put_migration(&m)?;
+                started += 1;
+            }
+        }
+        Ok((false, candidates, started))
+    })?;
+    let mut st = lock(&auto.state);
+    st.paused = paused;
+    st.last_pass_unix_ms = Some(now);
+    st.last_pass_ms = started_at.elapsed().as_secs_f64() * 1e3;
+    st.candidates = candidates;
+    st.started = started;
+    Ok(started > 0)
+}
+
+/// Compare latency before and after each recent automatic move; move back the ones that made
+/// it worse. Returns how many migrations it started.
+fn judge_moves(tx: &mut Tx, traffic: &TrafficLog, limits: Limits, now: u64) -> Result<usize> {
+    let mut started = 0;
+    for mut m in tx.migrations()? {
+        let (Some(baseline), None, Some(done)) =
+            (m.baseline_p50_ms, &m.regression, m.finished_unix_ms)
+        else {
+            continue;
+        };
+        if !m.auto || m.outcome.as_deref() != Some("committed") {
+            continue;
+        }
+        // The first report wholly after the commit.
+        let from = done + crate::server::TRAFFIC_INTERVAL_MS + 100;
+        let (after, requests) = latency(traffic, &m.workload, from, now);
+        let verdict = match after {
+            Some(after) if requests >= MIN_REQUESTS => {
+                if after > baseline * 1.5 && after - baseline > 5.0 {
+                    Some(Err(after))
+                } else {
+                    Some(Ok(format!(
+                        "no regression: median latency {baseline:.1} ms before, {after:.1} ms after"
+                    )))
+                }
+            }
+            _ if now.saturating_sub(done) > JUDGE_WITHIN_MS => Some(Ok(
+                "not judged: too little traffic after the move".to_string(),
+            )),
+            _ => None,
+        };
+        match verdict {
+            None => {}
+            Some(Ok(text)) => {
+                m.regression = Some(text);
+                tx.put_migration(&m)?;
+            }
+            Some(Err(after)) => {
+                let reason = format!(
+                    "regression: median latency {baseline:.1} ms on {} before the move, {after:.1} ms on {} after",
+                    m.from, m.to
+                );
+                let Some(mut w) = tx.workload(&m.workload)? else {
+                    continue;
+                };
+                if w.node.as_deref() != Some(m.to.as_str()) {
+                    // It has moved on since: nothing to take back.
+                    m.regression = Some(format!("{reason}; it had moved on already"));
+                    tx.put_migration(&m)?;
+                    continue;
+                }
+                avoid(&mut w, &m.to, now, &reason);
+                tx.put_workload(&w)?;
+                let req = MigrateRequest {
+                    to: m.from.clone(),
+                    ..MigrateRequest::default()
+                };
+                let why = format!("placement: {reason}; moving back to {}", m.from);
+                match crate::migration::start(
+                    tx,
+                    &m.workload,
+                    &req,
+                    MigrationKind::Move,
+                    &why,
+                    limits,
+                    now,
+                )? {
+                    Ok(mut back) => {
+                        back.auto = true;
+                        tx.put_migration(&back)?;
+                        m.regression = Some(format!("{reason}; moved back ({})", back.id));
+                        started += 1;
+                    }
+                    // Over the limits now: the next pass tries again.
+                    Err(e) if e.starts_with("not now") => continue,
+                    Err(e) => {
+                        m.regression = Some(format!("{reason}; cannot move back: {e}"));
+                    }
+                }
+                tx.put_migration(&m)?;
+            }
+        }
+    }
+    Ok(started)
+}
+
+fn avoid(w: &mut Workload, node: &str, now: u64, reason: &str) {
+    w.avoid.retain(|a| a.node != node && a.until_unix_ms > now);
+    w.avoid.push(Avoid {
+        node: node.to_string(),
+        until_unix_ms: now + AVOID_MS,
+        reason: reason.to_string(),
+    });
+    event(w, now, format!("keeping off {node}: {reason}"));
+}
