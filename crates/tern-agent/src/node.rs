@@ -93,7 +93,9 @@ pub(crate) fn usage(s: &mut Sampler, cpus: f64, measure: CpuMeasure, instance_co
         CpuMeasure::Host => host * machine_cpus,
         CpuMeasure::Instances => instance_cores,
     }
-    .clamp(0.0, cpus.max(0.0));
+    .clamp(0.0, cpus.max(0.0))
+        // An empty sum is -0.0, which would print as "-0%".
+        + 0.0;
     let (mut net_rx_bytes_s, mut net_tx_bytes_s) = (0.0, 0.0);
     if let Some((rx, tx)) = net_bytes() {
         let now = std::time::Instant::now();

@@ -279,6 +279,21 @@ pub struct PlacementState {
     pub started: usize,
 }
 
+/// `GET /v1/network`: what the nodes' probes measured, node to node and summed up by region
+/// pair (the median of the node pairs: what the scheduler uses).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NetworkReply {
+    pub regions: tern_scheduler::Network,
+    pub nodes: Vec<NodeLinks>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeLinks {
+    pub node: String,
+    pub region: String,
+    pub links: Vec<LinkReport>,
+}
+
 /// `GET /v1/workloads/{name}/explain`: why the workload runs where it does.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ExplainReply {

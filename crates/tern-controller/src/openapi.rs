@@ -59,6 +59,10 @@ pub fn document() -> Value {
         json!({"parameters": name_param("name"), "get": op("Why the workload runs where it does: its score on its node and on the best alternatives, term by term, and the verdict (stay, move, pending)", None, "200")}),
     );
     paths.insert(
+        "/v1/network".into(),
+        json!({"get": op("What the nodes' probes measured: round-trip time and bandwidth node to node, and the median by region pair", None, "200")}),
+    );
+    paths.insert(
         "/v1/placement".into(),
         json!({"get": op("Automatic placement: paused or not, and the last rebalance pass", None, "200")}),
     );

@@ -272,6 +272,7 @@ fn router(shared: Arc<Shared>, max_blob: usize) -> Router {
         .route("/v1/workloads/{name}/traffic", get(workload_traffic))
         .route("/v1/workloads/{name}/explain", get(explain_workload))
         .route("/v1/placement", get(placement_state))
+        .route("/v1/network", get(network))
         .route("/v1/placement/pause", post(pause_placement))
         .route("/v1/placement/resume", post(resume_placement))
         .layer(DefaultBodyLimit::max(max_blob))
@@ -1007,6 +1008,24 @@ async fn explain_workload(
             }))
         })?;
         reply.map(Json).ok_or_else(|| not_found("workload", &name))
+    })
+    .await
+}
+
+async fn network(State(s): State<Arc<Shared>>) -> ApiResult<Json<NetworkReply>> {
+    blocking(&s, |s| {
+        let nodes = s.store.nodes()?;
+        Ok(Json(NetworkReply {
+            regions: crate::view::network(&nodes, &mut |x| x),
+            nodes: nodes
+                .into_iter()
+                .map(|n| NodeLinks {
+                    region: n.labels.get("region").cloned().unwrap_or_default(),
+                    node: n.name,
+                    links: n.links,
+                })
+                .collect(),
+        }))
     })
     .await
 }

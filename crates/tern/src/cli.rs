@@ -374,6 +374,14 @@ pub enum Command {
         #[command(flatten)]
         cluster: ClusterArgs,
     },
+    /// The latency and bandwidth matrix the nodes' probes measured (by region pair and node to
+    /// node).
+    Network {
+        #[command(flatten)]
+        out: Output,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+    },
     /// Stop or restart automatic moves (`pause`, `resume`, `status`).
     Placement {
         #[arg(value_parser = ["pause", "resume", "status"])]
@@ -737,6 +745,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
             out,
             cluster,
         } => crate::placement::explain(&ctx(cluster)?, &workload, out.json()),
+        Command::Network { out, cluster } => crate::placement::network(&ctx(cluster)?, out.json()),
         Command::Placement { action, cluster } => {
             crate::placement::placement(&ctx(cluster)?, &action)
         }

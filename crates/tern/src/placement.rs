@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use anyhow::Result;
-use tern_controller::api::{ExplainReply, PlacementState};
+use tern_controller::api::{ExplainReply, NetworkReply, PlacementState};
 use tern_scheduler::{Score, Verdict};
 
 use crate::fleet::{table, Api, ClusterContext};
@@ -76,6 +76,59 @@ pub fn explain(ctx: &ClusterContext, workload: &str, json: bool) -> Result<ExitC
     Ok(ExitCode::SUCCESS)
 }
 
+pub fn network(ctx: &ClusterContext, json: bool) -> Result<ExitCode> {
+    let r: NetworkReply = Api::new(ctx)?.get("/v1/network")?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mib = |b: f64| {
+        if b > 0.0 {
+            format!("{:.0} MiB/s", b / (1u64 << 20) as f64)
+        } else {
+            "-".into()
+        }
+    };
+    table(
+        &["REGION", "REGION", "RTT", "BANDWIDTH"],
+        r.regions
+            .links
+            .iter()
+            .map(|((a, b), l)| {
+                vec![
+                    a.clone(),
+                    b.clone(),
+                    format!("{:.1}ms", l.rtt_ms),
+                    mib(l.bandwidth),
+                ]
+            })
+            .collect(),
+    );
+    println!();
+    table(
+        &["NODE", "PEER", "RTT", "BANDWIDTH", "AGE"],
+        r.nodes
+            .iter()
+            .flat_map(|n| {
+                n.links.iter().map(|l| {
+                    vec![
+                        n.node.clone(),
+                        l.peer.clone(),
+                        format!("{:.1}ms", l.rtt_ms),
+                        mib(l.bandwidth),
+                        format!(
+                            "{:.0}s",
+                            tern_controller::now_ms().saturating_sub(l.measured_unix_ms) as f64
+                                / 1e3
+                        ),
+                    ]
+                })
+            })
+            .collect(),
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn placement(ctx: &ClusterContext, action: &str) -> Result<ExitCode> {
     let api = Api::new(ctx)?;
     let st: PlacementState = match action {
@@ -135,10 +188,15 @@ pub fn sim(
         report.p99_decision_ms,
         report.max_decision_ms
     );
+    println!(
+        "building the index: {:.1} ms; placing all: {:.1} ms",
+        report.build_ms, report.place_total_ms
+    );
     if let (Some(ms), Some(moves)) = (report.rebalance_ms, report.moves) {
         println!(
-            "rebalance pass over {} workloads: {ms:.1} ms, {moves} moves chosen ({} candidates)",
+            "rebalance pass over {} workloads: {ms:.1} ms (+ {:.1} ms building its index), {moves} moves chosen ({} candidates)",
             report.placed,
+            report.rebalance_build_ms.unwrap_or(0.0),
             report.candidates.unwrap_or(moves)
         );
     }

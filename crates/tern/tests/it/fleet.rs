@@ -668,8 +668,15 @@ fn files_are_shipped_and_volumes_persist() {
 #[test]
 fn tern_up_runs_a_cluster_that_ctrl_c_stops() {
     let home = tempfile::tempdir().expect("home");
+    let delays = home.path().join("delays.toml");
+    std::fs::write(
+        &delays,
+        "[[link]]\nbetween = [\"eu-west\", \"us-east\"]\ndelay = \"40ms\"\n",
+    )
+    .expect("write");
     let mut up = Command::new(env!("CARGO_BIN_EXE_tern"))
-        .args(["up", "--nodes", "2"])
+        .args(["up", "--nodes", "2", "--delays"])
+        .arg(&delays)
         .env("TERN_HOME", home.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -724,6 +731,26 @@ fn tern_up_runs_a_cluster_that_ctrl_c_stops() {
                         "gateways {gws} for regions {want:?}"
                     );
                     std::thread::sleep(Duration::from_millis(100));
+                }
+                // The agents' probes see the delay table's geography.
+                let started = Instant::now();
+                loop {
+                    let out = with_home(&["network", "-o", "json"]);
+                    let net: serde_json::Value =
+                        serde_json::from_slice(&out.stdout).unwrap_or_default();
+                    let rtt = net["regions"]["links"]
+                        .as_array()
+                        .and_then(|l| l.iter().find(|x| x["a"] != x["b"]))
+                        .and_then(|l| l["rtt_ms"].as_f64());
+                    if rtt.is_some_and(|r| r >= 40.0) {
+                        assert!(rtt < Some(80.0), "{net}");
+                        break;
+                    }
+                    assert!(
+                        started.elapsed() < Duration::from_secs(20),
+                        "no link measured: {net}"
+                    );
+                    std::thread::sleep(Duration::from_millis(200));
                 }
                 break;
             }
@@ -1479,7 +1506,7 @@ fn http(conn: &mut std::net::TcpStream, method: &str, path: &str) -> (u16, Strin
     (status, body)
 }
 
-pub(crate) fn endpoint(c: &Cluster, workload: &str) -> Option<String> {
+fn endpoint(c: &Cluster, workload: &str) -> Option<String> {
     c.workload(workload)["endpoints"][0]["address"]
         .as_str()
         .map(str::to_string)
@@ -1799,7 +1826,7 @@ fn a_service_under_load_moves_twenty_times_and_no_request_fails_or_counts_twice(
 }
 
 /// Deploy the counter service (host counter.example) and wait for its endpoint.
-pub(crate) fn deploy_counter(c: &Cluster, work: &Path) {
+fn deploy_counter(c: &Cluster, work: &Path) {
     let d = work.join("counter");
     std::fs::create_dir_all(&d).expect("mkdir");
     std::fs::copy(fixture("counter"), d.join("counter.wasm")).expect("copy");

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::fleet::{cluster, deploy_counter, deploy_running, fixture_profile, http_to, Cluster};
+use crate::fleet::{cluster, deploy_running, fixture_profile, http_to, Cluster};
 use crate::harness::text;
 
 fn delays(dir: &Path, toml: &str) -> PathBuf {
@@ -115,7 +115,7 @@ fn a_service_moves_to_the_region_its_demand_comes_from() {
         .controller_arg("--rebalance-every")
         .controller_arg("500ms")
         .start();
-    deploy_counter(&c, work.path());
+    deploy_counter(&c, work.path(), "");
     put_on(&c, "counter", "eu");
     // The probes see the made-up distance.
     wait_for(&c, 20, "a measured link", |c| {
@@ -165,6 +165,33 @@ fn a_service_moves_to_the_region_its_demand_comes_from() {
     assert_eq!(auto_migrations(&c).len(), 1, "and it stays there");
 }
 
+/// Deploy the counter service (host `counter.example`) with `extra` profile lines; a short
+/// cooldown, since moves by hand count too.
+fn deploy_counter(c: &Cluster, work: &Path, extra: &str) {
+    let dir = work.join("counter");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::copy(crate::harness::fixture("counter"), dir.join("counter.wasm")).expect("copy");
+    let p = dir.join("tern.toml");
+    let extra = if extra.contains("[migration]") {
+        extra.replace("[migration]\n", "[migration]\ncooldown = \"1s\"\n")
+    } else {
+        format!("{extra}[migration]\ncooldown = \"1s\"\n")
+    };
+    std::fs::write(
+        &p,
+        format!(
+            "name = \"counter\"\nmodule = \"counter.wasm\"\nports = [8080]\n\
+             [http]\nhost = \"counter.example\"\n{extra}"
+        ),
+    )
+    .expect("write");
+    deploy_running(c, &p, "counter");
+    c.wait(
+        |c| c.workload("counter")["endpoints"][0]["address"].is_string(),
+        "the counter's endpoint",
+    );
+}
+
 fn start_gateway_with(c: &Cluster, region: &str, delays: &str) -> (crate::fleet::Reaped, String) {
     use crate::fleet::Reap;
     let addr_file = c.dir.path().join(format!("gateway-{region}.addr"));
@@ -209,7 +236,14 @@ fn workloads_leave_an_overloaded_node_for_idle_ones() {
         "[placement]\nexclude_nodes = [\"a\", \"c\"]\n[migration]\nlive = false\n",
     );
     deploy_running(&c, &hog, "hog");
-    let busy = fixture_profile(work.path(), "busy", "compute", &["100000000000"], "");
+    // A short cooldown: being put on b by hand counts as a move.
+    let busy = fixture_profile(
+        work.path(),
+        "busy",
+        "compute",
+        &["100000000000"],
+        "[migration]\ncooldown = \"1s\"\n",
+    );
     deploy_running(&c, &busy, "busy");
     put_on(&c, "busy", "b");
     wait_for(&c, 20, "b measured busy", |c| {
@@ -303,11 +337,20 @@ fn noise_of_ten_percent_on_every_metric_moves_nothing() {
         .controller_arg("--metric-noise")
         .controller_arg("0.1")
         .start();
-    let busy = fixture_profile(work.path(), "busy", "compute", &["100000000000"], "");
+    // A short cooldown (being put in place by hand counts as a move), so that only the
+    // scheduler's judgement keeps them where they are.
+    let cooldown = "[migration]\ncooldown = \"1s\"\n";
+    let busy = fixture_profile(work.path(), "busy", "compute", &["100000000000"], cooldown);
     deploy_running(&c, &busy, "busy");
     put_on(&c, "busy", "a");
     for (name, node) in [("tick-b", "b"), ("tick-c", "c")] {
-        let p = fixture_profile(work.path(), name, "ticker", &["1000000", "50", "4"], "");
+        let p = fixture_profile(
+            work.path(),
+            name,
+            "ticker",
+            &["1000000", "50", "4"],
+            cooldown,
+        );
         deploy_running(&c, &p, name);
         put_on(&c, name, node);
     }
@@ -354,18 +397,11 @@ fn a_move_that_made_latency_worse_is_taken_back() {
         .controller_arg("500ms")
         .start();
     fill(&c, work.path(), "a");
-    let dir = work.path().join("counter");
-    std::fs::create_dir_all(&dir).expect("mkdir");
-    std::fs::copy(crate::harness::fixture("counter"), dir.join("counter.wasm")).expect("copy");
-    let p = dir.join("tern.toml");
-    std::fs::write(
-        &p,
-        "name = \"counter\"\nmodule = \"counter.wasm\"\nports = [8080]\n\
-         [http]\nhost = \"counter.example\"\n[limits]\nmemory = \"128MiB\"\n\
-         [migration]\nweights = { cost = 1.0 }\n",
-    )
-    .expect("write");
-    deploy_running(&c, &p, "counter");
+    deploy_counter(
+        &c,
+        work.path(),
+        "[limits]\nmemory = \"128MiB\"\n[migration]\nweights = { cost = 1.0 }\n",
+    );
     assert_eq!(node_of(&c, "counter"), "a");
     let (_gw, addr) = start_gateway_with(&c, "eu-west", &d);
     let clients = Clients::start(&addr, 1);
