@@ -3,7 +3,10 @@
 //! two halves together equal the uninterrupted run byte for byte. Then it starts a local
 //! cluster (a controller and three agents in different regions), deploys the program as a
 //! workload, moves it live across the regions while it works (printing each move's report),
-//! shows that its output equals that of an unmoved run, and stops the cluster.
+//! shows that its output equals that of an unmoved run. Last, with clients of an HTTP service
+//! arriving through another region's gateway (the cluster's geography comes from a delay
+//! table), it shows the scheduler move the service to them on its own, with no request lost,
+//! and explain why; then it stops the cluster.
 
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -16,6 +19,12 @@ const PROGRAM: &[u8] = include_bytes!("../../../fixtures/printer.wasm");
 const ARGS: &[&str] = &["1500"];
 /// Lines the workload prints on the cluster: long enough (a few seconds) to be moved thrice.
 const CLUSTER_LINES: u32 = 20000;
+/// The HTTP counter service, whose counts live only in its memory.
+const SERVICE: &[u8] = include_bytes!("../../../fixtures/counter.wasm");
+/// The local cluster's made-up geography (round trips between its three regions).
+const DELAYS: &str = "[[link]]\nbetween = [\"eu-west\", \"us-east\"]\ndelay = \"40ms\"\n\n\
+[[link]]\nbetween = [\"eu-west\", \"ap-south\"]\ndelay = \"120ms\"\n\n\
+[[link]]\nbetween = [\"us-east\", \"ap-south\"]\ndelay = \"90ms\"\n";
 
 fn tern(args: &[&str]) -> Result<Output> {
     let exe = std::env::current_exe().context("finding the tern executable")?;
@@ -133,8 +142,11 @@ fn cluster(dir: &std::path::Path) -> Result<()> {
     let show = |out: &Output| {
         print!("{}", indent(&String::from_utf8_lossy(&out.stdout)));
     };
-    println!("6. a local cluster: tern up --detach");
-    let up = tern_at(&["up", "--detach"])?;
+    let delays = dir.join("delays.toml");
+    std::fs::write(&delays, DELAYS).context("writing the delay table")?;
+    let delays_s = delays.display().to_string();
+    println!("6. a local cluster: tern up --detach --delays {delays_s}");
+    let up = tern_at(&["up", "--detach", "--delays", &delays_s])?;
     show(&up);
     if !up.status.success() {
         bail!("tern up failed: {}", String::from_utf8_lossy(&up.stderr));
@@ -174,7 +186,7 @@ fn cluster(dir: &std::path::Path) -> Result<()> {
         show(&tern_at(&["nodes"])?);
         show(&tern_at(&["ps"])?);
         println!(
-            "9. move it live across the regions while it prints: tern migrate printer --to NODE"
+            "9. move it live across the regions while it prints: tern migrate printer --to NODE\n   (each pause includes a round trip of the link crossed: 40-120 ms in this geography)"
         );
         let mut moves = 0;
         for _ in 0..3 {
@@ -230,11 +242,129 @@ fn cluster(dir: &std::path::Path) -> Result<()> {
         if !same {
             bail!("the moved workload's output differs from an unmoved run");
         }
-        Ok(())
+        placement(dir, &tern_at)
     })();
-    println!("12. tern down");
+    println!("16. tern down");
     show(&tern_at(&["down"])?);
     result
+}
+
+/// The scheduler at work: a service in eu-west whose clients are in ap-south moves to them.
+fn placement(dir: &std::path::Path, tern_at: &dyn Fn(&[&str]) -> Result<Output>) -> Result<()> {
+    let show = |out: &Output| print!("{}", indent(&String::from_utf8_lossy(&out.stdout)));
+    let sdir = dir.join("counter");
+    std::fs::create_dir_all(&sdir)?;
+    std::fs::write(sdir.join("counter.wasm"), SERVICE).context("writing the bundled service")?;
+    let profile = sdir.join("tern.toml");
+    std::fs::write(
+        &profile,
+        "name = \"counter\"\nmodule = \"counter.wasm\"\nports = [8080]\n\n[http]\nhost = \"counter.example\"\n\n[migration]\ncooldown = \"5s\"\n",
+    )?;
+    println!("12. automatic placement: deploy an HTTP service and put it in eu-west (node-1)");
+    let out = tern_at(&["deploy", &profile.display().to_string()])?;
+    if !out.status.success() {
+        bail!("deploy failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let workload = |field: &str| -> Result<serde_json::Value> {
+        let out = tern_at(&["ps", "-o", "json"])?;
+        let ws: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+        Ok(ws
+            .as_array()
+            .and_then(|a| a.iter().find(|w| w["name"] == "counter"))
+            .map(|w| w[field].clone())
+            .unwrap_or_default())
+    };
+    let started = Instant::now();
+    while workload("endpoints")?[0]["address"].as_str().is_none() {
+        if started.elapsed() > Duration::from_secs(30) {
+            bail!("the service did not start");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if workload("node")? != "node-1" {
+        let out = tern_at(&["migrate", "counter", "--to", "node-1"])?;
+        if !out.status.success() {
+            bail!(
+                "moving it to node-1: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    println!("13. the links the nodes measured: tern network");
+    show(&tern_at(&["network"])?);
+    let gws: serde_json::Value =
+        serde_json::from_slice(&tern_at(&["gateways", "-o", "json"])?.stdout)?;
+    let Some(gateway) = gws
+        .as_array()
+        .and_then(|a| a.iter().find(|g| g["region"] == "ap-south"))
+        .and_then(|g| g["address"].as_str())
+        .map(str::to_string)
+    else {
+        bail!("no gateway in ap-south");
+    };
+    println!("14. clients in ap-south send POST /inc/k through {gateway} until the service moves");
+    let mut conn = std::net::TcpStream::connect(&gateway)
+        .with_context(|| format!("connecting to the gateway at {gateway}"))?;
+    conn.set_read_timeout(Some(Duration::from_secs(15)))?;
+    let started = Instant::now();
+    let mut sent = 0u64;
+    let mut moved_after = None;
+    while started.elapsed() < Duration::from_secs(60) {
+        let (status, body) = post(&mut conn, "/inc/k")?;
+        sent += 1;
+        if status != 200 || body.trim() != sent.to_string() {
+            bail!("request {sent} got {status} {body:?}, not the next count");
+        }
+        if sent % 50 == 0 && moved_after.is_none() && workload("node")? == "node-3" {
+            moved_after = Some(started.elapsed());
+        }
+        // Some requests after the move, at the new place.
+        if moved_after.is_some_and(|t| started.elapsed() > t + Duration::from_secs(1)) {
+            break;
+        }
+    }
+    let Some(t) = moved_after else {
+        bail!("the scheduler did not move the service to ap-south within a minute");
+    };
+    println!(
+        "   moved to node-3 (ap-south) {:.1} s after the clients appeared; {sent} requests, every one answered with the next count",
+        t.as_secs_f64()
+    );
+    println!("15. why: tern migrations; tern explain counter");
+    show(&tern_at(&["migrations"])?);
+    show(&tern_at(&["explain", "counter"])?);
+    Ok(())
+}
+
+/// One request on a kept-alive connection: its status and body.
+fn post(conn: &mut std::net::TcpStream, path: &str) -> Result<(u16, String)> {
+    use std::io::{Read, Write};
+    conn.write_all(format!("POST {path} HTTP/1.1\r\nHost: counter.example\r\n\r\n").as_bytes())?;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if conn.read(&mut byte)? == 0 {
+            bail!("the gateway closed the connection");
+        }
+        head.push(byte[0]);
+        if head.len() > 16 << 10 {
+            bail!("an oversized response head");
+        }
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let status = head.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().to_string())
+        })
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0u8; len.min(1 << 20)];
+    conn.read_exact(&mut body)?;
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }
 
 fn count_lines(b: &[u8]) -> usize {
