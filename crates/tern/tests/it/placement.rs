@@ -524,3 +524,31 @@ fn sim_places_and_rebalances_a_simulated_cluster() {
         "the perturbation moves some: {r}"
     );
 }
+
+#[test]
+fn the_demo_runs_and_every_check_in_it_passes() {
+    let home = tempfile::tempdir().expect("home");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tern"))
+        .arg("demo")
+        .env("TERN_HOME", home.path())
+        .output()
+        .expect("tern demo");
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        text(&out.stderr)
+    );
+    assert!(
+        stdout.contains("stdout identical, stderr identical, exit code identical"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("unmoved run: identical"), "{stdout}");
+    assert!(stdout.contains("moved to node-3 (ap-south)"), "{stdout}");
+    assert!(stdout.contains("placement: proximity"), "{stdout}");
+    assert!(
+        !home.path().join("context.json").exists(),
+        "the cluster is down"
+    );
+}
