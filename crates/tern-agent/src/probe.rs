@@ -25,6 +25,9 @@ const BULK_BYTES: usize = 4 << 20;
 /// Largest bulk probe answered: a hostile peer cannot make a node read forever.
 const MAX_BULK: usize = 64 << 20;
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Probe connections answered at once; more are closed (a peer keeps one, so this only
+/// bounds what a misbehaving one can take).
+const MAX_CONNECTIONS: usize = 256;
 
 /// This node, as probes name it.
 #[derive(Debug, Clone)]
@@ -55,12 +58,25 @@ impl Probes {
         std::thread::Builder::new()
             .name("probe-server".into())
             .spawn(move || {
+                let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
                 for conn in listener.incoming().flatten() {
+                    if open.load(Ordering::SeqCst) >= MAX_CONNECTIONS {
+                        continue;
+                    }
+                    open.fetch_add(1, Ordering::SeqCst);
                     let d = server_delays.clone();
                     let m = server_me.clone();
-                    let _ = std::thread::Builder::new()
-                        .name("probe-conn".into())
-                        .spawn(move || answer(conn, &m, &d));
+                    let o = open.clone();
+                    let spawned =
+                        std::thread::Builder::new()
+                            .name("probe-conn".into())
+                            .spawn(move || {
+                                answer(conn, &m, &d);
+                                o.fetch_sub(1, Ordering::SeqCst);
+                            });
+                    if spawned.is_err() {
+                        open.fetch_sub(1, Ordering::SeqCst);
+                    }
                 }
             })?;
         let probes = Probes {

@@ -204,6 +204,8 @@ fn judge_moves(tx: &mut Tx, traffic: &TrafficLog, limits: Limits, now: u64) -> R
                     m.from, m.to
                 );
                 let Some(mut w) = tx.workload(&m.workload)? else {
+                    m.regression = Some(format!("{reason}; the workload is gone"));
+                    tx.put_migration(&m)?;
                     continue;
                 };
                 if w.node.as_deref() != Some(m.to.as_str()) {

@@ -315,7 +315,7 @@ fn placement(dir: &std::path::Path, tern_at: &dyn Fn(&[&str]) -> Result<Output>)
         if status != 200 || body.trim() != sent.to_string() {
             bail!("request {sent} got {status} {body:?}, not the next count");
         }
-        if sent % 50 == 0 && moved_after.is_none() && workload("node")? == "node-3" {
+        if sent.is_multiple_of(50) && moved_after.is_none() && workload("node")? == "node-3" {
             moved_after = Some(started.elapsed());
         }
         // Some requests after the move, at the new place.
