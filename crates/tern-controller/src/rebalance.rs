@@ -258,3 +258,67 @@ fn avoid(w: &mut Workload, node: &str, now: u64, reason: &str) {
     });
     event(w, now, format!("keeping off {node}: {reason}"));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(region: &str, n: u64, ms: f64) -> WorkloadTraffic {
+        let mut t = WorkloadTraffic {
+            workload: "w".into(),
+            ..Default::default()
+        };
+        t.by_region.insert(region.into(), n);
+        for _ in 0..n {
+            t.latency.record(ms);
+        }
+        t
+    }
+
+    #[test]
+    fn demand_is_a_rate_over_the_recent_window_only() {
+        let mut log = TrafficLog::new();
+        let now = 100_000;
+        log.insert(
+            "w".into(),
+            [
+                // Older than the window: not demand any more.
+                (now - DEMAND_WINDOW_MS - 1, report("eu-west", 1000, 1.0)),
+                (now - 8_000, report("ap-south", 100, 1.0)),
+                (now, report("ap-south", 100, 1.0)),
+            ]
+            .into(),
+        );
+        let d = demand(&log, now);
+        // 200 requests over the 8 s since the first report plus one report period.
+        let rate = d["w"]["ap-south"];
+        assert!((rate - 20.0).abs() < 1e-9, "{rate}");
+        assert!(!d["w"].contains_key("eu-west"));
+    }
+
+    #[test]
+    fn latency_counts_only_reports_in_the_span() {
+        let mut log = TrafficLog::new();
+        log.insert(
+            "w".into(),
+            [
+                (1_000, report("eu-west", 30, 1.0)),
+                (5_000, report("eu-west", 30, 60.0)),
+            ]
+            .into(),
+        );
+        let (before, n) = latency(&log, "w", 0, 2_000);
+        assert_eq!(n, 30);
+        assert!(
+            before.is_some_and(|p| (1.0..1.3).contains(&p)),
+            "{before:?}"
+        );
+        let (after, n) = latency(&log, "w", 2_001, 9_000);
+        assert_eq!(n, 30);
+        assert!(
+            after.is_some_and(|p| (60.0..73.0).contains(&p)),
+            "{after:?}"
+        );
+        assert_eq!(latency(&log, "nobody", 0, 9_000), (None, 0));
+    }
+}

@@ -272,3 +272,84 @@ pub(crate) fn at_rest(
         noise: 0.0,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{Capabilities, Capacity, LinkReport, Usage};
+
+    fn node(name: &str, region: &str, links: &[(&str, f64, f64)]) -> Node {
+        Node {
+            name: name.into(),
+            labels: [("region".to_string(), region.to_string())].into(),
+            capacity: Capacity {
+                cpus: 2.0,
+                memory: 1 << 30,
+            },
+            capabilities: Capabilities { cpu_limit: true },
+            address: String::new(),
+            probe: None,
+            links: links
+                .iter()
+                .map(|(peer, rtt_ms, bandwidth)| LinkReport {
+                    peer: peer.to_string(),
+                    rtt_ms: *rtt_ms,
+                    bandwidth: *bandwidth,
+                    measured_unix_ms: 0,
+                })
+                .collect(),
+            status: NodeStatus::Up,
+            usage: Usage::default(),
+            registered_unix_ms: 0,
+            last_heartbeat_unix_ms: 0,
+            session: String::new(),
+            instances: Vec::new(),
+            schedulable: true,
+            draining: false,
+            down_after_ms: 0,
+        }
+    }
+
+    #[test]
+    fn the_region_matrix_is_the_median_of_the_node_pairs_and_ignores_nonsense() {
+        let nodes = [
+            node("a", "eu", &[("b", 10.0, 1e9), ("c", 100.0, 0.0)]),
+            node("b", "eu", &[("a", 12.0, 1e9), ("c", 120.0, 5e7)]),
+            node(
+                "c",
+                "ap",
+                &[
+                    ("a", 110.0, 4e7),
+                    ("b", f64::NAN, -1.0),
+                    ("ghost", 1.0, 1.0),
+                ],
+            ),
+        ];
+        let net = network(&nodes, &mut |x| x);
+        let eu = net.links[&("eu".to_string(), "eu".to_string())];
+        assert_eq!(eu.rtt_ms, 12.0, "median of 10 and 12 (upper)");
+        let ap_eu = net.links[&("ap".to_string(), "eu".to_string())];
+        // 100, 110 and 120 measured (NaN dropped): 110.
+        assert_eq!(ap_eu.rtt_ms, 110.0);
+        // Bandwidths 4e7 and 5e7 (0 and -1 are "not measured"): the upper median.
+        assert_eq!(ap_eu.bandwidth, 5e7);
+        assert_eq!(net.links.len(), 2, "a peer nobody knows is left out");
+    }
+
+    #[test]
+    fn noise_stays_within_its_bounds_and_zero_is_off() {
+        let mut n = Noise {
+            state: 7,
+            amount: 0.1,
+        };
+        for _ in 0..1000 {
+            let x = n.apply(100.0);
+            assert!((90.0..=110.0).contains(&x), "{x}");
+        }
+        let mut off = Noise {
+            state: 7,
+            amount: 0.0,
+        };
+        assert_eq!(off.apply(100.0), 100.0);
+    }
+}

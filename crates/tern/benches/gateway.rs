@@ -203,7 +203,9 @@ fn main() {
     let mut c = tern(&home);
     c.args(["controller", "--data"])
         .arg(&data)
-        .args(["--listen", "127.0.0.1:0"]);
+        .args(["--listen", "127.0.0.1:0"])
+        // Only the moves the bench makes: the scheduler would add its own.
+        .arg("--placement-paused");
     b.spawn("controller", c);
     b.url = wait_file(&data.join("url"));
     b.token = wait_file(&data.join("token"));

@@ -35,6 +35,8 @@ impl Fleet {
             .args(["controller", "--data"])
             .arg(&data)
             .args(["--listen", "127.0.0.1:0"])
+            // Only the moves the bench makes: the scheduler would add its own.
+            .arg("--placement-paused")
             .stderr(Stdio::null())
             .spawn()
             .expect("controller");
