@@ -32,7 +32,7 @@ pub(crate) struct Instance {
     acked: Arc<[AtomicU64; 2]>,
     /// Started as the destination of a migration (`tern receive`), not yet told to go.
     pub(crate) receiving: bool,
-    last_usage: (u64, u64),
+    last_usage: crate::node::ProcessUsage,
     /// Cores used between the last two polls, and when the last one was.
     cpu_cores: f64,
     last_poll: Option<(Instant, u64)>,
@@ -102,7 +102,7 @@ impl Instance {
                 out: [(0, 0); 2],
                 acked: Arc::default(),
                 receiving: false,
-                last_usage: (0, 0),
+                last_usage: Default::default(),
                 cpu_cores: 0.0,
                 last_poll: None,
                 cgroup: None,
@@ -133,7 +133,7 @@ impl Instance {
             out: [(0, 0); 2],
             acked: Arc::default(),
             receiving,
-            last_usage: (0, 0),
+            last_usage: Default::default(),
             cpu_cores: 0.0,
             last_poll: None,
             cgroup: None,
@@ -350,15 +350,16 @@ impl Instance {
         }
         self.last_usage = crate::node::process(pid);
         let now = Instant::now();
+        let used = self.last_usage.cpu_ms;
         if let Some((at, cpu_ms)) = self.last_poll {
             let wall = now.duration_since(at).as_secs_f64();
             // Shorter periods say more about the clock tick than about the program.
             if wall >= 0.5 {
-                self.cpu_cores = self.last_usage.0.saturating_sub(cpu_ms) as f64 / 1e3 / wall;
-                self.last_poll = Some((now, self.last_usage.0));
+                self.cpu_cores = used.saturating_sub(cpu_ms) as f64 / 1e3 / wall;
+                self.last_poll = Some((now, used));
             }
         } else {
-            self.last_poll = Some((now, self.last_usage.0));
+            self.last_poll = Some((now, used));
         }
         let ended: Option<Option<i32>> = match self.child.as_mut() {
             Some(child) => match child.try_wait() {
@@ -403,8 +404,9 @@ impl Instance {
             status: self.status,
             exit_code: self.exit_code,
             error: self.error.clone(),
-            cpu_ms: self.last_usage.0,
-            memory: self.last_usage.1,
+            cpu_ms: self.last_usage.cpu_ms,
+            memory: self.last_usage.rss,
+            state_bytes: self.last_usage.anon,
             cpu_cores: self.cpu_cores,
             endpoints: self.endpoints(),
         }

@@ -116,8 +116,19 @@ pub(crate) fn usage(s: &mut Sampler, cpus: f64, measure: CpuMeasure, instance_co
     }
 }
 
-/// CPU time (ms) and resident memory (bytes) of a process.
-pub(crate) fn process(pid: u32) -> (u64, u64) {
+/// What `/proc` says of an instance process.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct ProcessUsage {
+    pub(crate) cpu_ms: u64,
+    /// Resident memory, bytes.
+    pub(crate) rss: u64,
+    /// Resident anonymous memory, bytes: the program's linear memory and little else (the
+    /// runtime's code is mapped from files), so what a migration has to move.
+    pub(crate) anon: u64,
+}
+
+/// CPU time and resident memory of a process.
+pub(crate) fn process(pid: u32) -> ProcessUsage {
     let cpu = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
         .and_then(|s| {
@@ -129,15 +140,19 @@ pub(crate) fn process(pid: u32) -> (u64, u64) {
             Some((utime + stime) * 1000 / clock_ticks())
         })
         .unwrap_or(0);
-    let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
-            let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-            Some(kib * 1024)
-        })
-        .unwrap_or(0);
-    (cpu, rss)
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| -> u64 {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .map_or(0, |kib| kib * 1024)
+    };
+    ProcessUsage {
+        cpu_ms: cpu,
+        rss: field("VmRSS:"),
+        anon: field("RssAnon:"),
+    }
 }
 
 #[allow(unsafe_code)]

@@ -97,6 +97,9 @@ pub struct InstanceReport {
     /// Cores it used over the last heartbeat period.
     #[serde(default)]
     pub cpu_cores: f64,
+    /// Bytes a migration would move: its resident anonymous memory (0: unknown).
+    #[serde(default)]
+    pub state_bytes: u64,
     /// Where its listening sockets listen, in the order of the profile's `ports`.
     #[serde(default)]
     pub endpoints: Vec<String>,

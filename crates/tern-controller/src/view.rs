@@ -204,7 +204,16 @@ pub(crate) fn cluster(inp: &Inputs<'_>) -> sched::Cluster {
         .nodes
         .iter()
         .flat_map(|n| n.instances.iter())
-        .map(|i| (i.id.as_str(), (i.cpu_cores, i.memory)))
+        // Resident memory overstates the state (it counts the runtime's code), so the
+        // anonymous part, where it is known.
+        .map(|i| {
+            let state = if i.state_bytes > 0 {
+                i.state_bytes
+            } else {
+                i.memory
+            };
+            (i.id.as_str(), (i.cpu_cores, state))
+        })
         .collect();
     let migrating: Vec<&str> = inp
         .migrations
