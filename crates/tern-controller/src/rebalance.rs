@@ -29,6 +29,10 @@ const MIN_REQUESTS: u64 = 20;
 const JUDGE_WITHIN_MS: u64 = 60_000;
 /// A node where a move made latency worse is avoided this long.
 const AVOID_MS: u64 = 10 * 60_000;
+/// After a migration commits, its two nodes' measurements take this long to show it (the
+/// destination's instance is measured over half a second, then reported with the next
+/// heartbeat); no automatic move starts from or to them meanwhile.
+const SETTLE_MS: u64 = 3_000;
 /// Store counter that holds whether automatic placement is paused.
 pub(crate) const PAUSED: &str = "placement_paused";
 
@@ -119,6 +123,15 @@ pub(crate) fn pass(
                 per_node: limits.per_node,
                 total: limits.total,
                 active,
+                settling: migrations
+                    .iter()
+                    .filter(|m| m.outcome.as_deref() == Some("committed"))
+                    .filter(|m| {
+                        m.finished_unix_ms
+                            .is_some_and(|t| now.saturating_sub(t) < SETTLE_MS)
+                    })
+                    .flat_map(|m| [m.from.clone(), m.to.clone()])
+                    .collect(),
             },
             &mut lock(&auto.hysteresis),
         );

@@ -301,6 +301,13 @@ impl Index {
         self.list(n);
     }
 
+    /// Let node `n` take new workloads or not (it stays in the view either way).
+    pub fn set_schedulable(&mut self, n: u32, schedulable: bool) {
+        self.unlist(n);
+        self.nodes[n as usize].schedulable = schedulable;
+        self.list(n);
+    }
+
     fn unlist(&mut self, n: u32) {
         let s = &mut self.nodes[n as usize];
         if let Some((rank, free, memory)) = s.listed.take() {

@@ -101,9 +101,27 @@ impl Scheduler {
     pub fn rebalance(&mut self, limits: &Limits, state: &mut Hysteresis) -> Vec<Decision> {
         let now = self.cluster.now_ms;
         let mut stats = PassStats::default();
+        // Settling nodes take nothing in this pass and give nothing up: their measurements do
+        // not show the move that just reached or left them.
+        let mut settling = vec![false; self.cluster.nodes.len()];
+        let named: Vec<usize> = limits
+            .settling
+            .iter()
+            .filter_map(|n| self.node_index(n))
+            .collect();
+        for n in named {
+            if self.index.nodes[n].schedulable {
+                self.index.set_schedulable(n as u32, false);
+                settling[n] = true;
+            }
+        }
         let mut candidates: Vec<(u32, Eval, Eval)> = Vec::new();
         for i in 0..self.cluster.workloads.len() as u32 {
             if self.eligible(i as usize, now).is_err() {
+                continue;
+            }
+            if self.cur[i as usize].is_some_and(|n| settling[n as usize]) {
+                stats.held_by_limits += 1;
                 continue;
             }
             stats.considered += 1;
@@ -173,6 +191,11 @@ impl Scheduler {
         // A workload that stopped being a candidate (or moved) is forgotten.
         state.seen = next;
         self.last = stats;
+        for (n, was) in settling.into_iter().enumerate() {
+            if was {
+                self.index.set_schedulable(n as u32, true);
+            }
+        }
         decisions
     }
 

@@ -197,6 +197,11 @@ pub struct Limits {
     pub total: usize,
     /// `(from, to)` node names of the migrations under way.
     pub active: Vec<(String, String)>,
+    /// Nodes a migration has just left or reached, whose measurements do not show it yet:
+    /// no move starts from or to them until they do (else a second workload would follow
+    /// the first to a node that only looks idle, and move again once it is measured).
+    #[serde(default)]
+    pub settling: Vec<String>,
 }
 
 impl Limits {
@@ -206,6 +211,7 @@ impl Limits {
             per_node: usize::MAX,
             total: usize::MAX,
             active: Vec::new(),
+            settling: Vec::new(),
         }
     }
 }

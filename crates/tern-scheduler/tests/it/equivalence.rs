@@ -72,6 +72,7 @@ fn rebalancing_finds_the_candidates_brute_force_finds() {
             per_node: 10,
             total: 0,
             active: Vec::new(),
+            settling: Vec::new(),
         };
         let mut h = Hysteresis::new(1);
         let mut s = Scheduler::new(placed.cluster().clone());

@@ -134,11 +134,13 @@ fn zero_limits_move_nothing() {
             per_node: 0,
             total: 10,
             active: Vec::new(),
+            settling: Vec::new(),
         },
         Limits {
             per_node: 10,
             total: 0,
             active: Vec::new(),
+            settling: Vec::new(),
         },
     ] {
         let mut s = Scheduler::new(c.clone());

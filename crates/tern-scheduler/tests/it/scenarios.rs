@@ -67,6 +67,7 @@ fn limits(per_node: usize, total: usize, active: &[(&str, &str)]) -> Limits {
         per_node,
         total,
         active: active.iter().map(|&(a, b)| (a.into(), b.into())).collect(),
+        settling: Vec::new(),
     }
 }
 
@@ -104,6 +105,16 @@ fn an_overloaded_node_sheds_workloads_to_idle_ones_within_limits() {
     assert!(pass(&c, &limits(10, 1, &[("x", "y")]), &mut at_once())
         .0
         .is_empty());
+    // A node that a move has just reached looks idler than it is: nothing goes there (or
+    // leaves a node that a move has just left) until its measurements show the move.
+    let mut settling = limits(10, 10, &[]);
+    settling.settling = vec!["idle1".into()];
+    let (d, _, _) = pass(&c, &settling, &mut at_once());
+    assert!(!d.is_empty() && d.iter().all(|d| d.to == "idle2"), "{d:?}");
+    settling.settling = vec!["hot".into()];
+    let (d, stats, _) = pass(&c, &settling, &mut at_once());
+    assert!(d.is_empty(), "{d:?}");
+    assert_eq!(stats.held_by_limits, 4, "{stats:?}");
 }
 
 #[test]

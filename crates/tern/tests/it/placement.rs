@@ -246,24 +246,40 @@ fn workloads_leave_an_overloaded_node_for_idle_ones() {
     );
     deploy_running(&c, &busy, "busy");
     put_on(&c, "busy", "b");
+    let light = fixture_profile(
+        work.path(),
+        "light",
+        "ticker",
+        &["1000000", "50", "1"],
+        "[migration]\ncooldown = \"1s\"\n",
+    );
+    deploy_running(&c, &light, "light");
+    put_on(&c, "light", "b");
     wait_for(&c, 20, "b measured busy", |c| {
         c.json(&["inspect", "b"])["usage"]["cpu_busy"]
             .as_f64()
             .is_some_and(|x| x > 0.8)
     });
     c.ok(&["placement", "resume"]);
-    wait_for(&c, 60, "busy off b", |c| {
-        let n = node_of(c, "busy");
-        n == "a" || n == "c"
+    wait_for(&c, 60, "its workloads off b", |c| {
+        ["busy", "light"].iter().all(|w| {
+            let n = node_of(c, w);
+            n == "a" || n == "c"
+        })
     });
+    // And then they stay where they went.
+    std::thread::sleep(Duration::from_secs(2));
     let moves = auto_migrations(&c);
-    assert_eq!(moves.len(), 1, "{moves:?}");
-    assert_eq!(moves[0]["workload"], "busy");
-    let why = moves[0]["why"].as_str().unwrap_or("");
-    assert!(why.contains("performance"), "{why}");
+    assert_eq!(moves.len(), 2, "{moves:?}");
+    for m in &moves {
+        assert_eq!(m["from"], "b", "{m}");
+        let why = m["why"].as_str().unwrap_or("");
+        assert!(why.contains("performance"), "{why}");
+    }
     assert_eq!(node_of(&c, "hog"), "b", "the pinned one stays");
-    c.ok(&["rm", "hog"]);
-    c.ok(&["rm", "busy"]);
+    for w in ["hog", "busy", "light"] {
+        c.ok(&["rm", w]);
+    }
 }
 
 /// Deploy `filler`: 200 MiB promised, kept off `other` and unmovable, so that the node with
