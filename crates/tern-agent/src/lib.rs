@@ -199,10 +199,11 @@ pub fn run(config: Config, stop: Arc<AtomicBool>) -> Result<()> {
         );
     }
     let probes = probe::Probes::start(
-        probe_host(&config.address),
+        &probe_host(&config.address),
         probe::Me {
             name: config.name.clone(),
             region: config.labels.get("region").cloned().unwrap_or_default(),
+            secret: probe::secret(&config.token),
         },
         config.delays.clone(),
         stop.clone(),
@@ -338,12 +339,16 @@ pub fn run(config: Config, stop: Arc<AtomicBool>) -> Result<()> {
 }
 
 /// The host part of the node's address, where its probe server listens too.
-fn probe_host(address: &str) -> &str {
+fn probe_host(address: &str) -> String {
+    if let Ok(a) = address.parse::<std::net::SocketAddr>() {
+        return a.ip().to_string();
+    }
+    if let Ok(ip) = address.trim_matches(['[', ']']).parse::<std::net::IpAddr>() {
+        return ip.to_string();
+    }
     match address.rsplit_once(':') {
-        Some((host, port)) if port.parse::<u16>().is_ok() && !host.ends_with(':') => {
-            host.trim_start_matches('[').trim_end_matches(']')
-        }
-        _ => address,
+        Some((host, port)) if port.parse::<u16>().is_ok() => host.to_string(),
+        _ => address.to_string(),
     }
 }
 

@@ -66,6 +66,19 @@ pub(crate) struct Sampler {
     net: Option<(std::time::Instant, u64, u64)>,
 }
 
+/// CPUs the host has, as `/proc/stat` counts them.
+fn host_cpus() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/stat").ok()?;
+    let n = text
+        .lines()
+        .filter(|l| {
+            l.strip_prefix("cpu")
+                .is_some_and(|r| r.starts_with(|c: char| c.is_ascii_digit()))
+        })
+        .count();
+    (n > 0).then_some(n as f64)
+}
+
 /// Bytes received and sent by all interfaces so far.
 fn net_bytes() -> Option<(u64, u64)> {
     let text = std::fs::read_to_string("/proc/net/dev").ok()?;
@@ -88,7 +101,9 @@ pub(crate) fn usage(s: &mut Sampler, cpus: f64, measure: CpuMeasure, instance_co
     let total = meminfo("MemTotal:").unwrap_or(0);
     let free = meminfo("MemAvailable:").unwrap_or(0);
     let host = s.cpu.sample();
-    let machine_cpus = capacity().cpus;
+    // The busy fraction covers every CPU of the host (`/proc/stat`), which may be more than
+    // this process may use (a container's affinity).
+    let machine_cpus = host_cpus().unwrap_or_else(|| capacity().cpus);
     let cpu_busy = match measure {
         CpuMeasure::Host => host * machine_cpus,
         CpuMeasure::Instances => instance_cores,

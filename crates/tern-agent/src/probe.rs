@@ -2,8 +2,10 @@
 //! links to the others (round-trip time every few seconds, bandwidth now and then), so that
 //! the controller holds a live latency and bandwidth matrix to place workloads by.
 //!
-//! The protocol is line-based: `ping NODE REGION\n` gets `pong\n`; `bulk NODE REGION LEN\n`
-//! followed by LEN bytes gets `done\n` once all arrived. The answering side holds its answer
+//! The protocol is line-based: a connection opens with `hello SECRET\n` (a digest of the
+//! cluster's token, so that only the cluster's nodes are answered); then `ping NODE REGION\n`
+//! gets `pong\n`, and `bulk NODE REGION LEN\n` followed by LEN bytes gets `done\n` once all
+//! arrived. The answering side holds its answer
 //! for the link's delay from the delay table, so that made-up geography shows in what is
 //! measured exactly as real distance would.
 
@@ -25,6 +27,10 @@ const BULK_BYTES: usize = 4 << 20;
 /// Largest bulk probe answered: a hostile peer cannot make a node read forever.
 const MAX_BULK: usize = 64 << 20;
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
+/// The prober's own timeouts: one dead peer must not hold up the measurement of the others.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+/// A connection that has not said hello by then is closed.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(2);
 /// Probe connections answered at once; more are closed (a peer keeps one, so this only
 /// bounds what a misbehaving one can take).
 const MAX_CONNECTIONS: usize = 256;
@@ -34,6 +40,15 @@ const MAX_CONNECTIONS: usize = 256;
 pub(crate) struct Me {
     pub(crate) name: String,
     pub(crate) region: String,
+    /// What a connection's hello must carry (see [`secret`]).
+    pub(crate) secret: String,
+}
+
+/// The hello secret of a cluster: a digest of its token (the token itself never goes over
+/// the probe port).
+pub(crate) fn secret(token: &str) -> String {
+    let d = tern_controller::digest(format!("tern probe {token}").as_bytes());
+    d.chars().rev().take(32).collect()
 }
 
 /// The probe server and the prober of one node.
@@ -59,7 +74,12 @@ impl Probes {
             .name("probe-server".into())
             .spawn(move || {
                 let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-                for conn in listener.incoming().flatten() {
+                for conn in listener.incoming() {
+                    let Ok(conn) = conn else {
+                        // Out of descriptors, say: do not spin.
+                        std::thread::sleep(Duration::from_millis(50));
+                        continue;
+                    };
                     if open.load(Ordering::SeqCst) >= MAX_CONNECTIONS {
                         continue;
                     }
@@ -109,7 +129,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// Serve one probing peer until it hangs up or misbehaves.
 fn answer(conn: TcpStream, me: &Me, delays: &DelayTable) {
-    let _ = conn.set_read_timeout(Some(IO_TIMEOUT));
+    let _ = conn.set_read_timeout(Some(HELLO_TIMEOUT));
     let _ = conn.set_write_timeout(Some(IO_TIMEOUT));
     let _ = conn.set_nodelay(true);
     let Ok(mut out) = conn.try_clone() else {
@@ -117,6 +137,11 @@ fn answer(conn: TcpStream, me: &Me, delays: &DelayTable) {
     };
     let mut input = BufReader::new(conn);
     let mut line = String::new();
+    let hello = (&mut input).take(128).read_line(&mut line);
+    if hello.is_err() || line.trim() != format!("hello {}", me.secret) {
+        return;
+    }
+    let _ = input.get_ref().set_read_timeout(Some(IO_TIMEOUT));
     loop {
         line.clear();
         match (&mut input).take(256).read_line(&mut line) {
@@ -162,16 +187,18 @@ struct Conn {
 }
 
 impl Conn {
-    fn open(address: &str) -> std::io::Result<Conn> {
+    fn open(address: &str, secret: &str) -> std::io::Result<Conn> {
         let addr: std::net::SocketAddr = address
             .parse()
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-        let s = TcpStream::connect_timeout(&addr, IO_TIMEOUT)?;
-        s.set_read_timeout(Some(IO_TIMEOUT))?;
-        s.set_write_timeout(Some(IO_TIMEOUT))?;
+        let s = TcpStream::connect_timeout(&addr, PROBE_TIMEOUT)?;
+        s.set_read_timeout(Some(PROBE_TIMEOUT))?;
+        s.set_write_timeout(Some(PROBE_TIMEOUT))?;
         s.set_nodelay(true)?;
+        let mut writer = s.try_clone()?;
+        writer.write_all(format!("hello {secret}\n").as_bytes())?;
         Ok(Conn {
-            writer: s.try_clone()?,
+            writer,
             reader: BufReader::new(s),
         })
     }
@@ -205,18 +232,28 @@ fn probe_loop(
     while !stop.load(Ordering::SeqCst) {
         let started = Instant::now();
         let list = lock(peers).clone();
-        conns.retain(|k, _| list.iter().any(|p| &p.name == k));
+        let key = |p: &Peer| format!("{}|{}", p.name, p.probe);
+        conns.retain(|k, _| list.iter().any(|p| key(p) == *k));
         for p in &list {
             if stop.load(Ordering::SeqCst) {
                 return;
             }
-            let key = format!("{}|{}", p.name, p.probe);
+            let key = key(p);
+            // A peer that cannot be measured has no link worth reporting.
+            let forget = || {
+                lock(links).remove(&p.name);
+            };
             let conn = match conns.entry(key.clone()) {
                 std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-                std::collections::btree_map::Entry::Vacant(e) => match Conn::open(&p.probe) {
-                    Ok(c) => e.insert(c),
-                    Err(_) => continue,
-                },
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    match Conn::open(&p.probe, &me.secret) {
+                        Ok(c) => e.insert(c),
+                        Err(_) => {
+                            forget();
+                            continue;
+                        }
+                    }
+                }
             };
             let ping = format!("ping {} {}\n", me.name, region_word(&me.region));
             let mut rtts = Vec::new();
@@ -232,6 +269,7 @@ fn probe_loop(
             }
             if failed {
                 conns.remove(&key);
+                forget();
                 continue;
             }
             rtts.sort_by(f64::total_cmp);
@@ -257,6 +295,7 @@ fn probe_loop(
                     }
                     Err(_) => {
                         conns.remove(&key);
+                        forget();
                         continue;
                     }
                 }
@@ -306,6 +345,7 @@ mod tests {
             Me {
                 name: "b".into(),
                 region: "ap-south".into(),
+                secret: secret("t"),
             },
             delays.clone(),
             stop.clone(),
@@ -316,6 +356,7 @@ mod tests {
             Me {
                 name: "a".into(),
                 region: "eu-west".into(),
+                secret: secret("t"),
             },
             delays,
             stop.clone(),
@@ -342,12 +383,27 @@ mod tests {
             link.bandwidth > 1e6 && link.bandwidth.is_finite(),
             "{link:?}"
         );
-        // A hostile line is answered by hanging up, not by reading forever.
-        let mut s = TcpStream::connect(&b.address).expect("connect");
-        s.write_all(b"bulk x y 99999999999\n").expect("send");
+        // A stranger (no hello with the cluster's secret) is not answered; a hostile line is
+        // answered by hanging up, not by reading forever.
         let mut buf = [0u8; 8];
+        for opening in [
+            "ping x y\n".to_string(),
+            format!("hello {}\n", secret("other cluster")),
+            format!("hello {}\nbulk x y 99999999999\n", secret("t")),
+        ] {
+            let mut s = TcpStream::connect(&b.address).expect("connect");
+            s.write_all(opening.as_bytes()).expect("send");
+            s.set_read_timeout(Some(Duration::from_secs(5)))
+                .expect("timeout");
+            assert_eq!(s.read(&mut buf).expect("closed"), 0, "{opening:?}");
+        }
+        // The cluster's own is.
+        let mut s = TcpStream::connect(&b.address).expect("connect");
+        s.write_all(format!("hello {}\nping x y\n", secret("t")).as_bytes())
+            .expect("send");
         s.set_read_timeout(Some(Duration::from_secs(5)))
             .expect("timeout");
-        assert_eq!(s.read(&mut buf).expect("closed"), 0);
+        let n = s.read(&mut buf).expect("answer");
+        assert_eq!(&buf[..n], b"pong\n");
     }
 }

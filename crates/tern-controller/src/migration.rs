@@ -115,7 +115,10 @@ pub(crate) fn start(
         return Ok(Err(format!("not now: {why}")));
     }
     // The destination must satisfy the workload's constraints and have room for it.
-    let node = crate::view::node_view(target, committed(&tx.workloads()?, &req.to, Some(name)));
+    let node = crate::view::node_view(
+        target,
+        committed(&tx.workloads()?, &tx.migrations()?, &req.to, Some(name)),
+    );
     let mut workload = crate::view::unplaced(&w);
     // Nodes the scheduler avoids are its own business: a user may still choose one.
     workload.avoid.clear();
@@ -168,14 +171,30 @@ pub(crate) fn start(
 }
 
 /// Memory and CPU promised on `node` to running workloads (but `except`).
-pub(crate) fn committed(workloads: &[Workload], node: &str, except: Option<&str>) -> (u64, f64) {
-    let mut out = (0, 0.0);
+/// Memory and CPU promised on `node` to running workloads (but `except`), and to those a
+/// migration under way is bringing there.
+pub(crate) fn committed(
+    workloads: &[Workload],
+    migrations: &[Migration],
+    node: &str,
+    except: Option<&str>,
+) -> (u64, f64) {
+    let arriving: Vec<&str> = migrations
+        .iter()
+        .filter(|m| m.outcome.is_none() && m.to == node)
+        .map(|m| m.workload.as_str())
+        .collect();
+    let mut out = (0u64, 0.0);
     for w in workloads {
-        if w.node.as_deref() == Some(node)
-            && Some(w.name.as_str()) != except
-            && matches!(w.status, WorkloadStatus::Starting | WorkloadStatus::Running)
-        {
-            out.0 += w.spec.profile.limits.memory.unwrap_or(0);
+        if Some(w.name.as_str()) == except {
+            continue;
+        }
+        let here = w.node.as_deref() == Some(node)
+            && matches!(w.status, WorkloadStatus::Starting | WorkloadStatus::Running);
+        if here || arriving.contains(&w.name.as_str()) {
+            out.0 = out
+                .0
+                .saturating_add(w.spec.profile.limits.memory.unwrap_or(0));
             out.1 += w.spec.profile.limits.cpu.unwrap_or(0.0);
         }
     }

@@ -27,6 +27,9 @@ const DEMAND_WINDOW_MS: u64 = 20_000;
 const MIN_REQUESTS: u64 = 20;
 /// A move is judged this long after it committed at the latest (then: not enough traffic).
 const JUDGE_WITHIN_MS: u64 = 60_000;
+/// Gateway reports received this soon after a commit may hold requests that waited through
+/// the move (their latency is the pause's, not the new place's): the first one is skipped.
+const AFTER_COMMIT_MS: u64 = 2 * crate::server::TRAFFIC_INTERVAL_MS + 100;
 /// A node where a move made latency worse is avoided this long.
 const AVOID_MS: u64 = 10 * 60_000;
 /// After a migration commits, its two nodes' measurements take this long to show it (the
@@ -86,7 +89,9 @@ fn latency(traffic: &TrafficLog, workload: &str, from: u64, to: u64) -> (Option<
     (s.p50_ms, s.requests)
 }
 
-/// One pass; true if it started anything.
+/// One pass; true if it started anything. The scheduler works on a snapshot read outside
+/// any write transaction (heartbeats must not wait for it); each decision is then checked
+/// again by `migration::start` in a short one.
 pub(crate) fn pass(
     store: &Store,
     traffic: &TrafficLog,
@@ -95,76 +100,52 @@ pub(crate) fn pass(
     now: u64,
 ) -> Result<bool> {
     let started_at = std::time::Instant::now();
-    let (paused, candidates, started) = store.write(|tx| {
-        if tx.counter(PAUSED)? != 0 {
-            return Ok((true, 0, 0));
-        }
-        let mut started = judge_moves(tx, traffic, limits, now)?;
-        let nodes = tx.nodes()?;
-        let workloads = tx.workloads()?;
-        let migrations = tx.migrations()?;
+    let paused = store.counter(PAUSED)? != 0;
+    let (mut candidates, mut started) = (0, 0);
+    if !paused {
+        started += store.write(|tx| judge_moves(tx, traffic, limits, now))?;
+        let nodes = store.nodes()?;
+        let workloads = store.workloads()?;
+        let migrations = store.migrations()?;
         let demand = demand(traffic, now);
-        let cluster = crate::view::cluster(&crate::view::Inputs {
-            nodes: &nodes,
-            workloads: &workloads,
-            migrations: &migrations,
-            demand: &demand,
-            now,
-            noise: auto.noise,
-        });
-        let mut sched = tern_scheduler::Scheduler::new(cluster);
-        let active: Vec<(String, String)> = migrations
-            .iter()
-            .filter(|m| m.outcome.is_none())
-            .map(|m| (m.from.clone(), m.to.clone()))
-            .collect();
+        let mut sched =
+            tern_scheduler::Scheduler::new(crate::view::cluster(&crate::view::Inputs {
+                nodes: &nodes,
+                workloads: &workloads,
+                migrations: &migrations,
+                demand: &demand,
+                now,
+                noise: auto.noise,
+                avoid: true,
+            }));
         let decisions = sched.rebalance(
-            &tern_scheduler::Limits {
-                per_node: limits.per_node,
-                total: limits.total,
-                active,
-                settling: migrations
-                    .iter()
-                    .filter(|m| m.outcome.as_deref() == Some("committed"))
-                    .filter(|m| {
-                        m.finished_unix_ms
-                            .is_some_and(|t| now.saturating_sub(t) < SETTLE_MS)
-                    })
-                    .flat_map(|m| [m.from.clone(), m.to.clone()])
-                    .collect(),
-            },
+            &scheduler_limits(&migrations, limits, now),
             &mut lock(&auto.hysteresis),
         );
-        let candidates = sched.last_pass().candidates;
-        for d in decisions {
-            let req = MigrateRequest {
-                to: d.to.clone(),
-                ..MigrateRequest::default()
-            };
-            let why = format!("placement: {}", d.reason);
-            if let Ok(mut m) = crate::migration::start(
-                tx,
-                &d.workload,
-                &req,
-                MigrationKind::Move,
-                &why,
-                limits,
-                now,
-            )? {
-                m.auto = true;
-                m.baseline_p50_ms = latency(
-                    traffic,
-                    &d.workload,
-                    now.saturating_sub(DEMAND_WINDOW_MS),
-                    now,
-                )
-                .0;
-                tx.put_migration(&m)?;
-                started += 1;
-            }
+        candidates = sched.last_pass().candidates;
+        if !decisions.is_empty() {
+            started += store.write(|tx| {
+                let mut n = 0;
+                for d in &decisions {
+                    let req = MigrateRequest {
+                        to: d.to.clone(),
+                        ..MigrateRequest::default()
+                    };
+                    let why = format!("placement: {}", d.reason);
+                    let kind = MigrationKind::Move;
+                    if let Ok(mut m) =
+                        crate::migration::start(tx, &d.workload, &req, kind, &why, limits, now)?
+                    {
+                        m.auto = true;
+                        m.baseline_p50_ms = baseline(traffic, &migrations, &d.workload, now);
+                        tx.put_migration(&m)?;
+                        n += 1;
+                    }
+                }
+                Ok(n)
+            })?;
         }
-        Ok((false, candidates, started))
-    })?;
+    }
     let mut st = lock(&auto.state);
     st.paused = paused;
     st.last_pass_unix_ms = Some(now);
@@ -172,6 +153,58 @@ pub(crate) fn pass(
     st.candidates = candidates;
     st.started = started;
     Ok(started > 0)
+}
+
+/// The limits as the scheduler takes them: the migrations under way, and the nodes still
+/// settling — those of a move under way or committed in the last [`SETTLE_MS`], whose
+/// measurements do not show it yet.
+fn scheduler_limits(
+    migrations: &[crate::api::Migration],
+    limits: Limits,
+    now: u64,
+) -> tern_scheduler::Limits {
+    let active: Vec<(String, String)> = migrations
+        .iter()
+        .filter(|m| m.outcome.is_none())
+        .map(|m| (m.from.clone(), m.to.clone()))
+        .collect();
+    let settling = migrations
+        .iter()
+        .filter(|m| {
+            m.outcome.is_none()
+                || m.outcome.as_deref() == Some("committed")
+                    && m.finished_unix_ms
+                        .is_some_and(|t| now.saturating_sub(t) < SETTLE_MS)
+        })
+        .flat_map(|m| [m.from.clone(), m.to.clone()])
+        .collect();
+    tern_scheduler::Limits {
+        per_node: limits.per_node,
+        total: limits.total,
+        active,
+        settling,
+    }
+}
+
+/// The median latency of the workload's requests before a move, if enough were answered
+/// since its previous move had settled (the gateways' reports wholly after it).
+fn baseline(
+    traffic: &TrafficLog,
+    migrations: &[crate::api::Migration],
+    workload: &str,
+    now: u64,
+) -> Option<f64> {
+    let previous = migrations
+        .iter()
+        .filter(|m| m.workload == workload && m.outcome.as_deref() == Some("committed"))
+        .filter_map(|m| m.finished_unix_ms)
+        .max()
+        .map_or(0, |t| t + AFTER_COMMIT_MS);
+    let from = now.saturating_sub(DEMAND_WINDOW_MS).max(previous);
+    match latency(traffic, workload, from, now) {
+        (Some(p50), n) if n >= MIN_REQUESTS => Some(p50),
+        _ => None,
+    }
 }
 
 /// Compare latency before and after each recent automatic move; move back the ones that made
@@ -187,77 +220,73 @@ fn judge_moves(tx: &mut Tx, traffic: &TrafficLog, limits: Limits, now: u64) -> R
         if !m.auto || m.outcome.as_deref() != Some("committed") {
             continue;
         }
-        // The first report wholly after the commit.
-        let from = done + crate::server::TRAFFIC_INTERVAL_MS + 100;
-        let (after, requests) = latency(traffic, &m.workload, from, now);
-        let verdict = match after {
-            Some(after) if requests >= MIN_REQUESTS => {
-                if after > baseline * 1.5 && after - baseline > 5.0 {
-                    Some(Err(after))
-                } else {
-                    Some(Ok(format!(
-                        "no regression: median latency {baseline:.1} ms before, {after:.1} ms after"
-                    )))
-                }
-            }
-            _ if now.saturating_sub(done) > JUDGE_WITHIN_MS => Some(Ok(
-                "not judged: too little traffic after the move".to_string(),
-            )),
-            _ => None,
-        };
-        match verdict {
-            None => {}
-            Some(Ok(text)) => {
-                m.regression = Some(text);
+        let late = now.saturating_sub(done) > JUDGE_WITHIN_MS;
+        let (after, requests) = latency(
+            traffic,
+            &m.workload,
+            done + AFTER_COMMIT_MS,
+            now.min(done + JUDGE_WITHIN_MS),
+        );
+        let after = match after {
+            Some(after) if requests >= MIN_REQUESTS => after,
+            _ if late => {
+                m.regression = Some("not judged: too little traffic after the move".into());
                 tx.put_migration(&m)?;
+                continue;
             }
-            Some(Err(after)) => {
-                let reason = format!(
-                    "regression: median latency {baseline:.1} ms on {} before the move, {after:.1} ms on {} after",
-                    m.from, m.to
-                );
-                let Some(mut w) = tx.workload(&m.workload)? else {
-                    m.regression = Some(format!("{reason}; the workload is gone"));
-                    tx.put_migration(&m)?;
-                    continue;
-                };
-                if w.node.as_deref() != Some(m.to.as_str()) {
-                    // It has moved on since: nothing to take back.
-                    m.regression = Some(format!("{reason}; it had moved on already"));
-                    tx.put_migration(&m)?;
-                    continue;
+            _ => continue,
+        };
+        if after <= baseline * 1.5 || after - baseline <= 5.0 {
+            m.regression = Some(format!(
+                "no regression: median latency {baseline:.1} ms before, {after:.1} ms after"
+            ));
+            tx.put_migration(&m)?;
+            continue;
+        }
+        let reason = format!(
+            "regression: median latency {baseline:.1} ms on {} before the move, {after:.1} ms on {} after",
+            m.from, m.to
+        );
+        let Some(mut w) = tx.workload(&m.workload)? else {
+            m.regression = Some(format!("{reason}; the workload is gone"));
+            tx.put_migration(&m)?;
+            continue;
+        };
+        if w.node.as_deref() != Some(m.to.as_str()) {
+            // It has moved on since: nothing to take back.
+            m.regression = Some(format!("{reason}; it had moved on already"));
+            tx.put_migration(&m)?;
+            continue;
+        }
+        let req = MigrateRequest {
+            to: m.from.clone(),
+            ..MigrateRequest::default()
+        };
+        let why = format!("placement: {reason}; moving back to {}", m.from);
+        let kind = MigrationKind::Move;
+        match crate::migration::start(tx, &m.workload, &req, kind, &why, limits, now)? {
+            Ok(mut back) => {
+                back.auto = true;
+                tx.put_migration(&back)?;
+                m.regression = Some(format!("{reason}; moved back ({})", back.id));
+                started += 1;
+                // Kept off the node it left only once it leaves, so that a move back held
+                // up by the limits does not note the same thing every pass.
+                if let Some(fresh) = tx.workload(&m.workload)? {
+                    w = fresh;
                 }
                 avoid(&mut w, &m.to, now, &reason);
                 tx.put_workload(&w)?;
-                let req = MigrateRequest {
-                    to: m.from.clone(),
-                    ..MigrateRequest::default()
-                };
-                let why = format!("placement: {reason}; moving back to {}", m.from);
-                match crate::migration::start(
-                    tx,
-                    &m.workload,
-                    &req,
-                    MigrationKind::Move,
-                    &why,
-                    limits,
-                    now,
-                )? {
-                    Ok(mut back) => {
-                        back.auto = true;
-                        tx.put_migration(&back)?;
-                        m.regression = Some(format!("{reason}; moved back ({})", back.id));
-                        started += 1;
-                    }
-                    // Over the limits now: the next pass tries again.
-                    Err(e) if e.starts_with("not now") => continue,
-                    Err(e) => {
-                        m.regression = Some(format!("{reason}; cannot move back: {e}"));
-                    }
-                }
-                tx.put_migration(&m)?;
+            }
+            // Over the limits now: the next pass tries again.
+            Err(e) if e.starts_with("not now") => continue,
+            Err(e) => {
+                m.regression = Some(format!("{reason}; cannot move back: {e}"));
+                avoid(&mut w, &m.to, now, &reason);
+                tx.put_workload(&w)?;
             }
         }
+        tx.put_migration(&m)?;
     }
     Ok(started)
 }
@@ -333,5 +362,64 @@ mod tests {
             "{after:?}"
         );
         assert_eq!(latency(&log, "nobody", 0, 9_000), (None, 0));
+    }
+
+    fn migration(id: &str, outcome: Option<&str>, finished: Option<u64>) -> crate::api::Migration {
+        let mut m: crate::api::Migration = serde_json::from_value(serde_json::json!({
+            "id": id, "kind": "move", "workload": "w", "target_workload": "w",
+            "from": format!("{id}-from"), "to": format!("{id}-to"),
+            "from_instance": "w-1", "to_instance": "w-2", "phase": "done",
+            "outcome": null, "failed_step": null, "reason": null, "why": "",
+            "to_address": null, "options": {}, "round": 0, "bytes": 0, "bytes_raw": 0,
+            "rounds": [], "pause_ms": 0.0, "total_ms": 0.0, "bandwidth_mib_s": 0.0,
+            "tracker": "", "requested_unix_ms": 0, "finished_unix_ms": null
+        }))
+        .expect("a migration");
+        m.outcome = outcome.map(str::to_string);
+        m.finished_unix_ms = finished;
+        m
+    }
+
+    #[test]
+    fn a_baseline_needs_enough_requests_since_the_previous_move_settled() {
+        let mut log = TrafficLog::new();
+        log.insert(
+            "w".into(),
+            [
+                (10_000, report("eu-west", 50, 80.0)),
+                (30_000, report("eu-west", 10, 1.0)),
+            ]
+            .into(),
+        );
+        // Both reports in the window: the slow one dominates.
+        let p = baseline(&log, &[], "w", 30_000).expect("baseline");
+        assert!((80.0..97.0).contains(&p), "{p}");
+        // A move committed at 20 s: only what came after it counts, and 10 requests are not
+        // enough to judge by.
+        let moved = [migration("m1", Some("committed"), Some(20_000))];
+        assert_eq!(baseline(&log, &moved, "w", 30_000), None);
+    }
+
+    #[test]
+    fn nodes_of_moves_under_way_or_just_committed_are_settling() {
+        let now = 100_000;
+        let ms = [
+            migration("live", None, None),
+            migration("fresh", Some("committed"), Some(now - 1_000)),
+            migration("old", Some("committed"), Some(now - SETTLE_MS - 1)),
+            migration("failed", Some("failed"), Some(now - 1_000)),
+        ];
+        let l = scheduler_limits(
+            &ms,
+            Limits {
+                per_node: 2,
+                total: 4,
+            },
+            now,
+        );
+        let mut settling = l.settling.clone();
+        settling.sort();
+        assert_eq!(settling, ["fresh-from", "fresh-to", "live-from", "live-to"]);
+        assert_eq!(l.active, [("live-from".to_string(), "live-to".to_string())]);
     }
 }

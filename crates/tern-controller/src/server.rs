@@ -962,11 +962,11 @@ async fn explain_workload(
     let traffic = s.traffic.lock().unwrap_or_else(|p| p.into_inner()).clone();
     blocking(&s, move |s| {
         let now = now_ms();
-        let reply = s.store.write(|tx| {
-            let nodes = tx.nodes()?;
-            let workloads = tx.workloads()?;
-            let migrations = tx.migrations()?;
-            let paused = tx.counter(crate::rebalance::PAUSED)? != 0;
+        let reply = (|| -> Result<Option<ExplainReply>> {
+            let nodes = s.store.nodes()?;
+            let workloads = s.store.workloads()?;
+            let migrations = s.store.migrations()?;
+            let paused = s.store.counter(crate::rebalance::PAUSED)? != 0;
             let Some(w) = workloads.iter().find(|w| w.name == name).cloned() else {
                 return Ok(None);
             };
@@ -979,6 +979,7 @@ async fn explain_workload(
                     demand: &demand,
                     now,
                     noise: 0.0,
+                    avoid: true,
                 }));
             let explanation = match sched.workload_index(&name) {
                 Some(i) => sched.explain(i, 5),
@@ -1006,7 +1007,7 @@ async fn explain_workload(
                     .filter(|a| a.until_unix_ms > now)
                     .collect(),
             }))
-        })?;
+        })()?;
         reply.map(Json).ok_or_else(|| not_found("workload", &name))
     })
     .await
@@ -1016,7 +1017,7 @@ async fn network(State(s): State<Arc<Shared>>) -> ApiResult<Json<NetworkReply>> 
     blocking(&s, |s| {
         let nodes = s.store.nodes()?;
         Ok(Json(NetworkReply {
-            regions: crate::view::network(&nodes, &mut |x| x),
+            regions: crate::view::network(&nodes, now_ms(), &mut |x| x),
             nodes: nodes
                 .into_iter()
                 .map(|n| NodeLinks {
@@ -1032,9 +1033,7 @@ async fn network(State(s): State<Arc<Shared>>) -> ApiResult<Json<NetworkReply>> 
 
 async fn placement_state(State(s): State<Arc<Shared>>) -> ApiResult<Json<PlacementState>> {
     blocking(&s, |s| {
-        let paused = s
-            .store
-            .write(|tx| Ok(tx.counter(crate::rebalance::PAUSED)? != 0))?;
+        let paused = s.store.counter(crate::rebalance::PAUSED)? != 0;
         let mut st = s
             .auto
             .state

@@ -113,6 +113,18 @@ impl Store {
         all(&db(rx.open_table(NODES))?, "node")
     }
 
+    /// The value of counter `name` (0 if never set, or before the table exists).
+    pub fn counter(&self, name: &str) -> Result<u64> {
+        let rx = db(self.db.begin_read())?;
+        let t = match rx.open_table(COUNTERS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(0),
+            Err(e) => return Err(crate::Error::Store(e.to_string())),
+        };
+        let value = db(t.get(name))?.map(|v| v.value()).unwrap_or(0);
+        Ok(value)
+    }
+
     pub fn node(&self, name: &str) -> Result<Option<Node>> {
         let rx = db(self.db.begin_read())?;
         one(&db(rx.open_table(NODES))?, name, "node")
@@ -222,13 +234,6 @@ impl Tx {
         let mut t = db(self.tx.open_table(BLOBS))?;
         db(t.insert(digest, bytes))?;
         Ok(())
-    }
-
-    /// The value of counter `name` (0 if never set).
-    pub fn counter(&self, name: &str) -> Result<u64> {
-        let c = db(self.tx.open_table(COUNTERS))?;
-        let value = db(c.get(name))?.map(|v| v.value()).unwrap_or(0);
-        Ok(value)
     }
 
     pub fn set_counter(&mut self, name: &str, value: u64) -> Result<()> {

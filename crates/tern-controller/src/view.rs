@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use tern_scheduler as sched;
 
-use crate::api::{Migration, Node, NodeStatus, Workload, WorkloadStatus};
+use crate::api::{Migration, MigrationKind, Node, NodeStatus, Workload, WorkloadStatus};
 
 /// Every input of one scheduling pass.
 pub(crate) struct Inputs<'a> {
@@ -18,7 +18,13 @@ pub(crate) struct Inputs<'a> {
     pub(crate) now: u64,
     /// Each metric is multiplied by a random factor within ±noise (testing knob; 0 = off).
     pub(crate) noise: f64,
+    /// Keep workloads off the nodes where a move of theirs made latency worse. Only for
+    /// rebalancing: a workload that must be placed (its node died) may go anywhere.
+    pub(crate) avoid: bool,
 }
+
+/// A probe older than this says nothing about the link now (the prober refreshes every 2 s).
+const LINK_STALE_MS: u64 = 30_000;
 
 /// A small deterministic generator for the noise (no need for a crate).
 struct Noise {
@@ -48,7 +54,8 @@ pub(crate) fn committed_by_node(workloads: &[Workload]) -> HashMap<String, (u64,
     for w in workloads {
         if let (Some(n), WorkloadStatus::Starting | WorkloadStatus::Running) = (&w.node, w.status) {
             let e = out.entry(n.clone()).or_default();
-            e.0 += w.spec.profile.limits.memory.unwrap_or(0);
+            e.0 =
+                e.0.saturating_add(w.spec.profile.limits.memory.unwrap_or(0));
             e.1 += w.spec.profile.limits.cpu.unwrap_or(0.0);
         }
     }
@@ -117,18 +124,17 @@ pub(crate) fn unplaced(w: &Workload) -> sched::Workload {
         node: None,
         movable: false,
         last_moved_ms: None,
-        avoid: w
-            .avoid
-            .iter()
-            .filter(|a| a.until_unix_ms > crate::now_ms())
-            .map(|a| a.node.clone())
-            .collect(),
+        avoid: Vec::new(),
     }
 }
 
 /// The region-to-region latency and bandwidth matrix: the median over the node pairs of each
 /// region pair of what their probes measured.
-pub(crate) fn network(nodes: &[Node], noise: &mut impl FnMut(f64) -> f64) -> sched::Network {
+pub(crate) fn network(
+    nodes: &[Node],
+    now: u64,
+    noise: &mut impl FnMut(f64) -> f64,
+) -> sched::Network {
     let region: HashMap<&str, &str> = nodes
         .iter()
         .map(|n| {
@@ -145,6 +151,9 @@ pub(crate) fn network(nodes: &[Node], noise: &mut impl FnMut(f64) -> f64) -> sch
             let Some(b) = region.get(l.peer.as_str()).copied() else {
                 continue;
             };
+            if now.saturating_sub(l.measured_unix_ms) > LINK_STALE_MS {
+                continue;
+            }
             let key = if a <= b {
                 (a.to_string(), b.to_string())
             } else {
@@ -189,16 +198,51 @@ pub(crate) fn cluster(inp: &Inputs<'_>) -> sched::Cluster {
         state: inp.now,
         amount: inp.noise,
     };
-    let committed = committed_by_node(inp.workloads);
+    let mut committed = committed_by_node(inp.workloads);
+    let by_name: HashMap<&str, &Workload> =
+        inp.workloads.iter().map(|w| (w.name.as_str(), w)).collect();
+    // A migration under way holds its destination's room already (and will load its CPU):
+    // two moves must not both count on the same free room.
+    let mut arriving: HashMap<&str, f64> = HashMap::new();
+    let active: Vec<&Migration> = inp
+        .migrations
+        .iter()
+        .filter(|m| m.outcome.is_none())
+        .collect();
+    for m in &active {
+        let Some(w) = by_name.get(m.workload.as_str()) else {
+            continue;
+        };
+        let e = committed.entry(m.to.clone()).or_default();
+        e.0 =
+            e.0.saturating_add(w.spec.profile.limits.memory.unwrap_or(0));
+        e.1 += w.spec.profile.limits.cpu.unwrap_or(0.0);
+        *arriving.entry(m.to.as_str()).or_default() += instance_cores(inp.nodes, w);
+    }
     let nodes: Vec<sched::Node> = inp
         .nodes
         .iter()
         .map(|n| {
             let mut v = node_view(n, committed.get(&n.name).copied().unwrap_or_default());
+            v.cpu_busy += arriving.get(n.name.as_str()).copied().unwrap_or(0.0);
             v.cpu_busy = noise.apply(v.cpu_busy).clamp(0.0, v.cpus.max(0.0));
             v
         })
         .collect();
+    let node_regions: std::collections::HashSet<&str> = inp
+        .nodes
+        .iter()
+        .filter_map(|n| n.labels.get("region").map(|r| r.as_str()))
+        .collect();
+    // Any finished move (also a failed one) starts the cooldown: a destination that keeps
+    // failing is not tried again every other pass.
+    let mut last_moved: HashMap<&str, u64> = HashMap::new();
+    for m in inp.migrations {
+        if let (Some(t), MigrationKind::Move) = (m.finished_unix_ms, m.kind) {
+            let e = last_moved.entry(m.workload.as_str()).or_default();
+            *e = (*e).max(t);
+        }
+    }
     // What each instance measured, by instance id.
     let reports: HashMap<&str, (f64, u64)> = inp
         .nodes
@@ -215,10 +259,8 @@ pub(crate) fn cluster(inp: &Inputs<'_>) -> sched::Cluster {
             (i.id.as_str(), (i.cpu_cores, state))
         })
         .collect();
-    let migrating: Vec<&str> = inp
-        .migrations
+    let migrating: std::collections::HashSet<&str> = active
         .iter()
-        .filter(|m| m.outcome.is_none())
         .flat_map(|m| [m.workload.as_str(), m.target_workload.as_str()])
         .collect();
     let mut workloads = Vec::new();
@@ -228,6 +270,14 @@ pub(crate) fn cluster(inp: &Inputs<'_>) -> sched::Cluster {
             continue;
         }
         let mut v = unplaced(w);
+        if inp.avoid {
+            v.avoid = w
+                .avoid
+                .iter()
+                .filter(|a| a.until_unix_ms > inp.now)
+                .map(|a| a.node.clone())
+                .collect();
+        }
         if placed {
             v.node = w.node.clone();
             let (cores, memory) = w
@@ -239,29 +289,40 @@ pub(crate) fn cluster(inp: &Inputs<'_>) -> sched::Cluster {
             v.state_bytes = noise.apply(memory as f64).max(0.0) as u64;
             v.movable = w.status == WorkloadStatus::Running
                 && w.spec.profile.migration.live
-                && !migrating.contains(&w.name.as_str());
-            v.last_moved_ms = inp
-                .migrations
-                .iter()
-                .filter(|m| m.workload == w.name && m.outcome.as_deref() == Some("committed"))
-                .filter_map(|m| m.finished_unix_ms)
-                .max();
+                && !migrating.contains(w.name.as_str());
+            v.last_moved_ms = last_moved.get(w.name.as_str()).copied();
         }
         if let Some(d) = inp.demand.get(&w.name) {
+            // Only regions that have nodes: the latency from any other is unmeasured and so
+            // the same for every node (it would not change the ranking), and a client may
+            // name any region it likes (a trusted header) where the matrix is regions².
             v.demand = d
                 .iter()
+                .filter(|(r, _)| node_regions.contains(r.as_str()))
                 .map(|(r, rate)| (r.clone(), noise.apply(*rate).max(0.0)))
                 .collect();
         }
         workloads.push(v);
     }
-    let network = network(inp.nodes, &mut |x| noise.apply(x));
+    let network = network(inp.nodes, inp.now, &mut |x| noise.apply(x));
     sched::Cluster {
         nodes,
         workloads,
         network,
         now_ms: inp.now,
     }
+}
+
+/// Cores the workload's current instance used, as its node reported.
+fn instance_cores(nodes: &[Node], w: &Workload) -> f64 {
+    let Some(id) = w.instance.as_deref() else {
+        return 0.0;
+    };
+    nodes
+        .iter()
+        .flat_map(|n| n.instances.iter())
+        .find(|i| i.id == id)
+        .map_or(0.0, |i| i.cpu_cores)
 }
 
 /// The cluster as the store has it, without demand or noise: for placing pending workloads
@@ -279,6 +340,7 @@ pub(crate) fn at_rest(
         demand: &HashMap::new(),
         now,
         noise: 0.0,
+        avoid: false,
     })
 }
 
@@ -334,7 +396,7 @@ mod tests {
                 ],
             ),
         ];
-        let net = network(&nodes, &mut |x| x);
+        let net = network(&nodes, 0, &mut |x| x);
         let eu = net.links[&("eu".to_string(), "eu".to_string())];
         assert_eq!(eu.rtt_ms, 12.0, "median of 10 and 12 (upper)");
         let ap_eu = net.links[&("ap".to_string(), "eu".to_string())];
