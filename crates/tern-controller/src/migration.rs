@@ -517,13 +517,15 @@ pub(crate) fn drain(tx: &mut Tx, limits: Limits, now: u64) -> Result<bool> {
     if draining.is_empty() {
         return Ok(false);
     }
+    let workloads = tx.workloads()?;
+    let mut migrations = tx.migrations()?;
     let mut changed = false;
-    for mut w in tx.workloads()? {
+    let mut movers = Vec::new();
+    for w in &workloads {
         let Some(node) = w.node.clone() else { continue };
         if !draining.contains(&node.as_str()) || w.status != WorkloadStatus::Running {
             continue;
         }
-        let migrations = tx.migrations()?;
         if migrations
             .iter()
             .any(|m| m.outcome.is_none() && m.workload == w.name)
@@ -531,6 +533,7 @@ pub(crate) fn drain(tx: &mut Tx, limits: Limits, now: u64) -> Result<bool> {
             continue;
         }
         if !w.spec.profile.migration.live {
+            let mut w = w.clone();
             w.status = WorkloadStatus::Pending;
             w.node = None;
             w.endpoints.clear();
@@ -541,25 +544,27 @@ pub(crate) fn drain(tx: &mut Tx, limits: Limits, now: u64) -> Result<bool> {
             changed = true;
             continue;
         }
-        // The best node for it other than this one, as if it were placed afresh.
-        let workloads = tx.workloads()?;
-        let mut cluster = crate::view::at_rest(&nodes, &workloads, &migrations, now);
-        let Some(index) = cluster.workloads.iter().position(|x| x.name == w.name) else {
+        movers.push((w.name.clone(), node));
+    }
+    if movers.is_empty() {
+        return Ok(changed);
+    }
+    // Each goes where it would be placed afresh (a drained node takes nothing new), its
+    // reservation leaving with it; one scheduler for all, so each choice sees the ones before.
+    let mut cluster = crate::view::at_rest(&nodes, &workloads, &migrations, now);
+    for (name, node) in &movers {
+        let Some(v) = cluster.workloads.iter_mut().find(|x| &x.name == name) else {
             continue;
         };
-        // Its reservation leaves with it.
-        let (mem, cpu) = (
-            w.spec.profile.limits.memory.unwrap_or(0),
-            w.spec.profile.limits.cpu.unwrap_or(0.0),
-        );
-        if let Some(n) = cluster.nodes.iter_mut().find(|n| n.name == node) {
-            n.committed_memory = n.committed_memory.saturating_sub(mem);
-            n.committed_cpu = (n.committed_cpu - cpu).max(0.0);
+        v.node = None;
+        if let Some(n) = cluster.nodes.iter_mut().find(|n| &n.name == node) {
+            n.committed_memory = n.committed_memory.saturating_sub(v.memory);
+            n.committed_cpu = (n.committed_cpu - v.cpu).max(0.0);
         }
-        let me = &mut cluster.workloads[index];
-        me.node = None;
-        me.exclude_nodes.push(node.clone());
-        let Ok(to) = tern_scheduler::Scheduler::new(cluster).place(index) else {
+    }
+    let mut sched = tern_scheduler::Scheduler::new(cluster);
+    for (name, node) in movers {
+        let Some(Ok(to)) = sched.workload_index(&name).map(|i| sched.place(i)) else {
             continue;
         };
         if over_limits(&migrations, &node, &to, limits).is_some() {
@@ -570,7 +575,8 @@ pub(crate) fn drain(tx: &mut Tx, limits: Limits, now: u64) -> Result<bool> {
             ..MigrateRequest::default()
         };
         let why = format!("drain of {node}");
-        if let Ok(Ok(_)) = start(tx, &w.name, &req, MigrationKind::Move, &why, limits, now) {
+        if let Ok(Ok(m)) = start(tx, &name, &req, MigrationKind::Move, &why, limits, now) {
+            migrations.push(m);
             changed = true;
         }
     }

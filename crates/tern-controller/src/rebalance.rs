@@ -104,22 +104,11 @@ pub(crate) fn pass(
     let (mut candidates, mut started) = (0, 0);
     if !paused {
         started += store.write(|tx| judge_moves(tx, traffic, limits, now))?;
-        let nodes = store.nodes()?;
-        let workloads = store.workloads()?;
-        let migrations = store.migrations()?;
-        let demand = demand(traffic, now);
-        let mut sched =
-            tern_scheduler::Scheduler::new(crate::view::cluster(&crate::view::Inputs {
-                nodes: &nodes,
-                workloads: &workloads,
-                migrations: &migrations,
-                demand: &demand,
-                now,
-                noise: auto.noise,
-                avoid: true,
-            }));
+        let records = Records::read(store)?;
+        let migrations = &records.migrations;
+        let mut sched = live(&records, traffic, now, auto.noise);
         let decisions = sched.rebalance(
-            &scheduler_limits(&migrations, limits, now),
+            &scheduler_limits(migrations, limits, now),
             &mut lock(&auto.hysteresis),
         );
         candidates = sched.last_pass().candidates;
@@ -137,7 +126,7 @@ pub(crate) fn pass(
                         crate::migration::start(tx, &d.workload, &req, kind, &why, limits, now)?
                     {
                         m.auto = true;
-                        m.baseline_p50_ms = baseline(traffic, &migrations, &d.workload, now);
+                        m.baseline_p50_ms = baseline(traffic, migrations, &d.workload, now);
                         tx.put_migration(&m)?;
                         n += 1;
                     }
@@ -147,12 +136,48 @@ pub(crate) fn pass(
         }
     }
     let mut st = lock(&auto.state);
-    st.paused = paused;
     st.last_pass_unix_ms = Some(now);
     st.last_pass_ms = started_at.elapsed().as_secs_f64() * 1e3;
     st.candidates = candidates;
     st.started = started;
     Ok(started > 0)
+}
+
+/// What one look at the cluster reads from the store (outside any write transaction:
+/// heartbeats must not wait for the scheduler).
+pub(crate) struct Records {
+    pub(crate) nodes: Vec<crate::api::Node>,
+    pub(crate) workloads: Vec<Workload>,
+    pub(crate) migrations: Vec<crate::api::Migration>,
+}
+
+impl Records {
+    pub(crate) fn read(store: &Store) -> Result<Records> {
+        Ok(Records {
+            nodes: store.nodes()?,
+            workloads: store.workloads()?,
+            migrations: store.migrations()?,
+        })
+    }
+}
+
+/// The scheduler on the cluster as it runs now, with the gateways' demand, for the
+/// rebalance pass and `tern explain` (which see the same view but for the pass's noise).
+pub(crate) fn live(
+    r: &Records,
+    traffic: &TrafficLog,
+    now: u64,
+    noise: f64,
+) -> tern_scheduler::Scheduler {
+    tern_scheduler::Scheduler::new(crate::view::cluster(&crate::view::Inputs {
+        nodes: &r.nodes,
+        workloads: &r.workloads,
+        migrations: &r.migrations,
+        demand: &demand(traffic, now),
+        now,
+        noise,
+        avoid: true,
+    }))
 }
 
 /// The limits as the scheduler takes them: the migrations under way, and the nodes still

@@ -963,24 +963,12 @@ async fn explain_workload(
     blocking(&s, move |s| {
         let now = now_ms();
         let reply = (|| -> Result<Option<ExplainReply>> {
-            let nodes = s.store.nodes()?;
-            let workloads = s.store.workloads()?;
-            let migrations = s.store.migrations()?;
+            let records = crate::rebalance::Records::read(&s.store)?;
             let paused = s.store.counter(crate::rebalance::PAUSED)? != 0;
-            let Some(w) = workloads.iter().find(|w| w.name == name).cloned() else {
+            let Some(w) = records.workloads.iter().find(|w| w.name == name).cloned() else {
                 return Ok(None);
             };
-            let demand = crate::rebalance::demand(&traffic, now);
-            let sched =
-                tern_scheduler::Scheduler::new(crate::view::cluster(&crate::view::Inputs {
-                    nodes: &nodes,
-                    workloads: &workloads,
-                    migrations: &migrations,
-                    demand: &demand,
-                    now,
-                    noise: 0.0,
-                    avoid: true,
-                }));
+            let sched = crate::rebalance::live(&records, &traffic, now, 0.0);
             let explanation = match sched.workload_index(&name) {
                 Some(i) => sched.explain(i, 5),
                 None => tern_scheduler::Explanation {

@@ -198,6 +198,22 @@ pub(crate) fn cluster(inp: &Inputs<'_>) -> sched::Cluster {
         state: inp.now,
         amount: inp.noise,
     };
+    // What each instance measured, by instance id.
+    let reports: HashMap<&str, (f64, u64)> = inp
+        .nodes
+        .iter()
+        .flat_map(|n| n.instances.iter())
+        // Resident memory overstates the state (it counts the runtime's code), so the
+        // anonymous part, where it is known.
+        .map(|i| {
+            let state = if i.state_bytes > 0 {
+                i.state_bytes
+            } else {
+                i.memory
+            };
+            (i.id.as_str(), (i.cpu_cores, state))
+        })
+        .collect();
     let mut committed = committed_by_node(inp.workloads);
     let by_name: HashMap<&str, &Workload> =
         inp.workloads.iter().map(|w| (w.name.as_str(), w)).collect();
@@ -217,7 +233,12 @@ pub(crate) fn cluster(inp: &Inputs<'_>) -> sched::Cluster {
         e.0 =
             e.0.saturating_add(w.spec.profile.limits.memory.unwrap_or(0));
         e.1 += w.spec.profile.limits.cpu.unwrap_or(0.0);
-        *arriving.entry(m.to.as_str()).or_default() += instance_cores(inp.nodes, w);
+        let cores = w
+            .instance
+            .as_deref()
+            .and_then(|i| reports.get(i))
+            .map_or(0.0, |r| r.0);
+        *arriving.entry(m.to.as_str()).or_default() += cores;
     }
     let nodes: Vec<sched::Node> = inp
         .nodes
@@ -243,22 +264,6 @@ pub(crate) fn cluster(inp: &Inputs<'_>) -> sched::Cluster {
             *e = (*e).max(t);
         }
     }
-    // What each instance measured, by instance id.
-    let reports: HashMap<&str, (f64, u64)> = inp
-        .nodes
-        .iter()
-        .flat_map(|n| n.instances.iter())
-        // Resident memory overstates the state (it counts the runtime's code), so the
-        // anonymous part, where it is known.
-        .map(|i| {
-            let state = if i.state_bytes > 0 {
-                i.state_bytes
-            } else {
-                i.memory
-            };
-            (i.id.as_str(), (i.cpu_cores, state))
-        })
-        .collect();
     let migrating: std::collections::HashSet<&str> = active
         .iter()
         .flat_map(|m| [m.workload.as_str(), m.target_workload.as_str()])
@@ -311,18 +316,6 @@ pub(crate) fn cluster(inp: &Inputs<'_>) -> sched::Cluster {
         network,
         now_ms: inp.now,
     }
-}
-
-/// Cores the workload's current instance used, as its node reported.
-fn instance_cores(nodes: &[Node], w: &Workload) -> f64 {
-    let Some(id) = w.instance.as_deref() else {
-        return 0.0;
-    };
-    nodes
-        .iter()
-        .flat_map(|n| n.instances.iter())
-        .find(|i| i.id == id)
-        .map_or(0.0, |i| i.cpu_cores)
 }
 
 /// The cluster as the store has it, without demand or noise: for placing pending workloads

@@ -3,7 +3,7 @@
 //! move that made latency worse is taken back. Geography comes from a delay table that the
 //! agents' probes and the gateways apply, so the scheduler has to measure it.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,10 +11,11 @@ use std::time::{Duration, Instant};
 use crate::fleet::{cluster, deploy_running, fixture_profile, http_to, Cluster};
 use crate::harness::text;
 
-fn delays(dir: &Path, toml: &str) -> PathBuf {
+/// Write a delay table; its path, as the `--delays` flags take it.
+fn delays(dir: &Path, toml: &str) -> String {
     let p = dir.join("delays.toml");
     std::fs::write(&p, toml).expect("write");
-    p
+    p.display().to_string()
 }
 
 /// Wait up to `secs` for `cond`.
@@ -106,7 +107,6 @@ fn a_service_moves_to_the_region_its_demand_comes_from() {
         work.path(),
         "[[link]]\nbetween = [\"eu-west\", \"ap-south\"]\ndelay = \"120ms\"\n",
     );
-    let d = d.display().to_string();
     let c = cluster()
         .node("eu", "region=eu-west")
         .node("ap", "region=ap-south")
@@ -403,7 +403,6 @@ fn a_move_that_made_latency_worse_is_taken_back() {
         work.path(),
         "[[link]]\nbetween = [\"eu-west\", \"b\"]\ndelay = \"60ms\"\napplies_to = \"clients\"\n",
     );
-    let d = d.display().to_string();
     let c = cluster()
         .node("a", "region=eu-west,cost=10")
         .node("b", "region=eu-west,cost=1")
