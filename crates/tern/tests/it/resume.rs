@@ -1,6 +1,7 @@
 //! Checkpoint at many moments, resume in a new process, compare with an uninterrupted run.
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use crate::harness::{files_in, fixture, tern, text, Result};
 
@@ -33,22 +34,25 @@ fn strs(v: &[String]) -> Vec<&str> {
     v.iter().map(|s| s.as_str()).collect()
 }
 
-fn uninterrupted(case: &Case<'_>, work: &Path) -> Result {
-    let dir = work.join("reference");
+fn uninterrupted(case: &Case<'_>, work: &Path, name: &str) -> (Result, Duration) {
+    let dir = work.join(name);
     std::fs::create_dir_all(&dir).expect("mkdir");
     let module = fixture(case.fixture).display().to_string();
+    let started = Instant::now();
     let out = tern(&strs(&run_args(
         case,
         &module,
         &dir.display().to_string(),
         &[],
     )));
-    Result {
+    let took = started.elapsed();
+    let result = Result {
         stdout: out.stdout,
         stderr: out.stderr,
         code: out.status.code(),
         files: files_in(&dir),
-    }
+    };
+    (result, took)
 }
 
 /// Run with a checkpoint after `delay_ms`, then resume (re-checkpointing `chain` more times).
@@ -58,6 +62,7 @@ fn interrupted(
     work: &Path,
     delay_ms: u64,
     chain: &[u64],
+    reference: &Result,
 ) -> Option<(Result, usize)> {
     let dir = work.join(format!("run-{delay_ms}"));
     std::fs::create_dir_all(&dir).expect("mkdir");
@@ -74,6 +79,14 @@ fn interrupted(
     let mut stdout = out.stdout;
     let mut stderr = out.stderr;
     if !snap.exists() {
+        // Ending before the checkpoint is allowed only as the uninterrupted run ended.
+        assert_eq!(
+            out.status.code(),
+            reference.code,
+            "{} ended at {delay_ms} ms without a checkpoint: {}",
+            case.fixture,
+            text(&stderr)
+        );
         return None;
     }
     let notice = format!("checkpoint: {snap_s}\n");
@@ -141,13 +154,26 @@ fn interrupted(
     ))
 }
 
-fn check(case: Case<'_>, delays: &[u64], chain: &[u64]) {
+/// Checkpoint `case` at each of `percent` (of its measured uninterrupted run time), resume,
+/// and compare with the uninterrupted run. Moments are relative so that the test means the
+/// same on a machine three times faster or slower; `chain` re-checkpoints (in ms) after each.
+fn check(case: Case<'_>, percent: &[u64], chain: &[u64]) {
     let work = tempfile::tempdir().expect("tempdir");
-    let reference = uninterrupted(&case, work.path());
+    // The first run fills the module cache; the second, timed, is the program alone (plus a
+    // process start) and must produce the same result.
+    let (reference, _) = uninterrupted(&case, work.path(), "reference");
     assert!(reference.code.is_some(), "{}", text(&reference.stderr));
+    let (again, took) = uninterrupted(&case, work.path(), "reference-again");
+    assert!(
+        again == reference,
+        "{}: two uninterrupted runs differ",
+        case.fixture
+    );
+    let run_ms = took.as_millis() as u64;
     let mut captured = 0;
-    for &d in delays {
-        if let Some((got, n)) = interrupted(&case, work.path(), d, chain) {
+    for &p in percent {
+        let d = (run_ms * p / 100).max(1);
+        if let Some((got, n)) = interrupted(&case, work.path(), d, chain, &reference) {
             captured += n;
             assert_eq!(
                 text(&got.stdout),
@@ -175,10 +201,10 @@ fn check(case: Case<'_>, delays: &[u64], chain: &[u64]) {
     }
     // The program must really have been captured, most of the time, or nothing was tested.
     assert!(
-        captured * 2 >= delays.len(),
-        "{}: only {captured} of {} runs were captured",
+        captured * 2 >= percent.len(),
+        "{}: only {captured} of {} runs were captured (uninterrupted run: {run_ms} ms)",
         case.fixture,
-        delays.len()
+        percent.len()
     );
 }
 
@@ -190,7 +216,7 @@ fn compute_loop_without_imports() {
             args: &["150000000"],
             dir: None,
         },
-        &[1, 30, 90, 200, 400],
+        &[0, 5, 15, 30, 60],
         &[],
     );
 }
@@ -203,7 +229,7 @@ fn printer_continues_without_gap_or_repeat() {
             args: &["3000"],
             dir: None,
         },
-        &[5, 60, 150, 300, 500],
+        &[1, 12, 30, 50, 75],
         &[],
     );
 }
@@ -213,10 +239,10 @@ fn files_with_open_descriptors() {
     check(
         Case {
             fixture: "files",
-            args: &["/data", "6000"],
+            args: &["/data", "30000"],
             dir: Some("/data"),
         },
-        &[20, 80, 160, 300],
+        &[5, 20, 40, 70],
         &[],
     );
 }
@@ -229,7 +255,7 @@ fn deep_recursion() {
             args: &["2000", "600"],
             dir: None,
         },
-        &[10, 100, 250, 400],
+        &[2, 15, 35, 60],
         &[],
     );
 }
@@ -242,8 +268,8 @@ fn chains_of_checkpoints() {
             args: &["3000"],
             dir: None,
         },
-        &[50, 200],
-        &[50, 80, 120],
+        &[10, 35],
+        &[30, 50, 70],
     );
 }
 
@@ -255,7 +281,7 @@ fn large_memory() {
             args: &["256", "24"],
             dir: None,
         },
-        &[250, 900],
+        &[25, 70],
         &[],
     );
 }
@@ -274,15 +300,34 @@ fn sigusr1_checkpoints_at_that_moment() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn tern");
-    std::thread::sleep(std::time::Duration::from_millis(400));
+    // Signal once the program is surely running (its first progress line on stderr, which is
+    // unbuffered), whatever the machine's speed: a fixed sleep could come after the end.
+    let mut child = child;
+    let mut err = child.stderr.take().expect("stderr");
+    let mut early = Vec::new();
+    let mut byte = [0u8; 1];
+    while !text(&early).contains("progress 0\n") {
+        use std::io::Read;
+        let n = err.read(&mut byte).expect("read stderr");
+        assert!(n == 1, "tern ended before printing: {}", text(&early));
+        early.push(byte[0]);
+    }
     let kill = std::process::Command::new("kill")
         .args(["-USR1", &child.id().to_string()])
         .status()
         .expect("kill");
     assert!(kill.success());
+    let rest = std::thread::spawn(move || {
+        use std::io::Read;
+        let mut rest = Vec::new();
+        err.read_to_end(&mut rest).expect("read stderr");
+        rest
+    });
     let first = child.wait_with_output().expect("wait");
-    assert_eq!(first.status.code(), Some(0), "{}", text(&first.stderr));
-    assert!(text(&first.stderr).ends_with(&format!("checkpoint: {snap_s}\n")));
+    early.extend(rest.join().expect("stderr reader"));
+    let first_stderr = text(&early);
+    assert_eq!(first.status.code(), Some(0), "{first_stderr}");
+    assert!(first_stderr.ends_with(&format!("checkpoint: {snap_s}\n")));
     let second = tern(&["resume", &snap_s]);
     let mut stdout = first.stdout;
     stdout.extend_from_slice(&second.stdout);
@@ -291,5 +336,12 @@ fn sigusr1_checkpoints_at_that_moment() {
         "the signal came after the program ended"
     );
     assert_eq!(text(&stdout), text(&reference.stdout));
+    let notice = format!("checkpoint: {snap_s}\n");
+    let stderr = format!(
+        "{}{}",
+        &first_stderr[..first_stderr.len() - notice.len()],
+        text(&second.stderr)
+    );
+    assert_eq!(stderr, text(&reference.stderr));
     assert_eq!(second.status.code(), reference.status.code());
 }
