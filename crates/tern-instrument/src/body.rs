@@ -19,6 +19,7 @@ use wasmparser::{
     ValidatorResources,
 };
 
+use crate::frame_memory;
 use crate::{Error, Result, STATE_REWINDING};
 
 /// Module-level facts the rewrite needs.
@@ -37,12 +38,18 @@ pub struct ModuleFacts<'a> {
     pub reserve_func: u32,
     /// (table, stack-pointer global) for funcref, externref and exnref locals.
     pub ref_tables: [(u32, u32); 3],
+    /// Where functions too large to compile with their locals as variables keep them.
+    pub locals_memory: frame_memory::LocalsMemory,
+    /// Numeric locals times resume points above which a function keeps its locals in memory.
+    pub locals_in_memory_above: usize,
 }
 
 pub struct Rewritten {
     pub body: Vec<u8>,
     pub resume_points: u32,
     pub polls: u32,
+    /// Whether the function's locals now live in the locals memory (see `frame_memory`).
+    pub locals_in_memory: bool,
 }
 
 enum Node {
@@ -196,9 +203,26 @@ pub fn rewrite(
     }
     let mut root: Option<Vec<Node>> = None;
     let mut loops: Vec<(usize, usize)> = Vec::new();
-    while !reader.eof() {
-        let offset = reader.original_position();
-        let op = reader.read()?;
+    // A tail call to a function that may unwind becomes a call and a return: the unwinding
+    // callee needs this frame below its own to be rewound into (a tail call would leave the
+    // caller's caller expecting this function's frame on top).
+    let mut pending: Option<Operator<'_>> = None;
+    let mut offset = 0;
+    while pending.is_some() || !reader.eof() {
+        let op = match pending.take() {
+            Some(op) => op,
+            None => {
+                offset = reader.original_position();
+                let op = reader.read()?;
+                match untail(facts, &op) {
+                    Some(call) => {
+                        pending = Some(Operator::Return);
+                        call
+                    }
+                    None => op,
+                }
+            }
+        };
         let index = ops.len();
         let top = stack
             .last_mut()
@@ -326,11 +350,28 @@ pub fn rewrite(
     let ranges = live_ranges(&ops, ty.params().len(), locals.len(), &loops);
     let mut e = Emitter::new(facts, &ops, &locals, ranges);
     e.function(func_index, ty.results(), &root)?;
+    let mut added = std::mem::take(&mut e.new_locals);
+    let mut code = std::mem::take(&mut e.code);
+    let all: Vec<ValType> = locals.iter().chain(&added).copied().collect();
+    let numeric = all.iter().filter(|t| !matches!(t, ValType::Ref(_))).count();
+    let in_memory = ty.results().len() <= 1
+        && numeric.saturating_mul(next_rp as usize) > facts.locals_in_memory_above;
+    if in_memory {
+        let (more, moved) = frame_memory::move_locals(
+            facts.locals_memory,
+            &all,
+            ty.params().len(),
+            ty.results(),
+            code,
+        )?;
+        added.extend(more);
+        code = moved;
+    }
     let mut new_groups: Vec<(u32, wasm_encoder::ValType)> = Vec::new();
     for (count, t) in groups {
         new_groups.push((count, enc_ty(t)?));
     }
-    for t in &e.new_locals {
+    for t in &added {
         let t = enc_ty(*t)?;
         match new_groups.last_mut() {
             Some((n, last)) if *last == t => *n += 1,
@@ -338,13 +379,14 @@ pub fn rewrite(
         }
     }
     let mut f = Function::new(new_groups);
-    for i in &e.code {
+    for i in &code {
         f.instruction(i);
     }
     Ok(Rewritten {
         body: f.into_raw_body(),
         resume_points: next_rp,
         polls,
+        locals_in_memory: in_memory,
     })
 }
 
@@ -380,6 +422,23 @@ fn block_sig(
             (ft.params().to_vec(), ft.results().to_vec())
         }
     })
+}
+
+/// The plain call a tail call becomes when its callee may unwind.
+fn untail<'a>(facts: &ModuleFacts<'_>, op: &Operator<'a>) -> Option<Operator<'a>> {
+    let call = match *op {
+        Operator::ReturnCall { function_index } => Operator::Call { function_index },
+        Operator::ReturnCallIndirect {
+            type_index,
+            table_index,
+        } => Operator::CallIndirect {
+            type_index,
+            table_index,
+        },
+        Operator::ReturnCallRef { type_index } => Operator::CallRef { type_index },
+        _ => return None,
+    };
+    call_shape(facts, &call).map(|_| call)
 }
 
 /// For a call that may unwind: (number of operands it pops, types it pushes).

@@ -20,13 +20,14 @@
 
 mod analysis;
 mod body;
+mod frame_memory;
 mod module;
 
 pub use module::instrument;
 
 /// Bumped whenever the frame layout or the host contract changes: a snapshot taken under one
 /// version cannot be resumed under another.
-pub const TRANSFORM_VERSION: u32 = 8;
+pub const TRANSFORM_VERSION: u32 = 9;
 
 pub const STATE_EXPORT: &str = "__tern_state";
 pub const SP_EXPORT: &str = "__tern_sp";
@@ -83,12 +84,19 @@ pub struct Stats {
     pub instrumented: u32,
     pub resume_points: u32,
     pub polls: u32,
+    /// Functions whose locals live in the locals memory (too large to compile otherwise).
+    pub locals_in_memory: u32,
 }
 
-/// Which imports may start a capture (they block, so a checkpoint must be able to interrupt them).
 #[derive(Debug, Clone, Default)]
 pub struct Options {
+    /// Which imports may start a capture (they block, so a checkpoint must be able to
+    /// interrupt them).
     pub capturing_imports: Vec<(String, String)>,
+    /// Rewritten functions whose numeric locals times resume points exceed this keep their
+    /// locals in a memory of Tern's own, so that the compiler can handle them (`None`: the
+    /// default bound; `Some(0)`: every rewritten function, which tests use).
+    pub locals_in_memory_above: Option<usize>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -19,7 +19,7 @@ use wasmparser::{
 };
 
 use crate::analysis::{FuncScan, Graph};
-use crate::body::{rewrite, ModuleFacts};
+use crate::body::{rewrite, ModuleFacts, Rewritten};
 use crate::*;
 
 /// Rewrite `wasm` so that it can be captured and resumed (see the crate documentation).
@@ -79,6 +79,18 @@ pub fn instrument(wasm: &[u8], options: &Options) -> Result<Instrumented> {
             (n.tables + 1, n.globals + 3),
             (n.tables + 2, n.globals + 4),
         ],
+        locals_memory: crate::frame_memory::LocalsMemory {
+            memory: n.memories + 2,
+            sp_global: n.globals + 5,
+            ref_tables: [
+                (n.tables + 3, n.globals + 6),
+                (n.tables + 4, n.globals + 7),
+                (n.tables + 5, n.globals + 8),
+            ],
+        },
+        locals_in_memory_above: options
+            .locals_in_memory_above
+            .unwrap_or(crate::frame_memory::LOCALS_TIMES_POINTS),
     };
     for (i, s) in scans.iter().enumerate() {
         let f = graph.imported as usize + i;
@@ -90,18 +102,22 @@ pub fn instrument(wasm: &[u8], options: &Options) -> Result<Instrumented> {
     }
     let imported = graph.imported;
     let bodies = std::mem::take(&mut parsed.bodies);
-    let rewritten: Vec<Result<(Vec<u8>, u32, u32)>> = bodies
+    let rewritten: Vec<Result<Rewritten>> = bodies
         .into_par_iter()
         .enumerate()
         .map(|(i, (body, validator))| {
             let f = imported + i as u32;
             if !analysis.unwinds[f as usize] {
                 let range = body.range();
-                return Ok((wasm[range.start..range.end].to_vec(), 0, 0));
+                return Ok(Rewritten {
+                    body: wasm[range.start..range.end].to_vec(),
+                    resume_points: 0,
+                    polls: 0,
+                    locals_in_memory: false,
+                });
             }
             let v = validator.into_validator(Default::default());
-            let r = rewrite(&facts, f, analysis.entry_poll[i], &body, v)?;
-            Ok((r.body, r.resume_points, r.polls))
+            rewrite(&facts, f, analysis.entry_poll[i], &body, v)
         })
         .collect();
     let mut stats = Stats {
@@ -110,13 +126,14 @@ pub fn instrument(wasm: &[u8], options: &Options) -> Result<Instrumented> {
     };
     let mut code = wasm_encoder::CodeSection::new();
     for (i, r) in rewritten.into_iter().enumerate() {
-        let (bytes, rps, polls) = r?;
+        let r = r?;
         if analysis.unwinds[imported as usize + i] {
             stats.instrumented += 1;
-            stats.resume_points += rps;
-            stats.polls += polls;
+            stats.resume_points += r.resume_points;
+            stats.polls += r.polls;
+            stats.locals_in_memory += u32::from(r.locals_in_memory);
         }
-        code.raw(&bytes);
+        code.raw(&r.body);
     }
     code.function(&reserve_body(&facts));
     let out = assemble(wasm, &parsed, code)?;
@@ -459,7 +476,12 @@ fn assemble(wasm: &[u8], p: &Parsed<'_>, code: wasm_encoder::CodeSection) -> Res
             _ => {}
         }
     }
-    for rt in [RefType::FUNCREF, RefType::EXTERNREF, RefType::EXNREF] {
+    // The reference-local tables, then the locals tables of `frame_memory`.
+    for rt in [RefType::FUNCREF, RefType::EXTERNREF, RefType::EXNREF]
+        .into_iter()
+        .cycle()
+        .take(6)
+    {
         tables.table(TableType {
             element_type: rt,
             table64: false,
@@ -480,7 +502,13 @@ fn assemble(wasm: &[u8], p: &Parsed<'_>, code: wasm_encoder::CodeSection) -> Res
         maximum: None,
         ..flag
     });
-    for _ in 0..5 {
+    // The locals memory (see `frame_memory`): grown on demand, never captured.
+    memories.memory(MemoryType {
+        minimum: 0,
+        maximum: None,
+        ..flag
+    });
+    for _ in 0..9 {
         globals.global(
             GlobalType {
                 val_type: wasm_encoder::ValType::I32,

@@ -1,6 +1,7 @@
 //! Compile a module with Tern's engine settings and report time and peak memory:
 //! `cargo run --release -p tern-runtime --example compile -- IN.wasm [backtracking|single_pass]`.
 //! Used to find which compiler settings keep very large instrumented modules compilable.
+//! With `TERN_EMIT_CLIF=DIR` set, Cranelift writes each function's optimised IR there.
 
 use std::time::Instant;
 
@@ -16,6 +17,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             config.cranelift_regalloc_algorithm(wasmtime::RegallocAlgorithm::SinglePass);
         }
         Some(other) => return Err(format!("unknown regalloc algorithm {other}").into()),
+    }
+    if let Some(dir) = std::env::var_os("TERN_EMIT_CLIF") {
+        config.emit_clif(std::path::Path::new(&dir));
     }
     let engine = wasmtime::Engine::new(&config)?;
     let wasm = std::fs::read(input)?;

@@ -111,10 +111,18 @@ impl Cache {
     }
 
     /// Instrument and compile `wasm`, or load both from the cache.
-    pub(crate) fn prepare(&self, engine: &wasmtime::Engine, wasm: &[u8]) -> Result<Prepared> {
+    pub(crate) fn prepare(
+        &self,
+        engine: &wasmtime::Engine,
+        wasm: &[u8],
+        locals_in_memory_above: Option<usize>,
+    ) -> Result<Prepared> {
         let digest = tern_snapshot::digest(wasm);
         self.store_module(&digest, wasm)?;
-        let stem = format!("{}-t{TRANSFORM_VERSION}", hex_of(&digest));
+        let mut stem = format!("{}-t{TRANSFORM_VERSION}", hex_of(&digest));
+        if let Some(bound) = locals_in_memory_above {
+            stem.push_str(&format!("-m{bound}"));
+        }
         let compiled = self.dir.join("compiled");
         let code = compiled.join(format!("{stem}.cwasm"));
         let meta_path = compiled.join(format!("{stem}.json"));
@@ -136,7 +144,10 @@ impl Cache {
             }
         }
         let t = Instant::now();
-        let inst = tern_instrument::instrument(wasm, &crate::exec::instrument_options())?;
+        let inst = tern_instrument::instrument(
+            wasm,
+            &crate::exec::instrument_options(locals_in_memory_above),
+        )?;
         let instrument_ms = t.elapsed().as_secs_f64() * 1e3;
         let t = Instant::now();
         let module = wasmtime::Module::new(engine, &inst.wasm)

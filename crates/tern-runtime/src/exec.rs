@@ -158,17 +158,19 @@ pub struct Runtime {
     engine: Engine,
     linker: Linker<Host>,
     cache: Cache,
+    locals_in_memory_above: Option<usize>,
 }
 
 /// Capture attempts refused for live references that are retried at the very next safe point.
 const IMMEDIATE_RETRIES: u32 = 64;
 
-pub(crate) fn instrument_options() -> Options {
+pub(crate) fn instrument_options(locals_in_memory_above: Option<usize>) -> Options {
     Options {
         capturing_imports: tern_wasi::BLOCKING_FUNCTIONS
             .iter()
             .map(|n| (tern_wasi::IMPORT_MODULE.to_string(), n.to_string()))
             .collect(),
+        locals_in_memory_above,
     }
 }
 
@@ -206,7 +208,16 @@ impl Runtime {
             engine,
             linker,
             cache: Cache::new(cache_dir)?,
+            locals_in_memory_above: None,
         })
+    }
+
+    /// Instrument with another bound for keeping a function's locals in memory (see
+    /// `tern_instrument::Options::locals_in_memory_above`); `Some(0)` moves every rewritten
+    /// function's locals, which tests use to run that code path on small programs. Snapshots
+    /// are the same either way, so one taken under one bound resumes under another.
+    pub fn set_locals_in_memory_above(&mut self, bound: Option<usize>) {
+        self.locals_in_memory_above = bound;
     }
 
     pub fn cache(&self) -> &Cache {
@@ -220,7 +231,8 @@ impl Runtime {
     /// Check the module's imports, then instrument and compile it (or take both from the cache).
     pub fn prepare(&self, wasm: &[u8]) -> Result<Prepared> {
         check_imports(wasm)?;
-        self.cache.prepare(&self.engine, wasm)
+        self.cache
+            .prepare(&self.engine, wasm, self.locals_in_memory_above)
     }
 
     pub fn run(&self, prepared: &Prepared, start: Start, options: &RunOptions) -> Result<Outcome> {

@@ -1,6 +1,7 @@
 //! The runtime in-process: a guest that exercises every construct the transform must re-enter
 //! (if arms, call_indirect, try_table with a caught exception, multi-value results, loop
-//! parameters, values left on the operand stack under a call, v128, i64 and exnref locals) is
+//! parameters, values left on the operand stack under a call, v128, i64 and exnref locals,
+//! `return`, a branch to the function's label and a tail call) is
 //! captured at *every* safe point in turn — each resume is captured again at its first poll —
 //! and must still end with the result of an uninterrupted run.
 
@@ -71,8 +72,22 @@ const GUEST: &str = r#"
       (i32.add (ref.is_null (local.get $x)) (i32.wrap_i64 (i64.shr_u (local.get $w) (i64.const 38))))
       (i32.add (i32x4.extract_lane 2 (local.get $v)) (call $inc (local.get $n)))))
 
+  ;; Every way out of a function: return, a branch to its label, a tail call, the end.
+  (func $ways (param $n i32) (result i32) (local $x i64)
+    (local.set $x (i64.extend_i32_u (call $inc (local.get $n))))
+    (if (i32.eqz (local.get $n)) (then (return (i32.const 11))))
+    (block $b
+      (drop (br_if 1 (i32.const 13) (i32.eq (local.get $n) (i32.const 2))))
+      (br_if $b (i32.eq (local.get $n) (i32.const 3))))
+    (local.set $x (i64.add (local.get $x) (i64.extend_i32_u (call $dbl (local.get $n)))))
+    (if (i32.eq (local.get $n) (i32.const 4))
+      (then (return_call $inc (i32.wrap_i64 (local.get $x)))))
+    (i32.wrap_i64 (local.get $x)))
+
   (func (export "_start") (local $k i32) (local $a i32) (local $b i32)
     (loop $main
+      (global.set $acc
+        (i32.add (global.get $acc) (call $ways (i32.and (local.get $k) (i32.const 7)))))
       (global.set $acc (i32.add (global.get $acc) (call $held (local.get $k))))
       (call $step (local.get $k))
       (local.set $b)
@@ -110,13 +125,37 @@ fn capture_now() -> RunOptions {
 
 #[test]
 fn captured_at_every_safe_point_ends_like_an_uninterrupted_run() {
+    every_safe_point(&[None]);
+}
+
+/// The same with every rewritten function's locals in Tern's locals memory (the form the
+/// largest functions of real programs get), resuming alternately in that form and the usual one:
+/// a snapshot does not depend on where the locals lived.
+#[test]
+fn locals_in_memory_capture_and_resume_like_locals_in_variables() {
+    every_safe_point(&[Some(0), None, Some(0)]);
+}
+
+/// Capture the guest at each of its safe points in turn, the k-th resume running under
+/// `bounds[k % len]` (see `Runtime::set_locals_in_memory_above`).
+fn every_safe_point(bounds: &[Option<usize>]) {
     let cache = tempfile::tempdir().expect("tempdir");
-    let rt = Runtime::new(cache.path()).expect("runtime");
+    let runtimes: Vec<(Runtime, tern_runtime::Prepared)> = bounds
+        .iter()
+        .map(|&b| {
+            let mut rt = Runtime::new(cache.path()).expect("runtime");
+            rt.set_locals_in_memory_above(b);
+            let prepared = rt
+                .prepare(&wat::parse_str(GUEST).expect("wat"))
+                .expect("prepare");
+            (rt, prepared)
+        })
+        .collect();
     let wasm = wat::parse_str(GUEST).expect("wat");
-    let prepared = rt.prepare(&wasm).expect("prepare");
+    let (rt, prepared) = &runtimes[0];
 
     let expected = match rt
-        .run(&prepared, Start::Fresh(config()), &RunOptions::default())
+        .run(prepared, Start::Fresh(config()), &RunOptions::default())
         .expect("run")
     {
         Outcome::Exited(code) => code,
@@ -129,7 +168,7 @@ fn captured_at_every_safe_point_ends_like_an_uninterrupted_run() {
     );
 
     let mut outcome = rt
-        .run(&prepared, Start::Fresh(config()), &capture_now())
+        .run(prepared, Start::Fresh(config()), &capture_now())
         .expect("run");
     let mut captures = 0;
     let code = loop {
@@ -155,7 +194,8 @@ fn captured_at_every_safe_point_ends_like_an_uninterrupted_run() {
                     preopens: vec![],
                     listeners: vec![],
                 };
-                outcome = rt.run(&prepared, start, &capture_now()).expect("resume");
+                let (rt, prepared) = &runtimes[captures % runtimes.len()];
+                outcome = rt.run(prepared, start, &capture_now()).expect("resume");
             }
         }
     };
