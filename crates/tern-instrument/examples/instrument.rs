@@ -1,5 +1,6 @@
 //! Instrument a module and report what it cost: `cargo run --release -p tern-instrument
-//! --example instrument -- IN.wasm [OUT.wasm]`.
+//! --example instrument -- IN.wasm [OUT.wasm]`. `TERN_LOCALS_IN_MEMORY_ABOVE=N` sets the bound
+//! above which functions keep their locals in memory (see `Options::locals_in_memory_above`).
 
 use std::time::Instant;
 
@@ -8,7 +9,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let input = args.get(1).ok_or("usage: instrument IN.wasm [OUT.wasm]")?;
     let wasm = std::fs::read(input)?;
     let t = Instant::now();
-    let out = tern_instrument::instrument(&wasm, &tern_instrument::Options::default())?;
+    let options = tern_instrument::Options {
+        locals_in_memory_above: match std::env::var("TERN_LOCALS_IN_MEMORY_ABOVE") {
+            Ok(v) => Some(v.parse()?),
+            Err(_) => None,
+        },
+        ..Default::default()
+    };
+    let out = tern_instrument::instrument(&wasm, &options)?;
     println!(
         "{input}: {} -> {} bytes in {:.0} ms; {:?}",
         wasm.len(),

@@ -25,10 +25,12 @@ use crate::{Error, Result};
 /// Above how many numeric locals times resume points a rewritten function keeps its locals in
 /// memory, unless [`crate::Options::locals_in_memory_above`] says otherwise. The compiler's cost
 /// grows with the locals that cross the rewind joins times the joins (about one per resume
-/// point). On Yosys the largest product is 12 million (2,394 locals, 5,117 resume points); that
-/// function did not compile in 10 minutes with 24 GiB, and compiles in about 100 s with its
-/// locals in memory (see docs/benchmarks.md).
-pub const LOCALS_TIMES_POINTS: usize = 2_000_000;
+/// point). On Yosys the largest product is 12 million (2,394 locals, 5,117 resume points): that
+/// function alone did not compile in 24 GiB, and compiles in about 100 s with its locals in
+/// memory. With the bound at 2 million (4 functions moved) the whole module still ran out of
+/// memory; at 100,000 (138 of 43,197 rewritten functions) it compiles in 7.5 minutes on two
+/// cores. Flite's largest function is below it (see docs/benchmarks.md).
+pub const LOCALS_TIMES_POINTS: usize = 100_000;
 
 /// Where the locals memory is: its index and the global holding the next free byte; and for
 /// reference locals (which memory cannot hold), one table per class (funcref, externref,

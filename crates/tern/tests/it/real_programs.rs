@@ -94,3 +94,142 @@ fn flite_checkpointed_mid_run_writes_the_same_wav() {
     }
     assert!(captured >= 2, "flite was captured only {captured} times");
 }
+
+/// The venv with real wasmtime (wasmtime-py, pinned) that `scripts/reference-run.py` runs on.
+fn reference_python() -> &'static Path {
+    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
+    PYTHON.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let out = Command::new("bash")
+            .arg(root.join("scripts/reference-venv.sh"))
+            .arg(root.join("target/reference-venv"))
+            .output()
+            .expect("run reference-venv.sh");
+        assert!(
+            out.status.success(),
+            "making the reference venv failed: {}",
+            text(&out.stderr)
+        );
+        PathBuf::from(text(&out.stdout).trim())
+    })
+}
+
+/// What a Yosys run leaves: exit code, stdout, and the files it wrote in its work directory.
+#[derive(PartialEq)]
+struct Synthesis {
+    code: Option<i32>,
+    stdout: Vec<u8>,
+    stat: Vec<u8>,
+    netlist: Vec<u8>,
+}
+
+/// Yosys (YoWASP: a 69 MB module that uses exception handling throughout and renumbers its own
+/// descriptors) synthesises a small design under Tern exactly as under wasmtime itself, and
+/// checkpointed mid-run and resumed in a new process writes the same netlist. Its largest
+/// functions keep their locals in memory once rewritten (see docs/instrumentation.md).
+#[test]
+fn yosys_synthesises_like_wasmtime_and_resumes_mid_run() {
+    let programs = programs();
+    let module = programs.join("yosys.wasm").display().to_string();
+    let share = format!("{}::/share", programs.join("yosys-share").display());
+    let design = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/real-programs/top.v");
+    let script = "read_verilog /work/top.v; synth -top top; \
+                  tee -q -o /work/stat.txt stat; write_json /work/netlist.json";
+    let work = tempfile::tempdir().expect("tempdir");
+    let prepare = |name: &str| -> (PathBuf, [String; 2]) {
+        let dir = work.path().join(name);
+        std::fs::create_dir_all(dir.join("tmp")).expect("mkdir");
+        std::fs::copy(&design, dir.join("top.v")).expect("copy design");
+        let dirs = [
+            format!("{}::/work", dir.display()),
+            format!("{}::/tmp", dir.join("tmp").display()),
+        ];
+        (dir, dirs)
+    };
+    let result = |dir: &Path, code: Option<i32>, stdout: Vec<u8>| Synthesis {
+        code,
+        stdout,
+        stat: std::fs::read(dir.join("stat.txt")).unwrap_or_default(),
+        netlist: std::fs::read(dir.join("netlist.json")).unwrap_or_default(),
+    };
+
+    let (ref_dir, dirs) = prepare("wasmtime");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let out = Command::new(reference_python())
+        .arg(root.join("scripts/reference-run.py"))
+        .args([
+            "--cache-dir",
+            &root.join("target/reference-cache").display().to_string(),
+        ])
+        .args(["--dir", &dirs[0], "--dir", &share, "--dir", &dirs[1]])
+        .args([&module, "--", "-q", "-p", script])
+        .output()
+        .expect("run reference-run.py");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "wasmtime: {}",
+        text(&out.stderr)
+    );
+    let reference = result(&ref_dir, out.status.code(), out.stdout);
+    assert!(
+        reference.netlist.len() > 10_000 && !reference.stat.is_empty(),
+        "wasmtime's Yosys wrote no netlist"
+    );
+
+    let run =
+        |name: &str, extra: &[&str]| -> (PathBuf, std::process::Output, std::time::Duration) {
+            let (dir, dirs) = prepare(name);
+            let mut args = vec!["run", "--dir", &dirs[0], "--dir", &share, "--dir", &dirs[1]];
+            args.extend_from_slice(extra);
+            args.extend_from_slice(&[&module, "--", "-q", "-p", script]);
+            let started = std::time::Instant::now();
+            let out = tern(&args);
+            (dir, out, started.elapsed())
+        };
+    // The first run instruments and compiles; the second is timed for the checkpoints.
+    let (dir, first, _) = run("tern", &[]);
+    assert_eq!(
+        first.status.code(),
+        Some(0),
+        "tern: {}",
+        text(&first.stderr)
+    );
+    assert!(
+        result(&dir, first.status.code(), first.stdout) == reference,
+        "Yosys under Tern differs from Yosys under wasmtime"
+    );
+    let (_, again, took) = run("tern-again", &[]);
+    assert_eq!(
+        again.status.code(),
+        Some(0),
+        "tern: {}",
+        text(&again.stderr)
+    );
+
+    let mut captured = 0;
+    for percent in [30u128, 60] {
+        let delay = format!("{}ms", (took.as_millis() * percent / 100).max(1));
+        let snap = work.path().join(format!("yosys-{percent}.snap"));
+        let s = snap.display().to_string();
+        let (dir, first, _) = run(
+            &format!("checkpoint-{percent}"),
+            &["--checkpoint-after", &delay, "--checkpoint-to", &s],
+        );
+        assert_eq!(first.status.code(), Some(0), "{}", text(&first.stderr));
+        let mut stdout = first.stdout;
+        let mut code = first.status.code();
+        if snap.exists() {
+            captured += 1;
+            let second = tern(&["resume", &s]);
+            stdout.extend_from_slice(&second.stdout);
+            code = second.status.code();
+            assert_eq!(code, Some(0), "resume: {}", text(&second.stderr));
+        }
+        assert!(
+            result(&dir, code, stdout) == reference,
+            "Yosys differs after a checkpoint at {delay}"
+        );
+    }
+    assert!(captured >= 1, "Yosys was never captured (run: {took:?})");
+}
