@@ -27,10 +27,11 @@ use crate::{Error, Result};
 /// grows with the locals that cross the rewind joins times the joins (about one per resume
 /// point). On Yosys the largest product is 12 million (2,394 locals, 5,117 resume points): that
 /// function alone did not compile in 24 GiB, and compiles in about 100 s with its locals in
-/// memory. With the bound at 2 million (4 functions moved) the whole module still ran out of
-/// memory; at 100,000 (138 of 43,197 rewritten functions) it compiles in 7.5 minutes on two
-/// cores. Flite's largest function is below it (see docs/benchmarks.md).
-pub const LOCALS_TIMES_POINTS: usize = 100_000;
+/// memory. The whole module, on two cores: bound 2,000,000 (4 functions moved) ran out of
+/// memory; 100,000 (138 of 43,197) 451 s; 30,000 (420) 240 s; 10,000 (938) 215 s. Below this
+/// bound the gain flattens while more functions pay for loads and stores (at 10,000, five of
+/// Flite's functions would; at 30,000 none). See docs/benchmarks.md.
+pub const LOCALS_TIMES_POINTS: usize = 30_000;
 
 /// Where the locals memory is: its index and the global holding the next free byte; and for
 /// reference locals (which memory cannot hold), one table per class (funcref, externref,

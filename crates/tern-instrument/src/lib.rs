@@ -23,6 +23,7 @@ mod body;
 mod frame_memory;
 mod module;
 
+pub use frame_memory::LOCALS_TIMES_POINTS as DEFAULT_LOCALS_IN_MEMORY_ABOVE;
 pub use module::instrument;
 
 /// Bumped whenever the frame layout or the host contract changes: a snapshot taken under one

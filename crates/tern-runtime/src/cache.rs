@@ -119,10 +119,10 @@ impl Cache {
     ) -> Result<Prepared> {
         let digest = tern_snapshot::digest(wasm);
         self.store_module(&digest, wasm)?;
-        let mut stem = format!("{}-t{TRANSFORM_VERSION}", hex_of(&digest));
-        if let Some(bound) = locals_in_memory_above {
-            stem.push_str(&format!("-m{bound}"));
-        }
+        // Which functions keep their locals in memory changes the code, not the snapshots.
+        let bound =
+            locals_in_memory_above.unwrap_or(tern_instrument::DEFAULT_LOCALS_IN_MEMORY_ABOVE);
+        let stem = format!("{}-t{TRANSFORM_VERSION}-m{bound}", hex_of(&digest));
         let compiled = self.dir.join("compiled");
         let code = compiled.join(format!("{stem}.cwasm"));
         let meta_path = compiled.join(format!("{stem}.json"));

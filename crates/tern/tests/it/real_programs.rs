@@ -114,6 +114,17 @@ fn reference_python() -> &'static Path {
     })
 }
 
+/// `tern` compiling on one core: Yosys's first start compiles for minutes, and the tests that
+/// run beside it measure time (latencies, CPU) on the other.
+fn tern_one_core(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_tern"))
+        .args(args)
+        .env("TERN_HOME", crate::harness::tern_home())
+        .env("RAYON_NUM_THREADS", "1")
+        .output()
+        .expect("tern runs")
+}
+
 /// What a Yosys run leaves: exit code, stdout, and the files it wrote in its work directory.
 #[derive(PartialEq)]
 struct Synthesis {
@@ -163,6 +174,7 @@ fn yosys_synthesises_like_wasmtime_and_resumes_mid_run() {
         ])
         .args(["--dir", &dirs[0], "--dir", &share, "--dir", &dirs[1]])
         .args([&module, "--", "-q", "-p", script])
+        .env("RAYON_NUM_THREADS", "1")
         .output()
         .expect("run reference-run.py");
     assert_eq!(
@@ -221,7 +233,7 @@ fn yosys_synthesises_like_wasmtime_and_resumes_mid_run() {
         let mut code = first.status.code();
         if snap.exists() {
             captured += 1;
-            let second = tern(&["resume", &s]);
+            let second = tern_one_core(&["resume", &s]);
             stdout.extend_from_slice(&second.stdout);
             code = second.status.code();
             assert_eq!(code, Some(0), "resume: {}", text(&second.stderr));
