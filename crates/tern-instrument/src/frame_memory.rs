@@ -354,24 +354,31 @@ fn memarg(memory: u32, off: u32, width: u32) -> MemArg {
 }
 
 fn load(t: ValType, memory: u32, off: u32) -> Result<Instruction<'static>> {
-    Ok(match t {
-        ValType::I32 => Instruction::I32Load(memarg(memory, off, 4)),
-        ValType::I64 => Instruction::I64Load(memarg(memory, off, 8)),
-        ValType::F32 => Instruction::F32Load(memarg(memory, off, 4)),
-        ValType::F64 => Instruction::F64Load(memarg(memory, off, 8)),
-        ValType::V128 => Instruction::V128Load(memarg(memory, off, 16)),
-        ValType::Ref(_) => return Err(Error::Encode("a reference local in memory".into())),
-    })
+    access(t, memory, off, false)
 }
 
 fn store(t: ValType, memory: u32, off: u32) -> Result<Instruction<'static>> {
-    Ok(match t {
-        ValType::I32 => Instruction::I32Store(memarg(memory, off, 4)),
-        ValType::I64 => Instruction::I64Store(memarg(memory, off, 8)),
-        ValType::F32 => Instruction::F32Store(memarg(memory, off, 4)),
-        ValType::F64 => Instruction::F64Store(memarg(memory, off, 8)),
-        ValType::V128 => Instruction::V128Store(memarg(memory, off, 16)),
-        ValType::Ref(_) => return Err(Error::Encode("a reference local in memory".into())),
+    access(t, memory, off, true)
+}
+
+fn access(t: ValType, memory: u32, off: u32, store: bool) -> Result<Instruction<'static>> {
+    use Instruction as I;
+    let Some(width) = slot_width(t) else {
+        return Err(Error::Encode("a reference local in memory".into()));
+    };
+    let m = memarg(memory, off, width);
+    Ok(match (t, store) {
+        (ValType::I32, false) => I::I32Load(m),
+        (ValType::I32, true) => I::I32Store(m),
+        (ValType::I64, false) => I::I64Load(m),
+        (ValType::I64, true) => I::I64Store(m),
+        (ValType::F32, false) => I::F32Load(m),
+        (ValType::F32, true) => I::F32Store(m),
+        (ValType::F64, false) => I::F64Load(m),
+        (ValType::F64, true) => I::F64Store(m),
+        (ValType::V128, false) => I::V128Load(m),
+        (ValType::V128, true) => I::V128Store(m),
+        (ValType::Ref(_), _) => return Err(Error::Encode("a reference local in memory".into())),
     })
 }
 

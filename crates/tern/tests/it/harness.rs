@@ -20,9 +20,15 @@ pub fn tern(args: &[&str]) -> Output {
 
 /// Run `tern` with another Tern home, as on a machine that has never seen the module.
 pub fn tern_in(home: &Path, args: &[&str]) -> Output {
+    tern_with(home, args, &[])
+}
+
+/// Run `tern` with extra environment variables.
+pub fn tern_with(home: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tern"))
         .args(args)
         .env("TERN_HOME", home)
+        .envs(env.iter().copied())
         .output()
         .expect("tern runs")
 }

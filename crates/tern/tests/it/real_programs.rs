@@ -6,13 +6,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use crate::harness::{tern, text};
+use crate::harness::{tern, tern_home, tern_with, text};
 
 /// Fetch once per test binary; a missing registry is a failure, not a skip.
 fn programs() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let root = repo_root();
         let dir = root.join("target/real-programs");
         let out = Command::new("bash")
             .arg(root.join("scripts/fetch-real-programs.sh"))
@@ -33,8 +33,7 @@ fn programs() -> &'static Path {
 #[test]
 fn flite_checkpointed_mid_run_writes_the_same_wav() {
     let module = programs().join("flite.wasm").display().to_string();
-    let input =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/real-programs/flite-input.txt");
+    let input = repo_root().join("fixtures/real-programs/flite-input.txt");
     let work = tempfile::tempdir().expect("tempdir");
     let run = |name: &str, extra: &[&str]| -> (PathBuf, std::process::Output) {
         let dir = work.path().join(name);
@@ -99,7 +98,7 @@ fn flite_checkpointed_mid_run_writes_the_same_wav() {
 fn reference_python() -> &'static Path {
     static PYTHON: OnceLock<PathBuf> = OnceLock::new();
     PYTHON.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let root = repo_root();
         let out = Command::new("bash")
             .arg(root.join("scripts/reference-venv.sh"))
             .arg(root.join("target/reference-venv"))
@@ -117,12 +116,11 @@ fn reference_python() -> &'static Path {
 /// `tern` compiling on one core: Yosys's first start compiles for minutes, and the tests that
 /// run beside it measure time (latencies, CPU) on the other.
 fn tern_one_core(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_tern"))
-        .args(args)
-        .env("TERN_HOME", crate::harness::tern_home())
-        .env("RAYON_NUM_THREADS", "1")
-        .output()
-        .expect("tern runs")
+    tern_with(&tern_home(), args, &[("RAYON_NUM_THREADS", "1")])
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 /// What a Yosys run leaves: exit code, stdout, and the files it wrote in its work directory.
@@ -143,7 +141,8 @@ fn yosys_synthesises_like_wasmtime_and_resumes_mid_run() {
     let programs = programs();
     let module = programs.join("yosys.wasm").display().to_string();
     let share = format!("{}::/share", programs.join("yosys-share").display());
-    let design = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/real-programs/top.v");
+    let root = repo_root();
+    let design = root.join("fixtures/real-programs/top.v");
     let script = "read_verilog /work/top.v; synth -top top; \
                   tee -q -o /work/stat.txt stat; write_json /work/netlist.json";
     let work = tempfile::tempdir().expect("tempdir");
@@ -165,7 +164,6 @@ fn yosys_synthesises_like_wasmtime_and_resumes_mid_run() {
     };
 
     let (ref_dir, dirs) = prepare("wasmtime");
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let out = Command::new(reference_python())
         .arg(root.join("scripts/reference-run.py"))
         .args([
@@ -196,7 +194,7 @@ fn yosys_synthesises_like_wasmtime_and_resumes_mid_run() {
             args.extend_from_slice(extra);
             args.extend_from_slice(&[&module, "--", "-q", "-p", script]);
             let started = std::time::Instant::now();
-            let out = tern(&args);
+            let out = tern_one_core(&args);
             (dir, out, started.elapsed())
         };
     // The first run instruments and compiles; the second is timed for the checkpoints.
