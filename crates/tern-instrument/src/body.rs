@@ -42,10 +42,21 @@ pub struct ModuleFacts<'a> {
     pub locals_memory: frame_memory::LocalsMemory,
     /// Numeric locals times resume points above which a function keeps its locals in memory.
     pub locals_in_memory_above: usize,
+    /// Per function index: the function a rewind enters instead (its rewinding form), or the
+    /// function itself when it has only one form or cannot unwind.
+    pub rewind_entry: &'a [u32],
+    /// Table of rewinding forms by function index, for indirect calls during a rewind.
+    pub rewind_table: u32,
 }
 
 pub struct Rewritten {
+    /// The body at the function's own index: the running form, or the only form.
     pub body: Vec<u8>,
+    /// The body of the function's rewind entry (see `ModuleFacts::rewind_entry`): the rewinding
+    /// form, or a thunk that tail-calls the only form.
+    pub rewind_body: Vec<u8>,
+    /// Whether the function has a separate running form.
+    pub two_forms: bool,
     pub resume_points: u32,
     pub polls: u32,
     /// Whether the function's locals now live in the locals memory (see `frame_memory`).
@@ -348,15 +359,17 @@ pub fn rewrite(
     let root = root.ok_or_else(|| Error::Encode("function body has no end".into()))?;
 
     let ranges = live_ranges(&ops, ty.params().len(), locals.len(), &loops);
-    let mut e = Emitter::new(facts, &ops, &locals, ranges);
-    e.function(func_index, ty.results(), &root)?;
-    let mut added = std::mem::take(&mut e.new_locals);
-    let mut code = std::mem::take(&mut e.code);
+    let mut slow = Emitter::new(facts, &ops, &locals, ranges.clone(), Form::Rewinding);
+    slow.function(func_index, ty.results(), &root)?;
+    let mut added = std::mem::take(&mut slow.new_locals);
+    let mut code = std::mem::take(&mut slow.code);
     let all: Vec<ValType> = locals.iter().chain(&added).copied().collect();
     let numeric = all.iter().filter(|t| !matches!(t, ValType::Ref(_))).count();
     let in_memory = ty.results().len() <= 1
         && numeric.saturating_mul(next_rp as usize) > facts.locals_in_memory_above;
     if in_memory {
+        // Too large for two forms as well: the one form runs and rewinds, and the rewind entry
+        // is a thunk to it.
         let (more, moved) = frame_memory::move_locals(
             facts.locals_memory,
             &all,
@@ -366,12 +379,43 @@ pub fn rewrite(
         )?;
         added.extend(more);
         code = moved;
+        return Ok(Rewritten {
+            body: encode(&groups, &added, &code)?,
+            rewind_body: thunk(ty.params().len(), func_index),
+            two_forms: false,
+            resume_points: next_rp,
+            polls,
+            locals_in_memory: true,
+        });
     }
+    let mut fast = Emitter::new(facts, &ops, &locals, ranges, Form::Running);
+    fast.function(func_index, ty.results(), &root)?;
+    // Both forms write and read the same frames: a frame saved by one is rewound by the other.
+    if fast.offsets != slow.offsets || fast.frame_bytes != slow.frame_bytes {
+        return Err(Error::Encode(format!(
+            "the two forms of function {func_index} lay out their frames differently"
+        )));
+    }
+    Ok(Rewritten {
+        body: encode(&groups, &fast.new_locals, &fast.code)?,
+        rewind_body: encode(&groups, &added, &code)?,
+        two_forms: true,
+        resume_points: next_rp,
+        polls,
+        locals_in_memory: false,
+    })
+}
+
+fn encode(
+    groups: &[(u32, ValType)],
+    added: &[ValType],
+    code: &[Instruction<'_>],
+) -> Result<Vec<u8>> {
     let mut new_groups: Vec<(u32, wasm_encoder::ValType)> = Vec::new();
-    for (count, t) in groups {
+    for &(count, t) in groups {
         new_groups.push((count, enc_ty(t)?));
     }
-    for t in &added {
+    for t in added {
         let t = enc_ty(*t)?;
         match new_groups.last_mut() {
             Some((n, last)) if *last == t => *n += 1,
@@ -379,15 +423,21 @@ pub fn rewrite(
         }
     }
     let mut f = Function::new(new_groups);
-    for i in &code {
+    for i in code {
         f.instruction(i);
     }
-    Ok(Rewritten {
-        body: f.into_raw_body(),
-        resume_points: next_rp,
-        polls,
-        locals_in_memory: in_memory,
-    })
+    Ok(f.into_raw_body())
+}
+
+/// The rewind entry of a function with one form: passes its parameters on by tail call.
+fn thunk(params: usize, func_index: u32) -> Vec<u8> {
+    let mut f = Function::new([]);
+    for k in 0..params {
+        f.instruction(&Instruction::LocalGet(k as u32));
+    }
+    f.instruction(&Instruction::ReturnCall(func_index));
+    f.instruction(&Instruction::End);
+    f.into_raw_body()
 }
 
 fn level_types(v: &FuncValidator<ValidatorResources>, base: usize) -> Result<Vec<ValType>> {
@@ -501,7 +551,19 @@ fn enc_ty(t: ValType) -> Result<wasm_encoder::ValType> {
 /// A spill slot: nesting depth, whether it stages block parameters, stack position, type.
 type SlotKey = (u32, bool, usize, ValType);
 
+/// Which of a function's two forms is being emitted. Both save the same frames at the same
+/// resume points; only the rewinding form can rebuild a frame and jump back into the body,
+/// which costs a guard on every segment and a check on entry. The running form, which the
+/// program calls, has neither: a rewind enters rewinding forms only (calls during a rewind go
+/// to the callee's rewind entry), and a rewinding form stays in use until its frame returns.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Form {
+    Running,
+    Rewinding,
+}
+
 struct Emitter<'a> {
+    form: Form,
     /// Per original local: the operator range where it may be live (see `live_ranges`).
     ranges: Vec<(usize, usize)>,
     /// Frame offset of every local (the frame pointer has none).
@@ -541,6 +603,7 @@ impl<'a> Emitter<'a> {
         ops: &'a [Operator<'a>],
         locals: &'a [ValType],
         ranges: Vec<(usize, usize)>,
+        form: Form,
     ) -> Self {
         let base = locals.len() as u32;
         let mut offsets = Vec::with_capacity(locals.len() + 2);
@@ -551,6 +614,7 @@ impl<'a> Emitter<'a> {
         }
         offsets.push(u32::MAX); // the frame pointer is not saved
         Emitter {
+            form,
             ranges,
             offsets,
             frame_bytes,
@@ -680,13 +744,15 @@ impl<'a> Emitter<'a> {
         }
         self.code.push(Instruction::Block(BlockType::Empty));
         self.code.push(Instruction::Block(BlockType::Empty));
-        self.code
-            .push(Instruction::GlobalGet(self.facts.state_global));
-        self.code.push(Instruction::I32Const(STATE_REWINDING));
-        self.code.push(Instruction::I32Eq);
-        self.code.push(Instruction::If(BlockType::Empty));
-        self.restore_frame(&slots, size)?;
-        self.code.push(Instruction::End);
+        if self.form == Form::Rewinding {
+            self.code
+                .push(Instruction::GlobalGet(self.facts.state_global));
+            self.code.push(Instruction::I32Const(STATE_REWINDING));
+            self.code.push(Instruction::I32Eq);
+            self.code.push(Instruction::If(BlockType::Empty));
+            self.restore_frame(&slots, size)?;
+            self.code.push(Instruction::End);
+        }
         self.code.extend(body);
         self.save_frame(func_index, &slots, size)?;
         for t in results {
@@ -723,13 +789,13 @@ impl<'a> Emitter<'a> {
         // An empty segment needs no guard: it would cost a load and a branch for nothing, on
         // every iteration when it opens a loop body.
         if !(first == 0 && params.is_empty() && before.is_empty()) {
-            self.guard_open();
+            let guarded = self.guard_open();
             self.reload(depth, true, params, 0);
             for n in &nodes[..first] {
                 self.plain(n)?;
             }
             self.spill(depth, &before, 0);
-            self.end_synth();
+            self.guard_close(guarded);
         }
         for (j, &ix) in items.iter().enumerate() {
             let item = item_of(&nodes[ix])?;
@@ -742,13 +808,13 @@ impl<'a> Emitter<'a> {
                     if next == ix + 1 && before == after {
                         continue;
                     }
-                    self.guard_open();
+                    let guarded = self.guard_open();
                     self.reload(depth, false, &after, 0);
                     for n in &nodes[ix + 1..next] {
                         self.plain(n)?;
                     }
                     self.spill(depth, &before, 0);
-                    self.end_synth();
+                    self.guard_close(guarded);
                 }
                 None => {
                     self.reload(depth, false, &after, 0);
@@ -761,12 +827,32 @@ impl<'a> Emitter<'a> {
         Ok(())
     }
 
-    /// `if (state == running)`: code that a rewind skips.
-    fn guard_open(&mut self) {
+    /// `if (state == running)`: code that a rewind skips (the running form has no rewind).
+    fn guard_open(&mut self) -> bool {
+        if self.form == Form::Running {
+            return false;
+        }
         self.code
             .push(Instruction::GlobalGet(self.facts.state_global));
         self.code.push(Instruction::I32Eqz);
         self.push_synth(Instruction::If(BlockType::Empty));
+        true
+    }
+
+    fn guard_close(&mut self, guarded: bool) {
+        if guarded {
+            self.end_synth();
+        }
+    }
+
+    /// `block $skip` around an item, which a rewind leaves unless its target lies inside.
+    fn skip_open(&mut self, lo: u32, hi: u32) -> bool {
+        if self.form == Form::Running {
+            return false;
+        }
+        self.push_synth(Instruction::Block(BlockType::Empty));
+        self.skip_unless_target(lo, hi);
+        true
     }
 
     /// Inside a `block $skip`: leave it when rewinding to a resume point outside [lo, hi].
@@ -868,12 +954,9 @@ impl<'a> Emitter<'a> {
                 inputs,
                 outputs,
             } => {
-                self.push_synth(Instruction::Block(BlockType::Empty));
-                self.skip_unless_target(*rp, *rp);
+                let skip = self.skip_open(*rp, *rp);
                 let under = stack.len() - inputs;
-                self.reload(depth, false, &stack[under..], under);
-                let i = self.instruction(*op)?;
-                self.code.push(i);
+                self.call(*op, depth, &stack[under..], under)?;
                 self.code
                     .push(Instruction::GlobalGet(self.facts.state_global));
                 self.push_synth(Instruction::If(BlockType::Empty));
@@ -882,7 +965,7 @@ impl<'a> Emitter<'a> {
                 self.live_slots.truncate(held);
                 self.end_synth();
                 self.spill(depth, outputs, under);
-                self.end_synth();
+                self.guard_close(skip);
             }
             Item::Block {
                 c,
@@ -892,15 +975,74 @@ impl<'a> Emitter<'a> {
                 lo,
                 hi,
             } => {
-                self.push_synth(Instruction::Block(BlockType::Empty));
-                self.skip_unless_target(*lo, *hi);
+                let skip = self.skip_open(*lo, *hi);
                 let under = stack.len() - inputs;
                 self.reload(depth, false, &stack[under..], under);
                 let held = self.hold_slots(depth, stack);
                 self.construct(c, Some((depth + 1, unwind)))?;
                 self.live_slots.truncate(held);
                 self.spill(depth, outputs, under);
+                self.guard_close(skip);
+            }
+        }
+        Ok(())
+    }
+
+    /// A call item's call, its inputs reloaded from the spill slots. In the rewinding form a
+    /// rewind calls the callee's rewind entry instead; for an indirect call, the callee's frame
+    /// (now on top of the saved stack) names it. With no frame left, the callee is a blocking
+    /// import, which the rewind calls again as it was called.
+    fn call(&mut self, op: usize, depth: u32, inputs: &[ValType], under: usize) -> Result<()> {
+        let plain = self.instruction(op)?;
+        let rewinding = |e: &mut Self| {
+            e.code.push(Instruction::GlobalGet(e.facts.state_global));
+            e.code.push(Instruction::I32Const(STATE_REWINDING));
+            e.code.push(Instruction::I32Eq);
+        };
+        match self.ops[op] {
+            Operator::Call { function_index } if self.form == Form::Rewinding => {
+                self.reload(depth, false, inputs, under);
+                let entry = self.facts.rewind_entry[function_index as usize];
+                if entry == function_index {
+                    self.code.push(plain);
+                    return Ok(());
+                }
+                let ty = self.facts.func_types[function_index as usize];
+                rewinding(self);
+                self.push_synth(Instruction::If(BlockType::FunctionType(ty)));
+                self.code.push(Instruction::Call(entry));
+                self.code.push(Instruction::Else);
+                self.code.push(plain);
                 self.end_synth();
+            }
+            Operator::CallIndirect { type_index, .. } | Operator::CallRef { type_index }
+                if self.form == Form::Rewinding =>
+            {
+                let n = inputs.len() - 1;
+                self.reload(depth, false, &inputs[..n], under);
+                rewinding(self);
+                self.code.push(Instruction::GlobalGet(self.facts.sp_global));
+                self.code.push(Instruction::I32Const(0));
+                self.code.push(Instruction::I32Ne);
+                self.code.push(Instruction::I32And);
+                self.push_synth(Instruction::If(BlockType::FunctionType(type_index)));
+                self.code.push(Instruction::GlobalGet(self.facts.sp_global));
+                self.code.push(Instruction::I32Const(8));
+                self.code.push(Instruction::I32Sub);
+                self.code
+                    .push(Instruction::I32Load(arg(0, self.facts.frames_memory)));
+                self.code.push(Instruction::CallIndirect {
+                    type_index,
+                    table_index: self.facts.rewind_table,
+                });
+                self.code.push(Instruction::Else);
+                self.reload(depth, false, &inputs[n..], under + n);
+                self.code.push(plain);
+                self.end_synth();
+            }
+            _ => {
+                self.reload(depth, false, inputs, under);
+                self.code.push(plain);
             }
         }
         Ok(())
@@ -913,6 +1055,16 @@ impl<'a> Emitter<'a> {
         self.code.push(Instruction::I32Const(0));
         self.code.push(Instruction::I32Load(arg(0, flag)));
         self.push_synth(Instruction::If(BlockType::Empty));
+        if self.form == Form::Running {
+            // Rewinds never pass through the running form, so a raised flag asks for a capture.
+            self.code
+                .push(Instruction::I32Const(crate::STATE_UNWINDING));
+            self.code
+                .push(Instruction::GlobalSet(self.facts.state_global));
+            self.start_unwind(rp, pos, unwind)?;
+            self.end_synth();
+            return Ok(());
+        }
         self.code
             .push(Instruction::GlobalGet(self.facts.state_global));
         self.push_synth(Instruction::If(BlockType::Empty));

@@ -28,7 +28,7 @@ pub use module::instrument;
 
 /// Bumped whenever the frame layout or the host contract changes: a snapshot taken under one
 /// version cannot be resumed under another.
-pub const TRANSFORM_VERSION: u32 = 9;
+pub const TRANSFORM_VERSION: u32 = 10;
 
 pub const STATE_EXPORT: &str = "__tern_state";
 pub const SP_EXPORT: &str = "__tern_sp";
@@ -37,6 +37,10 @@ pub const FRAMES_EXPORT: &str = "__tern_frames";
 /// The module's start function, moved out of the start section so that a resume does not run it
 /// a second time.
 pub const START_EXPORT: &str = "__tern_start";
+/// `[] -> []`: continues a rewind (state 2) from the outermost saved frame. Functions have a
+/// running form, which the program calls and which cannot rewind, and a rewinding form that a
+/// rewind enters; the host resumes through this export, never through `_start`.
+pub const REWIND_EXPORT: &str = "__tern_rewind";
 /// Prefix of the exports that expose every defined global (`__tern_global_7`) and memory.
 pub const GLOBAL_EXPORT_PREFIX: &str = "__tern_global_";
 pub const MEMORY_EXPORT_PREFIX: &str = "__tern_memory_";
@@ -87,6 +91,9 @@ pub struct Stats {
     pub polls: u32,
     /// Functions whose locals live in the locals memory (too large to compile otherwise).
     pub locals_in_memory: u32,
+    /// Rewritten functions with a separate running form (the others run in their rewinding
+    /// form, which costs guards: those whose locals are in memory).
+    pub two_forms: u32,
 }
 
 #[derive(Debug, Clone, Default)]

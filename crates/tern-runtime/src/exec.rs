@@ -310,6 +310,10 @@ impl Runtime {
         let main = instance
             .get_typed_func::<(), ()>(&mut store, "_start")
             .map_err(|_| Error::NoStart)?;
+        // A rewind enters the rewinding forms of the saved frames' functions, through here.
+        let rewind = instance
+            .get_typed_func::<(), ()>(&mut store, tern_instrument::REWIND_EXPORT)
+            .map_err(|_| Error::Mismatch("module is not instrumented".into()))?;
         // Pages mapped from a file are checked while the program runs; until the check has
         // passed, no host call proceeds and no outcome is reported.
         let mut page_check: Option<Arc<PageCheck>> = None;
@@ -423,7 +427,12 @@ impl Runtime {
         }
         let mut retries = 0u32;
         loop {
-            if let Err(e) = main.call(&mut store, ()) {
+            let entry = if state::state_of(&mut store, &instance)? == STATE_REWINDING {
+                &rewind
+            } else {
+                &main
+            };
+            if let Err(e) = entry.call(&mut store, ()) {
                 return checked(&page_check, finish(e));
             }
             if state::state_of(&mut store, &instance)? != STATE_UNWINDING {

@@ -216,12 +216,35 @@ const SLEEPER: &str = r#"
       (br $l))))
 "#;
 
+/// The same, calling `poll_oneoff` through a table: a rewind that finds no frame left under an
+/// indirect call calls the import again through the program's own table.
+const INDIRECT_SLEEPER: &str = r#"
+(module
+  (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+  (type $pt (func (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (table 1 funcref)
+  (elem (i32.const 0) $poll)
+  (func (export "_start")
+    (loop $l
+      (i64.store (i32.const 24) (i64.const 3600000000000))
+      (i32.store (i32.const 16) (i32.const 1))
+      (drop (call_indirect (type $pt) (i32.const 0) (i32.const 64) (i32.const 1) (i32.const 128)
+        (i32.const 0)))
+      (br $l))))
+"#;
+
 #[test]
 fn a_program_asleep_in_poll_oneoff_is_captured_and_resumed() {
+    asleep_captured_and_resumed(SLEEPER);
+    asleep_captured_and_resumed(INDIRECT_SLEEPER);
+}
+
+fn asleep_captured_and_resumed(guest: &str) {
     let cache = tempfile::tempdir().expect("tempdir");
     let rt = Runtime::new(cache.path()).expect("runtime");
     let prepared = rt
-        .prepare(&wat::parse_str(SLEEPER).expect("wat"))
+        .prepare(&wat::parse_str(guest).expect("wat"))
         .expect("prepare");
     let config = WasiConfig {
         args: vec!["sleeper".into()],
