@@ -20,6 +20,7 @@ use wasmparser::{
 };
 
 use crate::frame_memory;
+use crate::liveness::{liveness, Liveness};
 use crate::{Error, Result, STATE_REWINDING};
 
 /// Module-level facts the rewrite needs.
@@ -213,7 +214,6 @@ pub fn rewrite(
         polls += 1;
     }
     let mut root: Option<Vec<Node>> = None;
-    let mut loops: Vec<(usize, usize)> = Vec::new();
     // A tail call to a function that may unwind becomes a call and a return: the unwinding
     // callee needs this frame below its own to be rewound into (a tail call would leave the
     // caller's caller expecting this function's frame on top).
@@ -294,9 +294,6 @@ pub fn rewrite(
                 let mut done = stack
                     .pop()
                     .ok_or_else(|| Error::Encode("unbalanced end".into()))?;
-                if matches!(ops.get(done.open), Some(Operator::Loop { .. })) {
-                    loops.push((done.open, index));
-                }
                 let body = std::mem::take(&mut done.current);
                 done.bodies.push(body);
                 match stack.last_mut() {
@@ -358,8 +355,8 @@ pub fn rewrite(
     }
     let root = root.ok_or_else(|| Error::Encode("function body has no end".into()))?;
 
-    let ranges = live_ranges(&ops, ty.params().len(), locals.len(), &loops);
-    let mut slow = Emitter::new(facts, &ops, &locals, ranges.clone(), Form::Rewinding);
+    let live = liveness(&ops, locals.len());
+    let mut slow = Emitter::new(facts, &ops, &locals, &live, Form::Rewinding);
     slow.function(func_index, ty.results(), &root)?;
     let mut added = std::mem::take(&mut slow.new_locals);
     let mut code = std::mem::take(&mut slow.code);
@@ -388,7 +385,7 @@ pub fn rewrite(
             locals_in_memory: true,
         });
     }
-    let mut fast = Emitter::new(facts, &ops, &locals, ranges, Form::Running);
+    let mut fast = Emitter::new(facts, &ops, &locals, &live, Form::Running);
     fast.function(func_index, ty.results(), &root)?;
     // Both forms write and read the same frames: a frame saved by one is rewound by the other.
     if fast.offsets != slow.offsets || fast.frame_bytes != slow.frame_bytes {
@@ -564,8 +561,8 @@ enum Form {
 
 struct Emitter<'a> {
     form: Form,
-    /// Per original local: the operator range where it may be live (see `live_ranges`).
-    ranges: Vec<(usize, usize)>,
+    /// Where each original local is live.
+    live: &'a Liveness,
     /// Frame offset of every local (the frame pointer has none).
     offsets: Vec<u32>,
     frame_bytes: u32,
@@ -602,7 +599,7 @@ impl<'a> Emitter<'a> {
         facts: &'a ModuleFacts<'a>,
         ops: &'a [Operator<'a>],
         locals: &'a [ValType],
-        ranges: Vec<(usize, usize)>,
+        live: &'a Liveness,
         form: Form,
     ) -> Self {
         let base = locals.len() as u32;
@@ -615,7 +612,7 @@ impl<'a> Emitter<'a> {
         offsets.push(u32::MAX); // the frame pointer is not saved
         Emitter {
             form,
-            ranges,
+            live,
             offsets,
             frame_bytes,
             size_patches: Vec::new(),
@@ -878,7 +875,7 @@ impl<'a> Emitter<'a> {
         self.code.push(Instruction::I32Const(rp as i32));
         self.code.push(Instruction::LocalSet(self.rp));
         let mut live: Vec<u32> = (0..self.locals.len())
-            .filter(|&i| self.ranges[i].0 <= pos && pos <= self.ranges[i].1)
+            .filter(|&i| self.live.is_live(i, pos))
             .map(|i| i as u32)
             .collect();
         live.extend(self.live_slots.iter().copied());
@@ -908,7 +905,7 @@ impl<'a> Emitter<'a> {
         // the host refuses frames holding live references, so clear the dead ones.
         for (i, t) in self.locals.iter().enumerate() {
             if let ValType::Ref(r) = t {
-                if !(self.ranges[i].0 <= pos && pos <= self.ranges[i].1) {
+                if !self.live.is_live(i, pos) {
                     if let Some(class) = ref_class(*r) {
                         self.code.push(Instruction::RefNull(null_heap(class)));
                         self.code.push(Instruction::LocalSet(i as u32));
@@ -1346,53 +1343,6 @@ fn scalar_size(t: ValType) -> u32 {
         ValType::I64 | ValType::F64 => 8,
         ValType::V128 => 16,
         ValType::Ref(_) => 0,
-    }
-}
-
-/// Where each local may be live, as an operator range: from the function entry to its last
-/// appearance, widened to the end of every loop it appears in, since a back edge carries values
-/// from a loop's end to its top. The start stays at the entry because a read after a resume
-/// point may see a value from before it on some path (for instance the initial zero, when the
-/// only write is in an `if` the path skips). A superset of true liveness, which is what saving
-/// needs: a local whose last use lies behind a resume point is dead there.
-fn live_ranges(
-    ops: &[Operator<'_>],
-    params: usize,
-    locals: usize,
-    loops: &[(usize, usize)],
-) -> Vec<(usize, usize)> {
-    let mut r: Vec<Option<(usize, usize)>> = vec![None; locals];
-    for slot in r.iter_mut().take(params) {
-        *slot = Some((0, 0));
-    }
-    for (pos, op) in ops.iter().enumerate() {
-        let l = match op {
-            Operator::LocalGet { local_index }
-            | Operator::LocalSet { local_index }
-            | Operator::LocalTee { local_index } => *local_index as usize,
-            _ => continue,
-        };
-        if let Some(slot) = r.get_mut(l) {
-            *slot = Some((0, slot.map_or(pos, |(_, b)| b.max(pos))));
-        }
-    }
-    let mut out: Vec<(usize, usize)> = r.into_iter().map(|x| x.unwrap_or((1, 0))).collect();
-    loop {
-        let mut changed = false;
-        for range in out.iter_mut() {
-            if range.0 > range.1 {
-                continue;
-            }
-            for &(s, e) in loops {
-                if range.0 <= e && s <= range.1 && (range.0 > s || range.1 < e) {
-                    *range = (range.0.min(s), range.1.max(e));
-                    changed = true;
-                }
-            }
-        }
-        if !changed {
-            return out;
-        }
     }
 }
 

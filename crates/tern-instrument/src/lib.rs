@@ -21,6 +21,7 @@
 mod analysis;
 mod body;
 mod frame_memory;
+mod liveness;
 mod module;
 
 pub use frame_memory::LOCALS_TIMES_POINTS as DEFAULT_LOCALS_IN_MEMORY_ABOVE;
