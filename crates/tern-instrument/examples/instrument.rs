@@ -1,6 +1,7 @@
 //! Instrument a module and report what it cost: `cargo run --release -p tern-instrument
 //! --example instrument -- IN.wasm [OUT.wasm]`. `TERN_LOCALS_IN_MEMORY_ABOVE=N` sets the bound
-//! above which functions keep their locals in memory (see `Options::locals_in_memory_above`).
+//! above which functions keep their locals in memory (see `Options::locals_in_memory_above`);
+//! `TERN_TWO_FORMS_UP_TO=N` the bound up to which they get two forms.
 
 use std::time::Instant;
 
@@ -11,6 +12,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let t = Instant::now();
     let options = tern_instrument::Options {
         locals_in_memory_above: match std::env::var("TERN_LOCALS_IN_MEMORY_ABOVE") {
+            Ok(v) => Some(v.parse()?),
+            Err(_) => None,
+        },
+        two_forms_up_to: match std::env::var("TERN_TWO_FORMS_UP_TO") {
             Ok(v) => Some(v.parse()?),
             Err(_) => None,
         },

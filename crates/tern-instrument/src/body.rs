@@ -20,7 +20,7 @@ use wasmparser::{
 };
 
 use crate::frame_memory;
-use crate::liveness::{liveness, Liveness};
+use crate::liveness::{liveness, spent_after, Liveness};
 use crate::{Error, Result, STATE_REWINDING};
 
 /// Module-level facts the rewrite needs.
@@ -43,11 +43,12 @@ pub struct ModuleFacts<'a> {
     pub locals_memory: frame_memory::LocalsMemory,
     /// Numeric locals times resume points above which a function keeps its locals in memory.
     pub locals_in_memory_above: usize,
-    /// Per function index: the function a rewind enters instead (its rewinding form), or the
-    /// function itself when it has only one form or cannot unwind.
+    /// Numeric locals times resume points up to which a function gets a running form.
+    pub two_forms_up_to: usize,
+    /// Per function index: where a rewind continues when it reaches the function (its
+    /// rewinding form, or a thunk to its only form), or the function itself when it cannot
+    /// unwind.
     pub rewind_entry: &'a [u32],
-    /// Table of rewinding forms by function index, for indirect calls during a rewind.
-    pub rewind_table: u32,
 }
 
 pub struct Rewritten {
@@ -152,6 +153,19 @@ const SYNTH: u32 = u32::MAX;
 /// Resume points with more live locals than this save through the shared path.
 const INLINE_SAVE_LIMIT: usize = 24;
 
+/// Numeric locals times resume points up to which a rewritten function gets a separate running
+/// form. The largest functions are the slowest to compile, and a second form of them would
+/// double that for the few calls they take; in Yosys the 518 functions above 10,000 hold an
+/// eighth of the code. The hot functions of the programs measured lie below (Flite's filter
+/// loop: 4,512).
+pub const TWO_FORMS_UP_TO: usize = 10_000;
+
+/// A running form whose resume points together store at most this many live locals stores
+/// them all inline. The shared path stores every local, so a resume point that takes it keeps
+/// even dead locals live up to it: in a hot loop that polls, that costs registers on every
+/// iteration (Flite's inner filter loops ran at twice their plain time through it).
+const INLINE_SAVE_BUDGET: usize = 4096;
+
 pub fn rewrite(
     facts: &ModuleFacts<'_>,
     func_index: u32,
@@ -191,6 +205,8 @@ pub fn rewrite(
     let mut reader = body.get_operators_reader()?;
     let mut next_rp = 0u32;
     let mut polls = 0u32;
+    // Where each resume point is, by operator index.
+    let mut points: Vec<usize> = Vec::new();
     let mut stack: Vec<Open> = vec![Open {
         open: usize::MAX,
         params: Vec::new(),
@@ -212,6 +228,7 @@ pub fn rewrite(
         }));
         next_rp += 1;
         polls += 1;
+        points.push(0);
     }
     let mut root: Option<Vec<Node>> = None;
     // A tail call to a function that may unwind becomes a call and a return: the unwinding
@@ -279,6 +296,7 @@ pub fn rewrite(
                     }));
                     next_rp += 1;
                     polls += 1;
+                    points.push(index);
                 }
                 stack.push(open);
             }
@@ -342,6 +360,7 @@ pub fn rewrite(
                             outputs,
                         }));
                         next_rp += 1;
+                        points.push(index);
                     }
                     None => top.current.push(Node::Op(index)),
                 }
@@ -357,16 +376,23 @@ pub fn rewrite(
 
     let live = liveness(&ops, locals.len());
     let mut slow = Emitter::new(facts, &ops, &locals, &live, Form::Rewinding);
-    slow.function(func_index, ty.results(), &root)?;
+    slow.function(func_index, ty.params().len(), ty.results(), &root)?;
     let mut added = std::mem::take(&mut slow.new_locals);
     let mut code = std::mem::take(&mut slow.code);
     let all: Vec<ValType> = locals.iter().chain(&added).copied().collect();
     let numeric = all.iter().filter(|t| !matches!(t, ValType::Ref(_))).count();
-    let in_memory = ty.results().len() <= 1
-        && numeric.saturating_mul(next_rp as usize) > facts.locals_in_memory_above;
+    let size = numeric.saturating_mul(next_rp as usize);
+    let in_memory = ty.results().len() <= 1 && size > facts.locals_in_memory_above;
     if in_memory {
         // Too large for two forms as well: the one form runs and rewinds, and the rewind entry
-        // is a thunk to it.
+        // is a thunk to it. Every resume point saves through the shared path: inline saves
+        // would multiply the code of exactly the functions that are hardest to compile.
+        let mut one = Emitter::new(facts, &ops, &locals, &live, Form::Rewinding);
+        one.inline_limit = 0;
+        one.function(func_index, ty.params().len(), ty.results(), &root)?;
+        added = std::mem::take(&mut one.new_locals);
+        code = std::mem::take(&mut one.code);
+        let all: Vec<ValType> = locals.iter().chain(&added).copied().collect();
         let (more, moved) = frame_memory::move_locals(
             facts.locals_memory,
             &all,
@@ -385,8 +411,22 @@ pub fn rewrite(
             locals_in_memory: true,
         });
     }
+    if size > facts.two_forms_up_to {
+        return Ok(Rewritten {
+            body: encode(&groups, &added, &code)?,
+            rewind_body: thunk(ty.params().len(), func_index),
+            two_forms: false,
+            resume_points: next_rp,
+            polls,
+            locals_in_memory: false,
+        });
+    }
     let mut fast = Emitter::new(facts, &ops, &locals, &live, Form::Running);
-    fast.function(func_index, ty.results(), &root)?;
+    let stores: usize = points.iter().map(|&p| live.count(p)).sum();
+    if stores <= INLINE_SAVE_BUDGET {
+        fast.inline_limit = usize::MAX;
+    }
+    fast.function(func_index, ty.params().len(), ty.results(), &root)?;
     // Both forms write and read the same frames: a frame saved by one is rewound by the other.
     if fast.offsets != slow.offsets || fast.frame_bytes != slow.frame_bytes {
         return Err(Error::Encode(format!(
@@ -550,9 +590,9 @@ type SlotKey = (u32, bool, usize, ValType);
 
 /// Which of a function's two forms is being emitted. Both save the same frames at the same
 /// resume points; only the rewinding form can rebuild a frame and jump back into the body,
-/// which costs a guard on every segment and a check on entry. The running form, which the
-/// program calls, has neither: a rewind enters rewinding forms only (calls during a rewind go
-/// to the callee's rewind entry), and a rewinding form stays in use until its frame returns.
+/// which costs a guard on every segment and a skip block around every item. The running form,
+/// which the program calls, has neither: on entry during a rewind it tail-calls the rewinding
+/// form, which stays in use until its frame returns.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Form {
     Running,
@@ -563,6 +603,8 @@ struct Emitter<'a> {
     form: Form,
     /// Where each original local is live.
     live: &'a Liveness,
+    /// Per original local: where it is spent (see `liveness::spent_after`).
+    spent_after: Vec<usize>,
     /// Frame offset of every local (the frame pointer has none).
     offsets: Vec<u32>,
     frame_bytes: u32,
@@ -571,6 +613,8 @@ struct Emitter<'a> {
     /// Spill slots holding operand stacks of the blocks around the current point.
     live_slots: Vec<u32>,
     save_all_label: usize,
+    /// Resume points with more live locals than this store them through the shared path.
+    inline_limit: usize,
     facts: &'a ModuleFacts<'a>,
     ops: &'a [Operator<'a>],
     locals: &'a [ValType],
@@ -613,11 +657,13 @@ impl<'a> Emitter<'a> {
         Emitter {
             form,
             live,
+            spent_after: spent_after(ops, locals.len()),
             offsets,
             frame_bytes,
             size_patches: Vec::new(),
             live_slots: Vec::new(),
             save_all_label: 0,
+            inline_limit: INLINE_SAVE_LIMIT,
             facts,
             ops,
             locals,
@@ -697,7 +743,13 @@ impl<'a> Emitter<'a> {
         }
     }
 
-    fn function(&mut self, func_index: u32, results: &[ValType], root: &[Node]) -> Result<()> {
+    fn function(
+        &mut self,
+        func_index: u32,
+        params: usize,
+        results: &[ValType],
+        root: &[Node],
+    ) -> Result<()> {
         let func_label = self.next_label;
         self.next_label += 1;
         self.labels.push(func_label);
@@ -738,6 +790,23 @@ impl<'a> Emitter<'a> {
         let size = self.frame_bytes + crate::FRAME_TRAILER;
         for &at in &self.size_patches {
             body[at] = Instruction::I32Const(size as i32);
+        }
+        if self.form == Form::Running {
+            // A rewind passes through here on its way down (its callers' rewinding forms call
+            // this index) and continues in the rewinding form. One load and one branch per
+            // call: the price of the running form's freedom from guards.
+            self.code
+                .push(Instruction::GlobalGet(self.facts.state_global));
+            self.code.push(Instruction::I32Const(STATE_REWINDING));
+            self.code.push(Instruction::I32Eq);
+            self.code.push(Instruction::If(BlockType::Empty));
+            for k in 0..params {
+                self.code.push(Instruction::LocalGet(k as u32));
+            }
+            self.code.push(Instruction::ReturnCall(
+                self.facts.rewind_entry[func_index as usize],
+            ));
+            self.code.push(Instruction::End);
         }
         self.code.push(Instruction::Block(BlockType::Empty));
         self.code.push(Instruction::Block(BlockType::Empty));
@@ -881,7 +950,7 @@ impl<'a> Emitter<'a> {
         live.extend(self.live_slots.iter().copied());
         // Inline saves cost code per resume point; in huge functions with many live locals
         // they would multiply the size, so those resume points share one save-everything path.
-        if live.len() > INLINE_SAVE_LIMIT {
+        if live.len() > self.inline_limit {
             self.code
                 .push(Instruction::Br(self.depth_of_label(self.save_all_label)));
             return Ok(());
@@ -905,7 +974,7 @@ impl<'a> Emitter<'a> {
         // the host refuses frames holding live references, so clear the dead ones.
         for (i, t) in self.locals.iter().enumerate() {
             if let ValType::Ref(r) = t {
-                if !self.live.is_live(i, pos) {
+                if pos > self.spent_after[i] {
                     if let Some(class) = ref_class(*r) {
                         self.code.push(Instruction::RefNull(null_heap(class)));
                         self.code.push(Instruction::LocalSet(i as u32));
@@ -926,8 +995,8 @@ impl<'a> Emitter<'a> {
     }
 
     /// Spill slots `[0, n)` of `depth` hold the level's stack while an item runs: what lies
-    /// under it, and its inputs, which a rewind pushes again (an `if` condition or a
-    /// `call_indirect` index decides where the rewind goes).
+    /// under it, and those of its inputs that a rewind needs again (an `if` condition decides
+    /// where the rewind goes; a blocking import is called again with its arguments).
     fn hold_slots(&mut self, depth: u32, types: &[ValType]) -> usize {
         let mark = self.live_slots.len();
         for (k, t) in types.iter().enumerate() {
@@ -957,7 +1026,18 @@ impl<'a> Emitter<'a> {
                 self.code
                     .push(Instruction::GlobalGet(self.facts.state_global));
                 self.push_synth(Instruction::If(BlockType::Empty));
-                let held = self.hold_slots(depth, stack);
+                // A rewind reaches a function's rewinding form, which takes its frame and
+                // ignores its arguments; only a blocking import, called again, needs them, and
+                // an indirect call its index. Not saving them keeps them from living across
+                // the call.
+                let reaches_import = match self.ops[*op] {
+                    Operator::Call { function_index } => {
+                        self.facts.rewind_entry[function_index as usize] == function_index
+                    }
+                    _ => true,
+                };
+                let kept = if reaches_import { stack.len() } else { under };
+                let held = self.hold_slots(depth, &stack[..kept]);
                 self.start_unwind(*rp, *op, unwind)?;
                 self.live_slots.truncate(held);
                 self.end_synth();
@@ -985,63 +1065,11 @@ impl<'a> Emitter<'a> {
         Ok(())
     }
 
-    /// A call item's call, its inputs reloaded from the spill slots. In the rewinding form a
-    /// rewind calls the callee's rewind entry instead; for an indirect call, the callee's frame
-    /// (now on top of the saved stack) names it. With no frame left, the callee is a blocking
-    /// import, which the rewind calls again as it was called.
+    /// A call item's call, its inputs reloaded from the spill slots.
     fn call(&mut self, op: usize, depth: u32, inputs: &[ValType], under: usize) -> Result<()> {
+        self.reload(depth, false, inputs, under);
         let plain = self.instruction(op)?;
-        let rewinding = |e: &mut Self| {
-            e.code.push(Instruction::GlobalGet(e.facts.state_global));
-            e.code.push(Instruction::I32Const(STATE_REWINDING));
-            e.code.push(Instruction::I32Eq);
-        };
-        match self.ops[op] {
-            Operator::Call { function_index } if self.form == Form::Rewinding => {
-                self.reload(depth, false, inputs, under);
-                let entry = self.facts.rewind_entry[function_index as usize];
-                if entry == function_index {
-                    self.code.push(plain);
-                    return Ok(());
-                }
-                let ty = self.facts.func_types[function_index as usize];
-                rewinding(self);
-                self.push_synth(Instruction::If(BlockType::FunctionType(ty)));
-                self.code.push(Instruction::Call(entry));
-                self.code.push(Instruction::Else);
-                self.code.push(plain);
-                self.end_synth();
-            }
-            Operator::CallIndirect { type_index, .. } | Operator::CallRef { type_index }
-                if self.form == Form::Rewinding =>
-            {
-                let n = inputs.len() - 1;
-                self.reload(depth, false, &inputs[..n], under);
-                rewinding(self);
-                self.code.push(Instruction::GlobalGet(self.facts.sp_global));
-                self.code.push(Instruction::I32Const(0));
-                self.code.push(Instruction::I32Ne);
-                self.code.push(Instruction::I32And);
-                self.push_synth(Instruction::If(BlockType::FunctionType(type_index)));
-                self.code.push(Instruction::GlobalGet(self.facts.sp_global));
-                self.code.push(Instruction::I32Const(8));
-                self.code.push(Instruction::I32Sub);
-                self.code
-                    .push(Instruction::I32Load(arg(0, self.facts.frames_memory)));
-                self.code.push(Instruction::CallIndirect {
-                    type_index,
-                    table_index: self.facts.rewind_table,
-                });
-                self.code.push(Instruction::Else);
-                self.reload(depth, false, &inputs[n..], under + n);
-                self.code.push(plain);
-                self.end_synth();
-            }
-            _ => {
-                self.reload(depth, false, inputs, under);
-                self.code.push(plain);
-            }
-        }
+        self.code.push(plain);
         Ok(())
     }
 

@@ -24,12 +24,13 @@ mod frame_memory;
 mod liveness;
 mod module;
 
+pub use body::TWO_FORMS_UP_TO as DEFAULT_TWO_FORMS_UP_TO;
 pub use frame_memory::LOCALS_TIMES_POINTS as DEFAULT_LOCALS_IN_MEMORY_ABOVE;
 pub use module::instrument;
 
 /// Bumped whenever the frame layout or the host contract changes: a snapshot taken under one
 /// version cannot be resumed under another.
-pub const TRANSFORM_VERSION: u32 = 10;
+pub const TRANSFORM_VERSION: u32 = 11;
 
 pub const STATE_EXPORT: &str = "__tern_state";
 pub const SP_EXPORT: &str = "__tern_sp";
@@ -38,10 +39,6 @@ pub const FRAMES_EXPORT: &str = "__tern_frames";
 /// The module's start function, moved out of the start section so that a resume does not run it
 /// a second time.
 pub const START_EXPORT: &str = "__tern_start";
-/// `[] -> []`: continues a rewind (state 2) from the outermost saved frame. Functions have a
-/// running form, which the program calls and which cannot rewind, and a rewinding form that a
-/// rewind enters; the host resumes through this export, never through `_start`.
-pub const REWIND_EXPORT: &str = "__tern_rewind";
 /// Prefix of the exports that expose every defined global (`__tern_global_7`) and memory.
 pub const GLOBAL_EXPORT_PREFIX: &str = "__tern_global_";
 pub const MEMORY_EXPORT_PREFIX: &str = "__tern_memory_";
@@ -92,8 +89,8 @@ pub struct Stats {
     pub polls: u32,
     /// Functions whose locals live in the locals memory (too large to compile otherwise).
     pub locals_in_memory: u32,
-    /// Rewritten functions with a separate running form (the others run in their rewinding
-    /// form, which costs guards: those whose locals are in memory).
+    /// Rewritten functions with a separate running form (the others, above
+    /// [`Options::two_forms_up_to`], run in their rewinding form, which costs guards).
     pub two_forms: u32,
 }
 
@@ -106,6 +103,10 @@ pub struct Options {
     /// locals in a memory of Tern's own, so that the compiler can handle them (`None`: the
     /// default bound; `Some(0)`: every rewritten function, which tests use).
     pub locals_in_memory_above: Option<usize>,
+    /// Rewritten functions whose numeric locals times resume points are at most this get a
+    /// separate running form; larger ones run in their rewinding form (`None`: the default
+    /// bound; `Some(0)`: none, which tests use).
+    pub two_forms_up_to: Option<usize>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -19,6 +19,13 @@ pub struct Liveness {
 }
 
 impl Liveness {
+    /// How many locals are live just before operator `pos`.
+    pub fn count(&self, pos: usize) -> usize {
+        self.live
+            .get(pos * self.words..(pos + 1) * self.words)
+            .map_or(0, |ws| ws.iter().map(|w| w.count_ones() as usize).sum())
+    }
+
     /// Whether `local` is live just before operator `pos` (for a call: across it; for a loop:
     /// at its top).
     pub fn is_live(&self, local: usize, pos: usize) -> bool {
@@ -67,6 +74,38 @@ pub fn liveness(ops: &[Operator<'_>], locals: usize) -> Liveness {
             return Liveness { words, live };
         }
     }
+}
+
+/// Per local: the operator index after which it is never touched again, widened to the end of
+/// every loop it appears in (a back edge may reach an earlier appearance). A reference local
+/// past this point is *spent*: dead, and possibly still holding a value, which a resume point
+/// clears so the capture can proceed. Locals dead only because they are not yet assigned hold
+/// null already and need no clearing, which keeps those clears few.
+pub fn spent_after(ops: &[Operator<'_>], locals: usize) -> Vec<usize> {
+    let (end_of, _) = matching(ops);
+    let loops: Vec<(usize, usize)> = ops
+        .iter()
+        .enumerate()
+        .filter(|(i, op)| matches!(op, Operator::Loop { .. }) && end_of[*i] != FUNC)
+        .map(|(i, _)| (i, end_of[i]))
+        .collect();
+    let mut last = vec![0usize; locals];
+    for (pos, op) in ops.iter().enumerate() {
+        if let Operator::LocalGet { local_index }
+        | Operator::LocalSet { local_index }
+        | Operator::LocalTee { local_index } = op
+        {
+            if let Some(l) = last.get_mut(*local_index as usize) {
+                *l = pos;
+                for &(s, e) in &loops {
+                    if s <= pos && pos <= e {
+                        *l = (*l).max(e);
+                    }
+                }
+            }
+        }
+    }
+    last
 }
 
 fn set(bits: &mut [u64], local: usize, on: bool) {
@@ -274,7 +313,10 @@ mod tests {
         );
         let live = liveness(&ops, locals + 1);
         let call = position(&ops, |o| matches!(o, Operator::Call { .. }));
-        assert!(live.is_live(0, call), "the parameter is read after the call");
+        assert!(
+            live.is_live(0, call),
+            "the parameter is read after the call"
+        );
         assert!(!live.is_live(1, call), "overwritten before its next read");
         assert!(!live.is_live(2, call), "not yet written");
     }
@@ -297,7 +339,10 @@ mod tests {
         let top = position(&ops, |o| matches!(o, Operator::Loop { .. }));
         let call = position(&ops, |o| matches!(o, Operator::Call { .. }));
         assert!(live.is_live(0, top), "the counter crosses the back edge");
-        assert!(!live.is_live(1, top), "the temporary is rewritten every iteration");
+        assert!(
+            !live.is_live(1, top),
+            "the temporary is rewritten every iteration"
+        );
         assert!(!live.is_live(1, call));
         assert!(live.is_live(0, call));
         assert!(
@@ -321,7 +366,10 @@ mod tests {
         let live = liveness(&ops, locals + 1);
         let call = position(&ops, |o| matches!(o, Operator::Call { .. }));
         assert!(live.is_live(0, call));
-        assert!(live.is_live(1, call), "the else arm reads its initial value");
+        assert!(
+            live.is_live(1, call),
+            "the else arm reads its initial value"
+        );
         let br = position(&ops, |o| matches!(o, Operator::Br { .. }));
         assert!(!live.is_live(1, br), "code after the branch is unreachable");
     }

@@ -2,8 +2,9 @@
 //! in parallel, and assemble the output with Tern's globals, memories, tables and exports added.
 //!
 //! Nothing already in the module is renumbered: Tern's additions go after the module's own
-//! globals, memories and tables, and no function is added, so untouched function bodies, the
-//! element segments and the name section are copied byte for byte.
+//! globals, memories, tables and functions (a rewritten function keeps its index for its
+//! running form; its rewinding form is appended), so untouched function bodies, the element
+//! segments and the name section are copied byte for byte.
 
 use std::collections::HashMap;
 
@@ -63,11 +64,11 @@ pub fn instrument(wasm: &[u8], options: &Options) -> Result<Instrumented> {
     let analysis = graph.analyse();
 
     let n = parsed.counts;
-    // Every function that can unwind gets a rewind entry after Tern's two helpers, in index
-    // order: its rewinding form, or a thunk to its only form.
+    // Every function that can unwind gets a rewind entry after Tern's helper, in index order:
+    // its rewinding form, or a thunk to its only form.
     let funcs = parsed.func_types.len() as u32;
     let mut rewind_entry: Vec<u32> = (0..funcs).collect();
-    let mut next_entry = funcs + 2;
+    let mut next_entry = funcs + 1;
     for f in graph.imported..funcs {
         if analysis.unwinds[f as usize] {
             rewind_entry[f as usize] = next_entry;
@@ -102,8 +103,10 @@ pub fn instrument(wasm: &[u8], options: &Options) -> Result<Instrumented> {
         locals_in_memory_above: options
             .locals_in_memory_above
             .unwrap_or(crate::frame_memory::LOCALS_TIMES_POINTS),
+        two_forms_up_to: options
+            .two_forms_up_to
+            .unwrap_or(crate::body::TWO_FORMS_UP_TO),
         rewind_entry: &rewind_entry,
-        rewind_table: n.tables + 6,
     };
     for (i, s) in scans.iter().enumerate() {
         let f = graph.imported as usize + i;
@@ -155,12 +158,11 @@ pub fn instrument(wasm: &[u8], options: &Options) -> Result<Instrumented> {
         code.raw(&r.body);
     }
     code.function(&reserve_body(&facts));
-    code.function(&rewind_body(&facts, parsed.types.len() as u32 + 1));
     let entry_types: Vec<u32> = entries.iter().map(|(t, _)| *t).collect();
     for (_, body) in &entries {
         code.raw(body);
     }
-    let out = assemble(wasm, &parsed, code, &entry_types, &rewind_entry)?;
+    let out = assemble(wasm, &parsed, code, &entry_types)?;
     Ok(Instrumented {
         wasm: out,
         globals: parsed.mutable_globals.clone(),
@@ -474,37 +476,11 @@ fn reserve_body(f: &ModuleFacts<'_>) -> wasm_encoder::Function {
     b
 }
 
-/// `__tern_rewind`: the host's way back into a captured stack. The outermost saved frame (the
-/// command's `_start`, or the start function) names the function whose rewind entry it calls.
-fn rewind_body(f: &ModuleFacts<'_>, void_type: u32) -> wasm_encoder::Function {
-    use wasm_encoder::Instruction as I;
-    let mut b = wasm_encoder::Function::new([]);
-    for i in [
-        I::GlobalGet(f.sp_global),
-        I::I32Const(8),
-        I::I32Sub,
-        I::I32Load(wasm_encoder::MemArg {
-            offset: 0,
-            align: 2,
-            memory_index: f.frames_memory,
-        }),
-        I::CallIndirect {
-            type_index: void_type,
-            table_index: f.rewind_table,
-        },
-        I::End,
-    ] {
-        b.instruction(&i);
-    }
-    b
-}
-
 fn assemble(
     wasm: &[u8],
     p: &Parsed<'_>,
     code: wasm_encoder::CodeSection,
     entry_types: &[u32],
-    rewind_entry: &[u32],
 ) -> Result<Vec<u8>> {
     let enc = |e: wasm_encoder::reencode::Error| Error::Encode(e.to_string());
     let n = p.counts;
@@ -512,7 +488,6 @@ fn assemble(
     let mut memories = MemorySection::new();
     let mut globals = GlobalSection::new();
     let mut exports = ExportSection::new();
-    let mut elements = wasm_encoder::ElementSection::new();
     for (id, range) in &p.sections {
         let data = &wasm[range.clone()];
         let reader = wasmparser::BinaryReader::new(data, range.start);
@@ -529,12 +504,7 @@ fn assemble(
             7 => RoundtripReencoder
                 .parse_export_section(&mut exports, wasmparser::ExportSectionReader::new(reader)?)
                 .map_err(enc)?,
-            9 => RoundtripReencoder
-                .parse_element_section(
-                    &mut elements,
-                    wasmparser::ElementSectionReader::new(reader)?,
-                )
-                .map_err(enc)?,
+
             _ => {}
         }
     }
@@ -552,31 +522,6 @@ fn assemble(
             shared: false,
         });
     }
-    // The rewind table: each function's rewind entry, by function index.
-    let funcs = rewind_entry.len() as u32;
-    tables.table(TableType {
-        element_type: RefType::FUNCREF,
-        table64: false,
-        minimum: u64::from(funcs),
-        maximum: Some(u64::from(funcs)),
-        shared: false,
-    });
-    let entries: Vec<ConstExpr> = rewind_entry
-        .iter()
-        .enumerate()
-        .map(|(f, &e)| {
-            if e as usize == f {
-                ConstExpr::ref_null(wasm_encoder::HeapType::FUNC)
-            } else {
-                ConstExpr::ref_func(e)
-            }
-        })
-        .collect();
-    elements.active(
-        Some(n.tables + 6),
-        &ConstExpr::i32_const(0),
-        wasm_encoder::Elements::Expressions(RefType::FUNCREF, entries.into()),
-    );
     let flag = MemoryType {
         minimum: 1,
         maximum: Some(1),
@@ -634,21 +579,19 @@ fn assemble(
     if let Some(start) = p.start {
         exports.export(START_EXPORT, ExportKind::Func, start);
     }
-    exports.export(REWIND_EXPORT, ExportKind::Func, funcs + 1);
 
     let mut module = Module::new();
-    let mut done = [false; 5];
-    let ours = [4u8, 5, 7, 8, 10];
+    let mut done = [false; 4];
+    let ours = [4u8, 5, 7, 8];
     let mut code = Some(code);
-    let flush = |module: &mut Module, upto: u8, done: &mut [bool; 5]| {
+    let flush = |module: &mut Module, upto: u8, done: &mut [bool; 4]| {
         for (k, r) in ours.iter().enumerate() {
             if *r < upto && !done[k] {
                 match r {
                     4 => module.section(&tables),
                     5 => module.section(&memories),
                     7 => module.section(&globals),
-                    8 => module.section(&exports),
-                    _ => module.section(&elements),
+                    _ => module.section(&exports),
                 };
                 done[k] = true;
             }
@@ -664,7 +607,7 @@ fn assemble(
         };
         flush(&mut module, r + 1, &mut done);
         match id {
-            4..=9 => {}
+            4..=8 => {}
             1 => {
                 let mut types = wasm_encoder::TypeSection::new();
                 RoundtripReencoder
@@ -679,7 +622,6 @@ fn assemble(
                 types
                     .ty()
                     .function([wasm_encoder::ValType::I32], [wasm_encoder::ValType::I32]);
-                types.ty().function([], []);
                 module.section(&types);
             }
             3 => {
@@ -691,7 +633,6 @@ fn assemble(
                     funcs.function(t?);
                 }
                 funcs.function(p.types.len() as u32);
-                funcs.function(p.types.len() as u32 + 1);
                 for &t in entry_types {
                     funcs.function(t);
                 }

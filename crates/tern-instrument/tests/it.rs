@@ -43,17 +43,30 @@ fn exports(wasm: &[u8]) -> Vec<String> {
 fn fixtures_rewritten_either_way_validate() {
     for name in FIXTURES {
         let wasm = fixture(name);
-        for bound in [None, Some(0)] {
+        for (bound, forms) in [(None, None), (Some(0), None), (None, Some(0))] {
             let options = Options {
                 locals_in_memory_above: bound,
+                two_forms_up_to: forms,
                 ..Options::default()
             };
             let out = instrument(&wasm, &options).unwrap_or_else(|e| panic!("{name}: {e}"));
             validate(&out.wasm).unwrap_or_else(|e| panic!("{name} ({bound:?}): {e}"));
             assert!(out.stats.instrumented > 0, "{name}: nothing rewritten");
             match bound {
-                // Small programs never reach the default bound.
-                None => assert_eq!(out.stats.locals_in_memory, 0, "{name}"),
+                // Small programs never reach the default bound for memory, and nearly every
+                // function gets two forms (libc's formatted printing is above that bound).
+                None => {
+                    assert_eq!(out.stats.locals_in_memory, 0, "{name}");
+                    match forms {
+                        None => assert!(
+                            out.stats.two_forms * 10 >= out.stats.instrumented * 9,
+                            "{name}: {} of {} with two forms",
+                            out.stats.two_forms,
+                            out.stats.instrumented
+                        ),
+                        Some(_) => assert_eq!(out.stats.two_forms, 0, "{name}"),
+                    }
+                }
                 // Every rewritten function with at most one result moves its locals.
                 Some(_) => assert!(
                     out.stats.locals_in_memory * 10 >= out.stats.instrumented * 9,

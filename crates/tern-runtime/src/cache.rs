@@ -116,13 +116,16 @@ impl Cache {
         engine: &wasmtime::Engine,
         wasm: &[u8],
         locals_in_memory_above: Option<usize>,
+        two_forms_up_to: Option<usize>,
     ) -> Result<Prepared> {
         let digest = tern_snapshot::digest(wasm);
         self.store_module(&digest, wasm)?;
-        // Which functions keep their locals in memory changes the code, not the snapshots.
+        // Which functions keep their locals in memory, and which have two forms, changes the
+        // code, not the snapshots.
         let bound =
             locals_in_memory_above.unwrap_or(tern_instrument::DEFAULT_LOCALS_IN_MEMORY_ABOVE);
-        let stem = format!("{}-t{TRANSFORM_VERSION}-m{bound}", hex_of(&digest));
+        let forms = two_forms_up_to.unwrap_or(tern_instrument::DEFAULT_TWO_FORMS_UP_TO);
+        let stem = format!("{}-t{TRANSFORM_VERSION}-m{bound}-f{forms}", hex_of(&digest));
         let compiled = self.dir.join("compiled");
         let code = compiled.join(format!("{stem}.cwasm"));
         let meta_path = compiled.join(format!("{stem}.json"));
@@ -146,7 +149,7 @@ impl Cache {
         let t = Instant::now();
         let inst = tern_instrument::instrument(
             wasm,
-            &crate::exec::instrument_options(locals_in_memory_above),
+            &crate::exec::instrument_options(locals_in_memory_above, two_forms_up_to),
         )?;
         let instrument_ms = t.elapsed().as_secs_f64() * 1e3;
         let t = Instant::now();

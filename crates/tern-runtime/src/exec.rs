@@ -159,18 +159,23 @@ pub struct Runtime {
     linker: Linker<Host>,
     cache: Cache,
     locals_in_memory_above: Option<usize>,
+    two_forms_up_to: Option<usize>,
 }
 
 /// Capture attempts refused for live references that are retried at the very next safe point.
 const IMMEDIATE_RETRIES: u32 = 64;
 
-pub(crate) fn instrument_options(locals_in_memory_above: Option<usize>) -> Options {
+pub(crate) fn instrument_options(
+    locals_in_memory_above: Option<usize>,
+    two_forms_up_to: Option<usize>,
+) -> Options {
     Options {
         capturing_imports: tern_wasi::BLOCKING_FUNCTIONS
             .iter()
             .map(|n| (tern_wasi::IMPORT_MODULE.to_string(), n.to_string()))
             .collect(),
         locals_in_memory_above,
+        two_forms_up_to,
     }
 }
 
@@ -209,6 +214,7 @@ impl Runtime {
             linker,
             cache: Cache::new(cache_dir)?,
             locals_in_memory_above: None,
+            two_forms_up_to: None,
         })
     }
 
@@ -218,6 +224,12 @@ impl Runtime {
     /// are the same either way, so one taken under one bound resumes under another.
     pub fn set_locals_in_memory_above(&mut self, bound: Option<usize>) {
         self.locals_in_memory_above = bound;
+    }
+
+    /// Instrument with another bound for giving a function a separate running form (see
+    /// `tern_instrument::Options::two_forms_up_to`); `Some(0)` gives none, which tests use.
+    pub fn set_two_forms_up_to(&mut self, bound: Option<usize>) {
+        self.two_forms_up_to = bound;
     }
 
     pub fn cache(&self) -> &Cache {
@@ -231,8 +243,12 @@ impl Runtime {
     /// Check the module's imports, then instrument and compile it (or take both from the cache).
     pub fn prepare(&self, wasm: &[u8]) -> Result<Prepared> {
         check_imports(wasm)?;
-        self.cache
-            .prepare(&self.engine, wasm, self.locals_in_memory_above)
+        self.cache.prepare(
+            &self.engine,
+            wasm,
+            self.locals_in_memory_above,
+            self.two_forms_up_to,
+        )
     }
 
     pub fn run(&self, prepared: &Prepared, start: Start, options: &RunOptions) -> Result<Outcome> {
@@ -310,10 +326,6 @@ impl Runtime {
         let main = instance
             .get_typed_func::<(), ()>(&mut store, "_start")
             .map_err(|_| Error::NoStart)?;
-        // A rewind enters the rewinding forms of the saved frames' functions, through here.
-        let rewind = instance
-            .get_typed_func::<(), ()>(&mut store, tern_instrument::REWIND_EXPORT)
-            .map_err(|_| Error::Mismatch("module is not instrumented".into()))?;
         // Pages mapped from a file are checked while the program runs; until the check has
         // passed, no host call proceeds and no outcome is reported.
         let mut page_check: Option<Arc<PageCheck>> = None;
@@ -427,12 +439,7 @@ impl Runtime {
         }
         let mut retries = 0u32;
         loop {
-            let entry = if state::state_of(&mut store, &instance)? == STATE_REWINDING {
-                &rewind
-            } else {
-                &main
-            };
-            if let Err(e) = entry.call(&mut store, ()) {
+            if let Err(e) = main.call(&mut store, ()) {
                 return checked(&page_check, finish(e));
             }
             if state::state_of(&mut store, &instance)? != STATE_UNWINDING {

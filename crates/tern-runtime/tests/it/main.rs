@@ -125,7 +125,14 @@ fn capture_now() -> RunOptions {
 
 #[test]
 fn captured_at_every_safe_point_ends_like_an_uninterrupted_run() {
-    every_safe_point(&[None]);
+    every_safe_point(&[(None, None)]);
+}
+
+/// The same with every rewritten function in one form (its rewinding form, which also runs:
+/// the form functions too large for two get), resuming alternately in that form and in two.
+#[test]
+fn one_form_capture_and_resume_like_two() {
+    every_safe_point(&[(None, Some(0)), (None, None)]);
 }
 
 /// The same with every rewritten function's locals in Tern's locals memory (the form the
@@ -133,18 +140,19 @@ fn captured_at_every_safe_point_ends_like_an_uninterrupted_run() {
 /// a snapshot does not depend on where the locals lived.
 #[test]
 fn locals_in_memory_capture_and_resume_like_locals_in_variables() {
-    every_safe_point(&[Some(0), None, Some(0)]);
+    every_safe_point(&[(Some(0), None), (None, None), (Some(0), None)]);
 }
 
 /// Capture the guest at each of its safe points in turn, the k-th resume running under
-/// `bounds[k % len]` (see `Runtime::set_locals_in_memory_above`).
-fn every_safe_point(bounds: &[Option<usize>]) {
+/// `bounds[k % len]` (see `Runtime::set_locals_in_memory_above` and `set_two_forms_up_to`).
+fn every_safe_point(bounds: &[(Option<usize>, Option<usize>)]) {
     let cache = tempfile::tempdir().expect("tempdir");
     let runtimes: Vec<(Runtime, tern_runtime::Prepared)> = bounds
         .iter()
-        .map(|&b| {
+        .map(|&(memory, forms)| {
             let mut rt = Runtime::new(cache.path()).expect("runtime");
-            rt.set_locals_in_memory_above(b);
+            rt.set_locals_in_memory_above(memory);
+            rt.set_two_forms_up_to(forms);
             let prepared = rt
                 .prepare(&wat::parse_str(GUEST).expect("wat"))
                 .expect("prepare");
