@@ -422,6 +422,7 @@ pub fn rewrite(
         });
     }
     let mut fast = Emitter::new(facts, &ops, &locals, &live, Form::Running);
+    fast.entry_poll = entry_poll;
     let stores: usize = points.iter().map(|&p| live.count(p)).sum();
     if stores <= INLINE_SAVE_BUDGET {
         fast.inline_limit = usize::MAX;
@@ -615,6 +616,10 @@ struct Emitter<'a> {
     save_all_label: usize,
     /// Resume points with more live locals than this store them through the shared path.
     inline_limit: usize,
+    /// Whether resume point 0 is a poll on entry (the function lies on a call cycle).
+    entry_poll: bool,
+    /// The function's index and parameter count, for passing a rewind on.
+    entry: (u32, usize),
     facts: &'a ModuleFacts<'a>,
     ops: &'a [Operator<'a>],
     locals: &'a [ValType],
@@ -664,6 +669,8 @@ impl<'a> Emitter<'a> {
             live_slots: Vec::new(),
             save_all_label: 0,
             inline_limit: INLINE_SAVE_LIMIT,
+            entry_poll: false,
+            entry: (0, 0),
             facts,
             ops,
             locals,
@@ -743,6 +750,16 @@ impl<'a> Emitter<'a> {
         }
     }
 
+    /// Running form, during a rewind: continue in the rewinding form.
+    fn pass_rewind_on(&mut self, func_index: u32, params: usize) {
+        for k in 0..params {
+            self.code.push(Instruction::LocalGet(k as u32));
+        }
+        self.code.push(Instruction::ReturnCall(
+            self.facts.rewind_entry[func_index as usize],
+        ));
+    }
+
     fn function(
         &mut self,
         func_index: u32,
@@ -750,6 +767,7 @@ impl<'a> Emitter<'a> {
         results: &[ValType],
         root: &[Node],
     ) -> Result<()> {
+        self.entry = (func_index, params);
         let func_label = self.next_label;
         self.next_label += 1;
         self.labels.push(func_label);
@@ -791,21 +809,18 @@ impl<'a> Emitter<'a> {
         for &at in &self.size_patches {
             body[at] = Instruction::I32Const(size as i32);
         }
-        if self.form == Form::Running {
+        if self.form == Form::Running && !self.entry_poll {
             // A rewind passes through here on its way down (its callers' rewinding forms call
             // this index) and continues in the rewinding form. One load and one branch per
-            // call: the price of the running form's freedom from guards.
+            // call: the price of the running form's freedom from guards. (A function that polls
+            // on entry checks inside its poll instead: the host raises the flag while
+            // rewinding, so the poll's one load covers both.)
             self.code
                 .push(Instruction::GlobalGet(self.facts.state_global));
             self.code.push(Instruction::I32Const(STATE_REWINDING));
             self.code.push(Instruction::I32Eq);
             self.code.push(Instruction::If(BlockType::Empty));
-            for k in 0..params {
-                self.code.push(Instruction::LocalGet(k as u32));
-            }
-            self.code.push(Instruction::ReturnCall(
-                self.facts.rewind_entry[func_index as usize],
-            ));
+            self.pass_rewind_on(func_index, params);
             self.code.push(Instruction::End);
         }
         self.code.push(Instruction::Block(BlockType::Empty));
@@ -1081,7 +1096,18 @@ impl<'a> Emitter<'a> {
         self.code.push(Instruction::I32Load(arg(0, flag)));
         self.push_synth(Instruction::If(BlockType::Empty));
         if self.form == Form::Running {
-            // Rewinds never pass through the running form, so a raised flag asks for a capture.
+            if rp == 0 && self.entry_poll {
+                self.code
+                    .push(Instruction::GlobalGet(self.facts.state_global));
+                self.code.push(Instruction::I32Const(STATE_REWINDING));
+                self.code.push(Instruction::I32Eq);
+                self.push_synth(Instruction::If(BlockType::Empty));
+                let (func_index, params) = self.entry;
+                self.pass_rewind_on(func_index, params);
+                self.end_synth();
+            }
+            // Past the entry, a rewind continues in the rewinding form, so in the running form
+            // a raised flag asks for a capture.
             self.code
                 .push(Instruction::I32Const(crate::STATE_UNWINDING));
             self.code

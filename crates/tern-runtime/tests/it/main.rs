@@ -1,7 +1,7 @@
 //! The runtime in-process: a guest that exercises every construct the transform must re-enter
 //! (if arms, call_indirect, try_table with a caught exception, multi-value results, loop
 //! parameters, values left on the operand stack under a call, v128, i64 and exnref locals,
-//! `return`, a branch to the function's label and a tail call) is
+//! `return`, a branch to the function's label, a tail call and recursion) is
 //! captured at *every* safe point in turn — each resume is captured again at its first poll —
 //! and must still end with the result of an uninterrupted run.
 
@@ -84,8 +84,16 @@ const GUEST: &str = r#"
       (then (return_call $inc (i32.wrap_i64 (local.get $x)))))
     (i32.wrap_i64 (local.get $x)))
 
+  ;; Recursion without a loop: it polls on entry, where a rewind also passes.
+  (func $rec (param $n i32) (result i32)
+    (if (result i32) (i32.eqz (local.get $n))
+      (then (i32.const 1))
+      (else (i32.add (call $rec (i32.sub (local.get $n) (i32.const 1))) (local.get $n)))))
+
   (func (export "_start") (local $k i32) (local $a i32) (local $b i32)
     (loop $main
+      (global.set $acc
+        (i32.add (global.get $acc) (call $rec (i32.and (local.get $k) (i32.const 3)))))
       (global.set $acc
         (i32.add (global.get $acc) (call $ways (i32.and (local.get $k) (i32.const 7)))))
       (global.set $acc (i32.add (global.get $acc) (call $held (local.get $k))))
