@@ -383,42 +383,33 @@ pub fn rewrite(
     let numeric = all.iter().filter(|t| !matches!(t, ValType::Ref(_))).count();
     let size = numeric.saturating_mul(next_rp as usize);
     let in_memory = ty.results().len() <= 1 && size > facts.locals_in_memory_above;
-    if in_memory {
-        // Too large for two forms as well: the one form runs and rewinds, and the rewind entry
-        // is a thunk to it. Every resume point saves through the shared path: inline saves
-        // would multiply the code of exactly the functions that are hardest to compile.
-        let mut one = Emitter::new(facts, &ops, &locals, &live, Form::Rewinding);
-        one.inline_limit = 0;
-        one.function(func_index, ty.params().len(), ty.results(), &root)?;
-        added = std::mem::take(&mut one.new_locals);
-        code = std::mem::take(&mut one.code);
-        let all: Vec<ValType> = locals.iter().chain(&added).copied().collect();
-        let (more, moved) = frame_memory::move_locals(
-            facts.locals_memory,
-            &all,
-            ty.params().len(),
-            ty.results(),
-            code,
-        )?;
-        added.extend(more);
-        code = moved;
+    if in_memory || size > facts.two_forms_up_to {
+        // One form, which runs and rewinds; the rewind entry is a thunk to it.
+        if in_memory {
+            // Every resume point saves through the shared path: inline saves would multiply
+            // the code of exactly the functions that are hardest to compile.
+            let mut one = Emitter::new(facts, &ops, &locals, &live, Form::Rewinding);
+            one.inline_limit = 0;
+            one.function(func_index, ty.params().len(), ty.results(), &root)?;
+            added = std::mem::take(&mut one.new_locals);
+            let all: Vec<ValType> = locals.iter().chain(&added).copied().collect();
+            let (more, moved) = frame_memory::move_locals(
+                facts.locals_memory,
+                &all,
+                ty.params().len(),
+                ty.results(),
+                std::mem::take(&mut one.code),
+            )?;
+            added.extend(more);
+            code = moved;
+        }
         return Ok(Rewritten {
             body: encode(&groups, &added, &code)?,
             rewind_body: thunk(ty.params().len(), func_index),
             two_forms: false,
             resume_points: next_rp,
             polls,
-            locals_in_memory: true,
-        });
-    }
-    if size > facts.two_forms_up_to {
-        return Ok(Rewritten {
-            body: encode(&groups, &added, &code)?,
-            rewind_body: thunk(ty.params().len(), func_index),
-            two_forms: false,
-            resume_points: next_rp,
-            polls,
-            locals_in_memory: false,
+            locals_in_memory: in_memory,
         });
     }
     let mut fast = Emitter::new(facts, &ops, &locals, &live, Form::Running);
