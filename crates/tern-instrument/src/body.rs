@@ -1086,52 +1086,53 @@ impl<'a> Emitter<'a> {
         self.code.push(Instruction::I32Const(0));
         self.code.push(Instruction::I32Load(arg(0, flag)));
         self.push_synth(Instruction::If(BlockType::Empty));
-        if self.form == Form::Running {
-            if rp == 0 && self.entry_poll {
+        match self.form {
+            Form::Running => {
+                if rp == 0 && self.entry_poll {
+                    self.code
+                        .push(Instruction::GlobalGet(self.facts.state_global));
+                    self.code.push(Instruction::I32Const(STATE_REWINDING));
+                    self.code.push(Instruction::I32Eq);
+                    self.push_synth(Instruction::If(BlockType::Empty));
+                    let (func_index, params) = self.entry;
+                    self.pass_rewind_on(func_index, params);
+                    self.end_synth();
+                }
+                // Past the entry, a rewind continues in the rewinding form, so in the running
+                // form a raised flag asks for a capture.
+            }
+            Form::Rewinding => {
+                // Rewinding: finish the rewind if this is where the capture happened;
+                // otherwise a capture is asked for.
                 self.code
                     .push(Instruction::GlobalGet(self.facts.state_global));
-                self.code.push(Instruction::I32Const(STATE_REWINDING));
+                self.push_synth(Instruction::If(BlockType::Empty));
+                self.code.push(Instruction::LocalGet(self.rp));
+                self.code.push(Instruction::I32Const(rp as i32));
                 self.code.push(Instruction::I32Eq);
                 self.push_synth(Instruction::If(BlockType::Empty));
-                let (func_index, params) = self.entry;
-                self.pass_rewind_on(func_index, params);
+                self.code.push(Instruction::I32Const(0));
+                self.code
+                    .push(Instruction::GlobalSet(self.facts.state_global));
+                self.code.push(Instruction::I32Const(0));
+                self.code.push(Instruction::I32Const(0));
+                self.code.push(Instruction::I32Load(arg(0, flag)));
+                self.code
+                    .push(Instruction::I32Const(!(crate::FLAG_REWIND as i32)));
+                self.code.push(Instruction::I32And);
+                self.code.push(Instruction::I32Store(arg(0, flag)));
                 self.end_synth();
+                self.code.push(Instruction::Else);
             }
-            // Past the entry, a rewind continues in the rewinding form, so in the running form
-            // a raised flag asks for a capture.
-            self.code
-                .push(Instruction::I32Const(crate::STATE_UNWINDING));
-            self.code
-                .push(Instruction::GlobalSet(self.facts.state_global));
-            self.start_unwind(rp, pos, unwind)?;
-            self.end_synth();
-            return Ok(());
         }
-        self.code
-            .push(Instruction::GlobalGet(self.facts.state_global));
-        self.push_synth(Instruction::If(BlockType::Empty));
-        self.code.push(Instruction::LocalGet(self.rp));
-        self.code.push(Instruction::I32Const(rp as i32));
-        self.code.push(Instruction::I32Eq);
-        self.push_synth(Instruction::If(BlockType::Empty));
-        self.code.push(Instruction::I32Const(0));
-        self.code
-            .push(Instruction::GlobalSet(self.facts.state_global));
-        self.code.push(Instruction::I32Const(0));
-        self.code.push(Instruction::I32Const(0));
-        self.code.push(Instruction::I32Load(arg(0, flag)));
-        self.code
-            .push(Instruction::I32Const(!(crate::FLAG_REWIND as i32)));
-        self.code.push(Instruction::I32And);
-        self.code.push(Instruction::I32Store(arg(0, flag)));
-        self.end_synth();
-        self.code.push(Instruction::Else);
         self.code
             .push(Instruction::I32Const(crate::STATE_UNWINDING));
         self.code
             .push(Instruction::GlobalSet(self.facts.state_global));
         self.start_unwind(rp, pos, unwind)?;
-        self.end_synth();
+        if self.form == Form::Rewinding {
+            self.end_synth();
+        }
         self.end_synth();
         Ok(())
     }
