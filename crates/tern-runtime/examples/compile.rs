@@ -1,7 +1,8 @@
 //! Compile a module with Tern's engine settings and report time and peak memory:
 //! `cargo run --release -p tern-runtime --example compile -- IN.wasm [backtracking|single_pass]`.
 //! Used to find which compiler settings keep very large instrumented modules compilable.
-//! With `TERN_EMIT_CLIF=DIR` set, Cranelift writes each function's optimised IR there.
+//! With `TERN_EMIT_CLIF=DIR` set, Cranelift writes each function's optimised IR there; with
+//! `TERN_WRITE_CWASM=FILE`, the compiled code goes to FILE (an ELF: `objdump -d` shows it).
 
 use std::time::Instant;
 
@@ -25,6 +26,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let wasm = std::fs::read(input)?;
     let t = Instant::now();
     let code = engine.precompile_module(&wasm)?;
+    if let Some(out) = std::env::var_os("TERN_WRITE_CWASM") {
+        std::fs::write(out, &code)?;
+    }
     println!(
         "{input}: {} bytes -> {} bytes of code in {:.1} s; peak RSS {} MiB",
         wasm.len(),
