@@ -35,8 +35,12 @@ pub struct ModuleFacts<'a> {
     pub frames_memory: u32,
     pub state_global: u32,
     pub sp_global: u32,
-    /// Tern's helper `(size) -> frame pointer` that makes room for a frame.
-    pub reserve_func: u32,
+    /// Tern's helper `() -> ()` that grows the frames memory, after a frame is saved, until
+    /// the largest frame of the module fits above the frame stack's top. A save therefore
+    /// stores at the top without a call: a call on the save path, inside a hot loop's poll,
+    /// made Cranelift keep the loop's values where the call could not clobber them (floating-
+    /// point ones on the stack), and cost every iteration.
+    pub headroom_func: u32,
     /// (table, stack-pointer global) for funcref, externref and exnref locals.
     pub ref_tables: [(u32, u32); 3],
     /// Where functions too large to compile with their locals as variables keep them.
@@ -63,6 +67,8 @@ pub struct Rewritten {
     pub polls: u32,
     /// Whether the function's locals now live in the locals memory (see `frame_memory`).
     pub locals_in_memory: bool,
+    /// Bytes of the function's saved frame (0 if it cannot unwind).
+    pub frame_size: u32,
 }
 
 enum Node {
@@ -377,6 +383,7 @@ pub fn rewrite(
     let live = liveness(&ops, locals.len());
     let mut slow = Emitter::new(facts, &ops, &locals, &live, Form::Rewinding);
     slow.function(func_index, ty.params().len(), ty.results(), &root)?;
+    let mut frame_size = slow.frame_size();
     let mut added = std::mem::take(&mut slow.new_locals);
     let mut code = std::mem::take(&mut slow.code);
     let all: Vec<ValType> = locals.iter().chain(&added).copied().collect();
@@ -391,6 +398,7 @@ pub fn rewrite(
             let mut one = Emitter::new(facts, &ops, &locals, &live, Form::Rewinding);
             one.inline_limit = 0;
             one.function(func_index, ty.params().len(), ty.results(), &root)?;
+            frame_size = one.frame_size();
             added = std::mem::take(&mut one.new_locals);
             let all: Vec<ValType> = locals.iter().chain(&added).copied().collect();
             let (more, moved) = frame_memory::move_locals(
@@ -410,6 +418,7 @@ pub fn rewrite(
             resume_points: next_rp,
             polls,
             locals_in_memory: in_memory,
+            frame_size,
         });
     }
     let mut fast = Emitter::new(facts, &ops, &locals, &live, Form::Running);
@@ -432,6 +441,7 @@ pub fn rewrite(
         resume_points: next_rp,
         polls,
         locals_in_memory: false,
+        frame_size,
     })
 }
 
@@ -600,8 +610,6 @@ struct Emitter<'a> {
     /// Frame offset of every local (the frame pointer has none).
     offsets: Vec<u32>,
     frame_bytes: u32,
-    /// Code positions of `i32.const <frame size>`, filled in once the size is known.
-    size_patches: Vec<usize>,
     /// Spill slots holding operand stacks of the blocks around the current point.
     live_slots: Vec<u32>,
     save_all_label: usize,
@@ -656,7 +664,6 @@ impl<'a> Emitter<'a> {
             spent_after: spent_after(ops, locals.len()),
             offsets,
             frame_bytes,
-            size_patches: Vec::new(),
             live_slots: Vec::new(),
             save_all_label: 0,
             inline_limit: INLINE_SAVE_LIMIT,
@@ -674,6 +681,11 @@ impl<'a> Emitter<'a> {
             orig: Vec::new(),
             next_label: 0,
         }
+    }
+
+    /// Bytes of a saved frame: every local's slot, then the trailer.
+    fn frame_size(&self) -> u32 {
+        self.frame_bytes + crate::FRAME_TRAILER
     }
 
     fn slot(&mut self, depth: u32, staging: bool, pos: usize, t: ValType) -> u32 {
@@ -773,9 +785,7 @@ impl<'a> Emitter<'a> {
         self.code.push(Instruction::Return);
         self.code.push(Instruction::End);
         self.labels.pop();
-        self.size_patches.push(self.code.len());
-        self.code.push(Instruction::I32Const(0));
-        self.code.push(Instruction::Call(self.facts.reserve_func));
+        self.code.push(Instruction::GlobalGet(self.facts.sp_global));
         self.code.push(Instruction::LocalSet(self.fp));
         for (l, t) in self.saved_locals() {
             if !matches!(t, ValType::Ref(_)) {
@@ -788,7 +798,7 @@ impl<'a> Emitter<'a> {
         }
         self.code.push(Instruction::End);
         self.labels.pop();
-        let mut body = std::mem::take(&mut self.code);
+        let body = std::mem::take(&mut self.code);
         // The frame layout covers the spill slots, known only now that the body is emitted; the
         // prologue that rebuilds the frame therefore goes in front afterwards.
         let slots: Vec<(u32, ValType, u32)> = self
@@ -796,10 +806,7 @@ impl<'a> Emitter<'a> {
             .into_iter()
             .map(|(l, t)| (l, t, self.offsets[l as usize]))
             .collect();
-        let size = self.frame_bytes + crate::FRAME_TRAILER;
-        for &at in &self.size_patches {
-            body[at] = Instruction::I32Const(size as i32);
-        }
+        let size = self.frame_size();
         if self.form == Form::Running && !self.entry_poll {
             // A rewind passes through here on its way down (its callers' rewinding forms call
             // this index) and continues in the rewinding form. One load and one branch per
@@ -941,8 +948,8 @@ impl<'a> Emitter<'a> {
         self.end_synth();
     }
 
-    /// Unwind from resume point `rp` (at operator `pos`): reserve this frame and store the
-    /// locals live there, then leave for the shared tail. Saving only live locals matters for
+    /// Unwind from resume point `rp` (at operator `pos`): store the locals live there at the
+    /// frame stack's top, then leave for the shared tail. Saving only live locals matters for
     /// speed, not size: a local the save reads is live until the save as far as the compiler
     /// knows, and keeping every local live across a whole function costs registers everywhere.
     fn start_unwind(&mut self, rp: u32, pos: usize, unwind: usize) -> Result<()> {
@@ -961,9 +968,7 @@ impl<'a> Emitter<'a> {
                 .push(Instruction::Br(self.depth_of_label(self.save_all_label)));
             return Ok(());
         }
-        self.size_patches.push(self.code.len());
-        self.code.push(Instruction::I32Const(0));
-        self.code.push(Instruction::Call(self.facts.reserve_func));
+        self.code.push(Instruction::GlobalGet(self.facts.sp_global));
         self.code.push(Instruction::LocalSet(self.fp));
         live.push(self.rp);
         for l in live {
@@ -1326,6 +1331,7 @@ impl<'a> Emitter<'a> {
         c.push(Instruction::I32Const(size as i32));
         c.push(Instruction::I32Add);
         c.push(Instruction::GlobalSet(self.facts.sp_global));
+        c.push(Instruction::Call(self.facts.headroom_func));
         Ok(())
     }
 

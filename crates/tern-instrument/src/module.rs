@@ -85,7 +85,7 @@ pub fn instrument(wasm: &[u8], options: &Options) -> Result<Instrumented> {
         frames_memory: n.memories + 1,
         state_global: n.globals,
         sp_global: n.globals + 1,
-        reserve_func: parsed.func_types.len() as u32,
+        headroom_func: parsed.func_types.len() as u32,
         ref_tables: [
             (n.tables, n.globals + 2),
             (n.tables + 1, n.globals + 3),
@@ -132,6 +132,7 @@ pub fn instrument(wasm: &[u8], options: &Options) -> Result<Instrumented> {
                     resume_points: 0,
                     polls: 0,
                     locals_in_memory: false,
+                    frame_size: 0,
                 });
             }
             let v = validator.into_validator(Default::default());
@@ -144,6 +145,7 @@ pub fn instrument(wasm: &[u8], options: &Options) -> Result<Instrumented> {
     };
     let mut code = wasm_encoder::CodeSection::new();
     let mut entries = Vec::new();
+    let mut largest_frame = 0u32;
     for (i, r) in rewritten.into_iter().enumerate() {
         let r = r?;
         let f = imported as usize + i;
@@ -153,16 +155,17 @@ pub fn instrument(wasm: &[u8], options: &Options) -> Result<Instrumented> {
             stats.polls += r.polls;
             stats.locals_in_memory += u32::from(r.locals_in_memory);
             stats.two_forms += u32::from(r.two_forms);
+            largest_frame = largest_frame.max(r.frame_size);
             entries.push((parsed.func_types[f], r.rewind_body));
         }
         code.raw(&r.body);
     }
-    code.function(&reserve_body(&facts));
+    code.function(&headroom_body(&facts, largest_frame));
     let entry_types: Vec<u32> = entries.iter().map(|(t, _)| *t).collect();
     for (_, body) in &entries {
         code.raw(body);
     }
-    let out = assemble(wasm, &parsed, code, &entry_types)?;
+    let out = assemble(wasm, &parsed, code, &entry_types, largest_frame)?;
     Ok(Instrumented {
         wasm: out,
         globals: parsed.mutable_globals.clone(),
@@ -444,31 +447,36 @@ fn rank(id: u8) -> Option<u8> {
     })
 }
 
-/// `(size) -> fp`: the frame pointer for a new frame of `size` bytes, growing the frames memory
-/// when it would not fit. One shared helper keeps every resume point's save short.
-fn reserve_body(f: &ModuleFacts<'_>) -> wasm_encoder::Function {
+/// `() -> ()`, called after each saved frame (see `ModuleFacts::headroom_func`): grow the frames
+/// memory until `largest_frame` bytes fit above the frame stack's top. If it cannot grow, the
+/// next save traps out of bounds, which fails the capture rather than corrupting it.
+fn headroom_body(f: &ModuleFacts<'_>, largest_frame: u32) -> wasm_encoder::Function {
     use wasm_encoder::Instruction as I;
-    let mut b = wasm_encoder::Function::new([(1, wasm_encoder::ValType::I32)]);
+    // local 0: the bytes needed minus the bytes there, as i64 (4 GiB does not fit an i32).
+    let mut b = wasm_encoder::Function::new([(1, wasm_encoder::ValType::I64)]);
     for i in [
         I::GlobalGet(f.sp_global),
-        I::LocalSet(1),
-        I::LocalGet(1),
-        I::LocalGet(0),
-        I::I32Add,
+        I::I64ExtendI32U,
+        I::I64Const(i64::from(largest_frame)),
+        I::I64Add,
         I::MemorySize(f.frames_memory),
-        I::I32Const(16),
-        I::I32Shl,
-        I::I32GtU,
+        I::I64ExtendI32U,
+        I::I64Const(16),
+        I::I64Shl,
+        I::I64Sub,
+        I::LocalTee(0),
+        I::I64Const(0),
+        I::I64GtS,
         I::If(wasm_encoder::BlockType::Empty),
         I::LocalGet(0),
-        I::I32Const(16),
-        I::I32ShrU,
-        I::I32Const(1),
-        I::I32Add,
+        I::I64Const(65535),
+        I::I64Add,
+        I::I64Const(16),
+        I::I64ShrU,
+        I::I32WrapI64,
         I::MemoryGrow(f.frames_memory),
         I::Drop,
         I::End,
-        I::LocalGet(1),
         I::End,
     ] {
         b.instruction(&i);
@@ -481,6 +489,7 @@ fn assemble(
     p: &Parsed<'_>,
     code: wasm_encoder::CodeSection,
     entry_types: &[u32],
+    largest_frame: u32,
 ) -> Result<Vec<u8>> {
     let enc = |e: wasm_encoder::reencode::Error| Error::Encode(e.to_string());
     let n = p.counts;
@@ -530,7 +539,9 @@ fn assemble(
         page_size_log2: None,
     };
     memories.memory(flag);
+    // The frames memory starts with room for the largest frame (see `headroom_body`).
     memories.memory(MemoryType {
+        minimum: (u64::from(largest_frame) + 65535) >> 16,
         maximum: None,
         ..flag
     });
@@ -619,9 +630,7 @@ fn assemble(
                         ))?,
                     )
                     .map_err(enc)?;
-                types
-                    .ty()
-                    .function([wasm_encoder::ValType::I32], [wasm_encoder::ValType::I32]);
+                types.ty().function([], []);
                 module.section(&types);
             }
             3 => {

@@ -50,7 +50,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let plain_module = rt.compile_uninstrumented(&wasm)?;
     println!(
         "instrumented {}/{} functions in {:.0} ms, compiled in {:.0} ms",
-        prepared.meta.instrumented, prepared.meta.functions, prepared.instrument_ms, prepared.compile_ms
+        prepared.meta.instrumented,
+        prepared.meta.functions,
+        prepared.instrument_ms,
+        prepared.compile_ms
     );
     let (mut plain, mut tern) = (Vec::new(), Vec::new());
     for _ in 0..runs {
