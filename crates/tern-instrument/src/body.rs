@@ -19,8 +19,8 @@ use wasmparser::{
     ValidatorResources,
 };
 
-use crate::frame_memory;
 use crate::liveness::{liveness, spent_after, Liveness};
+use crate::{counted, frame_memory};
 use crate::{Error, Result, STATE_REWINDING};
 
 /// Module-level facts the rewrite needs.
@@ -69,6 +69,8 @@ pub struct Rewritten {
     pub locals_in_memory: bool,
     /// Bytes of the function's saved frame (0 if it cannot unwind).
     pub frame_size: u32,
+    /// Loops of the running form that run without their poll when they will end soon.
+    pub counted_loops: u32,
 }
 
 enum Node {
@@ -419,6 +421,7 @@ pub fn rewrite(
             polls,
             locals_in_memory: in_memory,
             frame_size,
+            counted_loops: 0,
         });
     }
     let mut fast = Emitter::new(facts, &ops, &locals, &live, Form::Running);
@@ -442,6 +445,7 @@ pub fn rewrite(
         polls,
         locals_in_memory: false,
         frame_size,
+        counted_loops: fast.counted_loops,
     })
 }
 
@@ -619,6 +623,8 @@ struct Emitter<'a> {
     entry_poll: bool,
     /// The function's index and parameter count, for passing a rewind on.
     entry: (u32, usize),
+    /// Loops given a poll-free copy (see `counted`).
+    counted_loops: u32,
     facts: &'a ModuleFacts<'a>,
     ops: &'a [Operator<'a>],
     locals: &'a [ValType],
@@ -669,6 +675,7 @@ impl<'a> Emitter<'a> {
             inline_limit: INLINE_SAVE_LIMIT,
             entry_poll: false,
             entry: (0, 0),
+            counted_loops: 0,
             facts,
             ops,
             locals,
@@ -1067,7 +1074,10 @@ impl<'a> Emitter<'a> {
                 let under = stack.len() - inputs;
                 self.reload(depth, false, &stack[under..], under);
                 let held = self.hold_slots(depth, stack);
-                self.construct(c, Some((depth + 1, unwind)))?;
+                match self.poll_free_check(c) {
+                    Some(check) => self.counted_loop(c, check, depth, unwind)?,
+                    None => self.construct(c, Some((depth + 1, unwind)))?,
+                }
                 self.live_slots.truncate(held);
                 self.spill(depth, outputs, under);
                 self.guard_close(skip);
@@ -1167,6 +1177,61 @@ impl<'a> Emitter<'a> {
         self.code.push(Instruction::End);
         self.labels.pop();
         self.orig.pop();
+        Ok(())
+    }
+
+    /// For a loop of the running form whose only resume point is its own poll: the check that
+    /// lets it run without the poll, if it is a counted loop (see `counted`).
+    fn poll_free_check(&self, c: &Construct) -> Option<Vec<Instruction<'static>>> {
+        if self.form != Form::Running || !matches!(self.ops[c.open], Operator::Loop { .. }) {
+            return None;
+        }
+        let body = c.bodies.first()?;
+        let items = body.iter().filter(|n| matches!(n, Node::Item(_))).count();
+        if items != 1 || !matches!(body.first(), Some(Node::Item(Item::Poll { .. }))) {
+            return None;
+        }
+        counted::fits(&counted::counted(self.ops, c.open)?)
+    }
+
+    /// A counted loop twice: without its poll when `check` says it ends soon, else as it is.
+    fn counted_loop(
+        &mut self,
+        c: &Construct,
+        check: Vec<Instruction<'static>>,
+        depth: u32,
+        unwind: usize,
+    ) -> Result<()> {
+        let Operator::Loop { blockty } = self.ops[c.open] else {
+            return Err(Error::Encode("a counted loop that is not a loop".into()));
+        };
+        let bt = RoundtripReencoder
+            .block_type(blockty)
+            .map_err(|e| Error::Encode(e.to_string()))?;
+        self.push_synth(Instruction::Block(bt)); // $done
+        self.push_synth(Instruction::Block(BlockType::Empty)); // $polled
+        self.code.extend(check);
+        self.code.push(Instruction::I32Eqz);
+        self.code.push(Instruction::BrIf(0));
+        let opener = self.instruction(c.open)?;
+        self.code.push(opener);
+        let id = self.next_label;
+        self.next_label += 1;
+        self.labels.push(id);
+        self.orig.push(id);
+        for n in &c.bodies[0] {
+            if !matches!(n, Node::Item(Item::Poll { .. })) {
+                self.plain(n)?;
+            }
+        }
+        self.code.push(Instruction::End);
+        self.labels.pop();
+        self.orig.pop();
+        self.code.push(Instruction::Br(1));
+        self.end_synth();
+        self.construct(c, Some((depth + 1, unwind)))?;
+        self.end_synth();
+        self.counted_loops += 1;
         Ok(())
     }
 

@@ -20,9 +20,12 @@
 
 mod analysis;
 mod body;
+mod counted;
 mod frame_memory;
 mod liveness;
 mod module;
+#[cfg(test)]
+mod test_ops;
 
 pub use body::TWO_FORMS_UP_TO as DEFAULT_TWO_FORMS_UP_TO;
 pub use frame_memory::LOCALS_TIMES_POINTS as DEFAULT_LOCALS_IN_MEMORY_ABOVE;
@@ -30,7 +33,7 @@ pub use module::instrument;
 
 /// Bumped whenever the frame layout or the host contract changes: a snapshot taken under one
 /// version cannot be resumed under another.
-pub const TRANSFORM_VERSION: u32 = 13;
+pub const TRANSFORM_VERSION: u32 = 14;
 
 pub const STATE_EXPORT: &str = "__tern_state";
 pub const SP_EXPORT: &str = "__tern_sp";
@@ -92,6 +95,9 @@ pub struct Stats {
     /// Rewritten functions with a separate running form (the others, above
     /// [`Options::two_forms_up_to`], run in their rewinding form, which costs guards).
     pub two_forms: u32,
+    /// Loops that run without their poll when, on entry, they will end within a budget of
+    /// operations (counted loops; see `counted.rs`).
+    pub counted_loops: u32,
 }
 
 #[derive(Debug, Clone, Default)]

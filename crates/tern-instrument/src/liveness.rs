@@ -271,28 +271,7 @@ fn successors(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The operators and declared locals of the module's last function.
-    fn ops_of(wat: &str) -> (Vec<Operator<'static>>, usize) {
-        let wasm: &'static [u8] = Box::leak(wat::parse_str(wat).expect("wat").into_boxed_slice());
-        let mut last = None;
-        for payload in wasmparser::Parser::new(0).parse_all(wasm) {
-            if let wasmparser::Payload::CodeSectionEntry(body) = payload.expect("payload") {
-                let mut locals = 0;
-                for l in body.get_locals_reader().expect("locals") {
-                    locals += l.expect("local").0 as usize;
-                }
-                let ops = body
-                    .get_operators_reader()
-                    .expect("ops")
-                    .into_iter()
-                    .collect::<Result<Vec<_>, _>>()
-                    .expect("ops");
-                last = Some((ops, locals));
-            }
-        }
-        last.expect("a function body")
-    }
+    use crate::test_ops::ops_of;
 
     fn position(ops: &[Operator<'_>], pred: impl Fn(&Operator<'_>) -> bool) -> usize {
         ops.iter().position(pred).expect("operator present")

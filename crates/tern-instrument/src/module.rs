@@ -133,6 +133,7 @@ pub fn instrument(wasm: &[u8], options: &Options) -> Result<Instrumented> {
                     polls: 0,
                     locals_in_memory: false,
                     frame_size: 0,
+                    counted_loops: 0,
                 });
             }
             let v = validator.into_validator(Default::default());
@@ -156,6 +157,7 @@ pub fn instrument(wasm: &[u8], options: &Options) -> Result<Instrumented> {
             stats.locals_in_memory += u32::from(r.locals_in_memory);
             stats.two_forms += u32::from(r.two_forms);
             largest_frame = largest_frame.max(r.frame_size);
+            stats.counted_loops += r.counted_loops;
             entries.push((parsed.func_types[f], r.rewind_body));
         }
         code.raw(&r.body);

@@ -21,7 +21,9 @@ const GUEST: &str = r#"
   (tag $e (param i32))
   (global $acc (mut i32) (i32.const 7))
 
-  ;; Loops make every callee a capture point.
+  ;; Loops make every callee a capture point. $inc's is a counted loop, which the running form
+  ;; runs without its poll (it ends soon); the others compare with a global, so they poll.
+  (global $two i32 (i32.const 2))
   (func $inc (type $t) (local $i i32)
     (loop $l
       (local.set $i (i32.add (local.get $i) (i32.const 1)))
@@ -30,12 +32,12 @@ const GUEST: &str = r#"
   (func $dbl (type $t) (local $i i32)
     (loop $l
       (local.set $i (i32.add (local.get $i) (i32.const 1)))
-      (br_if $l (i32.lt_u (local.get $i) (i32.const 2))))
+      (br_if $l (i32.lt_u (local.get $i) (global.get $two))))
     (i32.mul (local.get 0) (i32.const 2)))
   (func $maybe_throw (param $n i32) (result i32) (local $i i32)
     (loop $l
       (local.set $i (i32.add (local.get $i) (i32.const 1)))
-      (br_if $l (i32.lt_u (local.get $i) (i32.const 2))))
+      (br_if $l (i32.lt_u (local.get $i) (global.get $two))))
     (if (i32.eqz (i32.rem_u (local.get $n) (i32.const 3)))
       (then (throw $e (i32.add (local.get $n) (i32.const 100)))))
     (local.get $n))
@@ -297,4 +299,45 @@ fn asleep_captured_and_resumed(guest: &str) {
     };
     let out = rt.run(&prepared, start, &again).expect("resume");
     assert!(matches!(out, Outcome::Captured(_)));
+}
+
+/// Loops that clang shapes as counted loops (see `tern-instrument`'s `counted.rs`) but that run
+/// for seconds: going round 2^31 times, wrapping around through `!=`, or wrapping below zero
+/// and coming back. Each must keep its poll, so a capture asked for at the start comes at once.
+const LONG_COUNTED_LOOPS: [&str; 3] = [
+    r#"(module (memory (export "memory") 1)
+      (func (export "_start") (local $c i32) (local $b i32)
+        (local.set $b (i32.const 0x7fffffff))
+        (loop $l (i32.store (i32.const 0) (local.get $c))
+          (br_if $l (i32.lt_s (local.tee $c (i32.add (local.get $c) (i32.const 1)))
+                              (local.get $b))))))"#,
+    r#"(module (memory (export "memory") 1)
+      (func (export "_start") (local $c i32)
+        (local.set $c (i32.const 2))
+        (loop $l (i32.store (i32.const 0) (local.get $c))
+          (br_if $l (local.tee $c (i32.add (local.get $c) (i32.const 2)))))))"#,
+    r#"(module (memory (export "memory") 1)
+      (func (export "_start") (local $c i32)
+        (local.set $c (i32.const 1))
+        (loop $l (i32.store (i32.const 0) (local.get $c))
+          (br_if $l (i32.gt_u (local.tee $c (i32.add (local.get $c) (i32.const -4)))
+                              (i32.const 3))))))"#,
+];
+
+#[test]
+fn long_counted_loops_keep_their_polls() {
+    let cache = tempfile::tempdir().expect("tempdir");
+    let rt = Runtime::new(cache.path()).expect("runtime");
+    for guest in LONG_COUNTED_LOOPS {
+        let prepared = rt
+            .prepare(&wat::parse_str(guest).expect("wat"))
+            .expect("prepare");
+        let out = rt
+            .run(&prepared, Start::Fresh(config()), &capture_now())
+            .expect("run");
+        assert!(
+            matches!(out, Outcome::Captured(_)),
+            "ran to its end without a safe point: {guest}"
+        );
+    }
 }

@@ -1,0 +1,754 @@
+//! Counted loops: innermost loops whose number of iterations is known when they are entered.
+//!
+//! A poll at a loop's top costs a load and a branch on every iteration, and in a tight loop the
+//! register that holds the flag's address, which is where most of Tern's remaining run-time cost
+//! was (Flite's filter loops). A loop that will run at most a few thousand short iterations
+//! needs no poll of its own: the next poll after it comes soon enough. The running form
+//! therefore checks, on entry, whether the loop will end within [`BUDGET`] operations, and if so
+//! runs a copy without the poll.
+//!
+//! Recognised: the loop's only way back to its top is the `br_if 0` that ends its body, and
+//! what that `br_if` tests is an `i32` counter stepped by a constant once per iteration
+//! (at the body's top level, so on every path that reaches the `br_if`) against a constant or
+//! a local the loop does not write, or the counter itself (`!= 0`). That is the shape clang
+//! gives `for` loops, rotated. The iteration count is then exact, wrap-around included, so a
+//! loop that would run for long always takes the polled copy.
+
+use wasm_encoder::Instruction;
+use wasmparser::Operator;
+
+/// Operations a poll-free loop may run before its end, at most: 65,536 (under a millisecond
+/// at one operation per nanosecond, 6.5 ms even if every one missed the cache).
+pub const BUDGET: u64 = 1 << 16;
+
+/// What the counter is compared with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bound {
+    Const(i32),
+    Local(u32),
+}
+
+/// When the loop goes round again, comparing the stepped counter with the bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Again {
+    /// `counter < bound` (or `<=` with the bound one higher), signed or not; the step is
+    /// positive.
+    Below { signed: bool, or_equal: bool },
+    /// `counter > bound` (or `>=`), signed or not; the step is negative.
+    Above { signed: bool, or_equal: bool },
+    /// `counter != bound`.
+    NotEqual,
+}
+
+/// A counted loop and the most iterations it may run without a poll.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counted {
+    pub counter: u32,
+    pub step: i32,
+    pub bound: Bound,
+    pub again: Again,
+    /// Iterations allowed without a poll: [`BUDGET`] over the body's cost.
+    pub max_trips: u32,
+}
+
+/// Cost of a call or a bulk memory operation, in operations (a callee that cannot unwind has no
+/// loops and no cycles, so it ends, but it may be long).
+const HEAVY: u64 = 1000;
+
+/// Whether the loop opened at `ops[open]` is counted. Does not check that the loop contains no
+/// resume point other than its own poll: the caller knows that.
+pub fn counted(ops: &[Operator<'_>], open: usize) -> Option<Counted> {
+    let Operator::Loop { blockty } = ops.get(open)? else {
+        return None;
+    };
+    if let wasmparser::BlockType::FuncType(_) = blockty {
+        // Possibly parameters; the copies' dispatch would have to pass them. Rare in practice.
+        return None;
+    }
+    // Find the loop's end; note writes, branches back to the top, and cost.
+    let mut depth = 0usize;
+    let mut end = None;
+    let mut cost = 0u64;
+    for (i, op) in ops.iter().enumerate().skip(open + 1) {
+        match op {
+            Operator::Block { .. }
+            | Operator::Loop { .. }
+            | Operator::If { .. }
+            | Operator::TryTable { .. } => depth += 1,
+            Operator::End => {
+                if depth == 0 {
+                    end = Some(i);
+                    break;
+                }
+                depth -= 1;
+            }
+            _ => {}
+        }
+        cost += match op {
+            Operator::Call { .. }
+            | Operator::CallIndirect { .. }
+            | Operator::CallRef { .. }
+            | Operator::MemoryCopy { .. }
+            | Operator::MemoryFill { .. }
+            | Operator::MemoryInit { .. }
+            | Operator::MemoryGrow { .. }
+            | Operator::TableCopy { .. }
+            | Operator::TableFill { .. }
+            | Operator::TableInit { .. }
+            | Operator::TableGrow { .. } => HEAVY,
+            _ => 1,
+        };
+    }
+    let end = end?;
+    let body = &ops[open + 1..end];
+    // The way back is a `br_if 0` at the body's top level, the only branch to the loop's top;
+    // what follows it runs once, on the way out.
+    let back = back_edge(body)?;
+    let (rest, tail) = (&body[..back], &body[back + 1..]);
+    if branches_to_top(rest) || branches_to_top(tail) {
+        return None;
+    }
+    let (counter, step, bound, again) = condition(rest)?;
+    // The counter is written exactly once, by its step; the bound not at all.
+    let writes = |l: u32| {
+        body.iter()
+            .filter(|op| {
+                matches!(op, Operator::LocalSet { local_index } | Operator::LocalTee { local_index } if *local_index == l)
+            })
+            .count()
+    };
+    if writes(counter) != 1 {
+        return None;
+    }
+    if let Bound::Local(b) = bound {
+        if b == counter || writes(b) != 0 {
+            return None;
+        }
+    }
+    if step == 0 || step.unsigned_abs() > 1 << 11 {
+        return None;
+    }
+    match again {
+        Again::Below { .. } if step < 0 => return None,
+        Again::Above { .. } if step > 0 => return None,
+        _ => {}
+    }
+    let max_trips = (BUDGET / cost.max(1)).max(1) as u32;
+    Some(Counted {
+        counter,
+        step,
+        bound,
+        again,
+        max_trips,
+    })
+}
+
+/// The last `br_if 0` at the top level of a loop body.
+fn back_edge(body: &[Operator<'_>]) -> Option<usize> {
+    let mut depth = 0u32;
+    let mut last = None;
+    for (i, op) in body.iter().enumerate() {
+        match op {
+            Operator::Block { .. }
+            | Operator::Loop { .. }
+            | Operator::If { .. }
+            | Operator::TryTable { .. } => depth += 1,
+            Operator::End => depth = depth.saturating_sub(1),
+            Operator::BrIf { relative_depth: 0 } if depth == 0 => last = Some(i),
+            _ => {}
+        }
+    }
+    last
+}
+
+/// Whether any branch in `ops` (a stretch of a loop body at its top level) goes to the loop's
+/// top.
+fn branches_to_top(ops: &[Operator<'_>]) -> bool {
+    let mut depth = 0u32;
+    for op in ops {
+        let top = depth;
+        let hit = match op {
+            Operator::Block { .. } | Operator::Loop { .. } | Operator::If { .. } => {
+                depth += 1;
+                false
+            }
+            Operator::TryTable { try_table } => {
+                depth += 1;
+                // Catch labels count from outside the `try_table`.
+                try_table.catches.iter().any(|c| match c {
+                    wasmparser::Catch::One { label, .. }
+                    | wasmparser::Catch::OneRef { label, .. }
+                    | wasmparser::Catch::All { label }
+                    | wasmparser::Catch::AllRef { label } => *label == top,
+                })
+            }
+            Operator::End => {
+                depth = depth.saturating_sub(1);
+                false
+            }
+            Operator::Br { relative_depth }
+            | Operator::BrIf { relative_depth }
+            | Operator::BrOnNull { relative_depth }
+            | Operator::BrOnNonNull { relative_depth }
+            | Operator::BrOnCast { relative_depth, .. }
+            | Operator::BrOnCastFail { relative_depth, .. } => *relative_depth == top,
+            Operator::BrTable { targets } => {
+                targets.default() == top || targets.targets().any(|t| t.is_ok_and(|t| t == top))
+            }
+            _ => false,
+        };
+        if hit {
+            return true;
+        }
+    }
+    false
+}
+
+/// One operand of the comparison before the `br_if`.
+enum Operand {
+    /// `local.get c ; i32.const k ; i32.add ; local.tee c`: the counter, stepped right here.
+    Stepped(u32, i32),
+    Get(u32),
+    Const(i32),
+}
+
+/// The operand that ends just before `ops[end]`, and where it starts.
+fn operand(ops: &[Operator<'_>], end: usize) -> Option<(Operand, usize)> {
+    use Operator as O;
+    let last = end.checked_sub(1)?;
+    match ops.get(last)? {
+        O::LocalTee { local_index } => {
+            let step = step_before(ops, last, *local_index)?;
+            Some((Operand::Stepped(*local_index, step), last - 3))
+        }
+        O::LocalGet { local_index } => Some((Operand::Get(*local_index), last)),
+        O::I32Const { value } => Some((Operand::Const(*value), last)),
+        _ => None,
+    }
+}
+
+/// The condition before the back edge (`ops` ends just before it), at the body's top level:
+/// the counter, its step, the bound and the comparison.
+fn condition(ops: &[Operator<'_>]) -> Option<(u32, i32, Bound, Again)> {
+    let n = ops.len();
+    let last = ops.get(n.checked_sub(1)?)?;
+    // `br_if` on the stepped counter itself: round again while it is not zero.
+    if let Some((Operand::Stepped(c, step), _)) = operand(ops, n) {
+        return Some((c, step, Bound::Const(0), Again::NotEqual));
+    }
+    let again = again_of(last)?;
+    let (right, split) = operand(ops, n - 1)?;
+    let (left, start) = operand(ops, split)?;
+    // Either side may be the counter; `b < c` is `c > b`.
+    let swapped = match again {
+        Again::Below { signed, or_equal } => Again::Above { signed, or_equal },
+        Again::Above { signed, or_equal } => Again::Below { signed, or_equal },
+        Again::NotEqual => Again::NotEqual,
+    };
+    for (counter, bound, again) in [(&left, &right, again), (&right, &left, swapped)] {
+        let bound = match bound {
+            Operand::Get(b) => Bound::Local(*b),
+            Operand::Const(v) => Bound::Const(*v),
+            Operand::Stepped(..) => continue,
+        };
+        match counter {
+            Operand::Stepped(c, step) => return Some((*c, *step, bound, again)),
+            Operand::Get(c) => {
+                if let Some(step) = step_earlier(&ops[..start], *c) {
+                    return Some((*c, step, bound, again));
+                }
+            }
+            Operand::Const(_) => {}
+        }
+    }
+    None
+}
+
+/// The step of counter `c` written at the top level of `ops` (as `get c; const k; add; set c`
+/// or `tee c`), if it is written there.
+fn step_earlier(ops: &[Operator<'_>], c: u32) -> Option<i32> {
+    use Operator as O;
+    let mut depth = 0u32;
+    let mut found = None;
+    for (i, op) in ops.iter().enumerate() {
+        match op {
+            O::Block { .. } | O::Loop { .. } | O::If { .. } | O::TryTable { .. } => depth += 1,
+            O::End => depth = depth.saturating_sub(1),
+            O::LocalSet { local_index } | O::LocalTee { local_index }
+                if *local_index == c && depth == 0 =>
+            {
+                found = Some(step_before(ops, i, c)?);
+            }
+            _ => {}
+        }
+    }
+    found
+}
+
+/// The constant `k` if `ops[..at]` ends with `local.get c ; i32.const k ; i32.add` (or `sub`).
+fn step_before(ops: &[Operator<'_>], at: usize, c: u32) -> Option<i32> {
+    use Operator as O;
+    let get = ops.get(at.checked_sub(3)?)?;
+    let konst = ops.get(at - 2)?;
+    let op = ops.get(at - 1)?;
+    match (get, konst, op) {
+        (O::LocalGet { local_index }, O::I32Const { value }, O::I32Add) if *local_index == c => {
+            Some(*value)
+        }
+        (O::LocalGet { local_index }, O::I32Const { value }, O::I32Sub) if *local_index == c => {
+            value.checked_neg()
+        }
+        _ => None,
+    }
+}
+
+fn again_of(op: &Operator<'_>) -> Option<Again> {
+    use Operator as O;
+    Some(match op {
+        O::I32LtS => Again::Below {
+            signed: true,
+            or_equal: false,
+        },
+        O::I32LtU => Again::Below {
+            signed: false,
+            or_equal: false,
+        },
+        O::I32LeS => Again::Below {
+            signed: true,
+            or_equal: true,
+        },
+        O::I32LeU => Again::Below {
+            signed: false,
+            or_equal: true,
+        },
+        O::I32GtS => Again::Above {
+            signed: true,
+            or_equal: false,
+        },
+        O::I32GtU => Again::Above {
+            signed: false,
+            or_equal: false,
+        },
+        O::I32GeS => Again::Above {
+            signed: true,
+            or_equal: true,
+        },
+        O::I32GeU => Again::Above {
+            signed: false,
+            or_equal: true,
+        },
+        O::I32Ne => Again::NotEqual,
+        _ => return None,
+    })
+}
+
+/// Instructions that leave an `i32` on the stack: non-zero if the loop, entered now, ends
+/// within `max_trips` iterations, so it may run without a poll. Exact (see the module note), so
+/// it is never true for a loop that would wrap its counter around and run on. `None` if that can
+/// be told now: the loop never qualifies.
+pub fn fits(c: &Counted) -> Option<Vec<Instruction<'static>>> {
+    use Instruction as I;
+    let s = i64::from(c.step.unsigned_abs());
+    let k = i64::from(c.max_trips);
+    let mut out = Vec::new();
+    let (signed, or_equal, below) = match c.again {
+        Again::NotEqual => {
+            // d, the distance the counter must travel (mod 2^32): 1 ..= k·s and a multiple of s.
+            let distance = |out: &mut Vec<I<'static>>| {
+                let (first, second) = if c.step > 0 {
+                    (Some(c.bound), None)
+                } else {
+                    (None, Some(c.bound))
+                };
+                match first {
+                    Some(b) => push_bound32(out, b),
+                    None => out.push(I::LocalGet(c.counter)),
+                }
+                match second {
+                    Some(b) => push_bound32(out, b),
+                    None => out.push(I::LocalGet(c.counter)),
+                }
+                out.push(I::I32Sub);
+            };
+            distance(&mut out);
+            out.push(I::I32Const(1));
+            out.push(I::I32Sub);
+            out.push(I::I32Const((k * s) as i32));
+            out.push(I::I32LtU);
+            if s > 1 {
+                distance(&mut out);
+                if s.count_ones() == 1 {
+                    out.push(I::I32Const((s - 1) as i32));
+                    out.push(I::I32And);
+                } else {
+                    out.push(I::I32Const(s as i32));
+                    out.push(I::I32RemU);
+                }
+                out.push(I::I32Eqz);
+                out.push(I::I32And);
+            }
+            return Some(out);
+        }
+        Again::Below { signed, or_equal } => (signed, or_equal, true),
+        Again::Above { signed, or_equal } => (signed, or_equal, false),
+    };
+    let (min, max) = if signed {
+        (i64::from(i32::MIN), i64::from(i32::MAX))
+    } else {
+        (0, i64::from(u32::MAX))
+    };
+    let ext = if signed {
+        I::I64ExtendI32S
+    } else {
+        I::I64ExtendI32U
+    };
+    // y: the bound made strict: `x <= b` is `x < b + 1`, `x >= b` is `x > b - 1`.
+    let adjust = match (or_equal, below) {
+        (false, _) => 0,
+        (true, true) => 1,
+        (true, false) => -1,
+    };
+    let y = |out: &mut Vec<I<'static>>| match c.bound {
+        Bound::Const(b) => {
+            let v = if signed {
+                i64::from(b)
+            } else {
+                i64::from(b as u32)
+            };
+            out.push(I::I64Const(v + adjust));
+        }
+        Bound::Local(l) => {
+            out.push(I::LocalGet(l));
+            out.push(ext.clone());
+            if adjust != 0 {
+                out.push(I::I64Const(adjust));
+                out.push(I::I64Add);
+            }
+        }
+    };
+    let x = |out: &mut Vec<I<'static>>| {
+        out.push(I::LocalGet(c.counter));
+        out.push(ext.clone());
+    };
+    // Going up (going down mirrors it): at most k·s to travel; the last step must not wrap,
+    // which holds when the strict bound is at most max - s + 1 and the start at most max - s.
+    if below {
+        y(&mut out);
+        x(&mut out);
+    } else {
+        x(&mut out);
+        y(&mut out);
+    }
+    out.push(I::I64Sub);
+    out.push(I::I64Const(k * s));
+    out.push(I::I64LeS);
+    let y_ok = |v: i64| {
+        if below {
+            v <= max - s + 1
+        } else {
+            v >= min + s - 1
+        }
+    };
+    match c.bound {
+        Bound::Const(b) => {
+            let v = if signed {
+                i64::from(b)
+            } else {
+                i64::from(b as u32)
+            };
+            if !y_ok(v + adjust) {
+                return None;
+            }
+        }
+        Bound::Local(_) => {
+            y(&mut out);
+            if below {
+                out.push(I::I64Const(max - s + 1));
+                out.push(I::I64LeS);
+            } else {
+                out.push(I::I64Const(min + s - 1));
+                out.push(I::I64GeS);
+            }
+            out.push(I::I32And);
+        }
+    }
+    x(&mut out);
+    if below {
+        out.push(I::I64Const(max - s));
+        out.push(I::I64LeS);
+    } else {
+        out.push(I::I64Const(min + s));
+        out.push(I::I64GeS);
+    }
+    out.push(I::I32And);
+    Some(out)
+}
+
+fn push_bound32(out: &mut Vec<Instruction<'static>>, b: Bound) {
+    match b {
+        Bound::Const(v) => out.push(Instruction::I32Const(v)),
+        Bound::Local(l) => out.push(Instruction::LocalGet(l)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_ops::ops_of;
+
+    fn counted_in(wat: &str) -> Option<Counted> {
+        let (ops, _) = ops_of(wat);
+        let open = ops
+            .iter()
+            .position(|op| matches!(op, Operator::Loop { .. }))
+            .expect("a loop");
+        counted(&ops, open)
+    }
+
+    /// A function with locals $c (counter, 0) and $b (bound, 1) around a loop `body`.
+    fn func(body: &str) -> String {
+        format!("(module (memory 1) (func (param $c i32) (param $b i32) (local $x i32) {body}))")
+    }
+
+    #[test]
+    fn clang_shapes_are_recognised() {
+        let cases: &[(&str, i32, Bound, Again)] = &[
+            // `c += -4; again while c > 4`, the step right before the test.
+            (
+                "(loop $l (i32.store (local.get $c) (i32.const 1))
+                   (br_if $l (i32.gt_s (local.tee $c (i32.add (local.get $c) (i32.const -4)))
+                                       (i32.const 4))))",
+                -4,
+                Bound::Const(4),
+                Again::Above {
+                    signed: true,
+                    or_equal: false,
+                },
+            ),
+            // The bound first: `b != ++c`.
+            (
+                "(loop $l (i32.store (local.get $c) (i32.const 1))
+                   (br_if $l (i32.ne (local.get $b)
+                                     (local.tee $c (i32.add (local.get $c) (i32.const 1))))))",
+                1,
+                Bound::Local(1),
+                Again::NotEqual,
+            ),
+            // Stepped earlier, tested later; the bound first, so `b > c` is `c < b`.
+            (
+                "(loop $l (local.set $c (i32.sub (local.get $c) (i32.const -2)))
+                   (i32.store (local.get $x) (local.get $c))
+                   (br_if $l (i32.gt_u (local.get $b) (local.get $c))))",
+                2,
+                Bound::Local(1),
+                Again::Below {
+                    signed: false,
+                    or_equal: false,
+                },
+            ),
+            // No comparison: again while the stepped counter is not zero; a way out after it.
+            (
+                "(block $out (loop $l (local.set $x (i32.mul (local.get $x) (i32.const 3)))
+                   (br_if $l (local.tee $c (i32.add (local.get $c) (i32.const -8))))
+                   (br $out)))",
+                -8,
+                Bound::Const(0),
+                Again::NotEqual,
+            ),
+        ];
+        for (body, step, bound, again) in cases {
+            let c = counted_in(&func(body)).unwrap_or_else(|| panic!("not counted: {body}"));
+            assert_eq!(
+                (c.counter, c.step, c.bound, c.again),
+                (0, *step, *bound, *again),
+                "{body}"
+            );
+            assert!(
+                c.max_trips > 1000 && u64::from(c.max_trips) < BUDGET,
+                "{body}"
+            );
+        }
+    }
+
+    #[test]
+    fn loops_that_may_run_on_are_not_counted() {
+        for body in [
+            // A second way back to the top (a `continue`) that skips the step.
+            "(loop $l (br_if $l (local.get $x))
+               (br_if $l (i32.ne (local.tee $c (i32.add (local.get $c) (i32.const 1)))
+                                 (local.get $b))))",
+            // The counter written twice.
+            "(loop $l (local.set $c (i32.mul (local.get $c) (local.get $x)))
+               (br_if $l (i32.ne (local.tee $c (i32.add (local.get $c) (i32.const 1)))
+                                 (local.get $b))))",
+            // The bound written in the loop.
+            "(loop $l (local.set $b (i32.add (local.get $b) (i32.const 1)))
+               (br_if $l (i32.ne (local.tee $c (i32.add (local.get $c) (i32.const 1)))
+                                 (local.get $b))))",
+            // The step inside a block that an iteration may skip.
+            "(loop $l (block $s (br_if $s (local.get $x))
+                 (local.set $c (i32.add (local.get $c) (i32.const 1))))
+               (br_if $l (i32.lt_u (local.get $c) (local.get $b))))",
+            // Counting up while above the bound, or by a step not known.
+            "(loop $l (br_if $l (i32.gt_s (local.tee $c (i32.add (local.get $c) (i32.const 1)))
+                                          (i32.const 4))))",
+            "(loop $l (br_if $l (i32.ne (local.tee $c (i32.add (local.get $c) (local.get $x)))
+                                        (local.get $b))))",
+            // A catch that lands on the loop's top.
+            "(loop $l (try_table (catch_all $l) (nop))
+               (br_if $l (i32.ne (local.tee $c (i32.add (local.get $c) (i32.const 1)))
+                                 (local.get $b))))",
+            // Not the counter but a value loaded from memory.
+            "(loop $l (br_if $l (i32.ne (i32.load (local.get $c)) (local.get $b))))",
+        ] {
+            assert_eq!(counted_in(&func(body)), None, "{body}");
+        }
+    }
+
+    /// Runs the check's instructions with the counter (local 0) at `start` and a local bound
+    /// (local 1) at `bound`.
+    fn eval(code: &[Instruction<'_>], start: i32, bound: i32) -> bool {
+        use Instruction as I;
+        #[derive(Clone, Copy)]
+        enum V {
+            W(i32),
+            L(i64),
+        }
+        let w = |v: Option<V>| match v {
+            Some(V::W(x)) => x,
+            _ => panic!("expected an i32"),
+        };
+        let l = |v: Option<V>| match v {
+            Some(V::L(x)) => x,
+            _ => panic!("expected an i64"),
+        };
+        let mut st: Vec<V> = Vec::new();
+        for i in code {
+            let v = match i {
+                I::I32Const(v) => V::W(*v),
+                I::I64Const(v) => V::L(*v),
+                I::LocalGet(0) => V::W(start),
+                I::LocalGet(1) => V::W(bound),
+                I::I64ExtendI32S => V::L(i64::from(w(st.pop()))),
+                I::I64ExtendI32U => V::L(i64::from(w(st.pop()) as u32)),
+                I::I32Eqz => V::W(i32::from(w(st.pop()) == 0)),
+                _ => {
+                    let (b, a) = (st.pop(), st.pop());
+                    match i {
+                        I::I64Sub => V::L(l(a).wrapping_sub(l(b))),
+                        I::I64Add => V::L(l(a).wrapping_add(l(b))),
+                        I::I64LeS => V::W(i32::from(l(a) <= l(b))),
+                        I::I64GeS => V::W(i32::from(l(a) >= l(b))),
+                        I::I32And => V::W(w(a) & w(b)),
+                        I::I32Sub => V::W(w(a).wrapping_sub(w(b))),
+                        I::I32LtU => V::W(i32::from((w(a) as u32) < (w(b) as u32))),
+                        I::I32RemU => V::W(((w(a) as u32) % (w(b) as u32)) as i32),
+                        other => panic!("unexpected {other:?}"),
+                    }
+                }
+            };
+            st.push(v);
+        }
+        assert_eq!(st.len(), 1);
+        w(st.pop()) != 0
+    }
+
+    /// Whether the loop, run as wasm runs it, ends within `max` iterations.
+    fn ends_within(c: &Counted, start: i32, bound: i32, max: u32) -> bool {
+        let mut x = start;
+        for _ in 0..max {
+            x = x.wrapping_add(c.step);
+            let (xu, bu) = (x as u32, bound as u32);
+            let again = match c.again {
+                Again::NotEqual => x != bound,
+                Again::Below {
+                    signed: true,
+                    or_equal,
+                } => x < bound || (or_equal && x == bound),
+                Again::Below {
+                    signed: false,
+                    or_equal,
+                } => xu < bu || (or_equal && xu == bu),
+                Again::Above {
+                    signed: true,
+                    or_equal,
+                } => x > bound || (or_equal && x == bound),
+                Again::Above {
+                    signed: false,
+                    or_equal,
+                } => xu > bu || (or_equal && xu == bu),
+            };
+            if !again {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// The check never lets a loop that runs on go without a poll (wrap-around included), and
+    /// lets every loop that ends in time, away from the edges of the counter's range.
+    #[test]
+    fn the_entry_check_is_exact() {
+        const MAX_TRIPS: u32 = 7;
+        let mut agains = vec![Again::NotEqual];
+        for signed in [true, false] {
+            for or_equal in [true, false] {
+                agains.push(Again::Below { signed, or_equal });
+                agains.push(Again::Above { signed, or_equal });
+            }
+        }
+        let mut values = Vec::new();
+        for base in [i32::MIN, -1 << 30, -100, 0, 100, 1 << 30, i32::MAX] {
+            for d in -40..=40 {
+                values.push(base.wrapping_add(d));
+            }
+        }
+        let mut checked = 0u64;
+        for again in agains {
+            for step in [1, -1, 2, -2, 3, -3, 4, -4, 8, -8] {
+                if matches!(again, Again::Below { .. }) && step < 0
+                    || matches!(again, Again::Above { .. }) && step > 0
+                {
+                    continue;
+                }
+                for constant in [false, true] {
+                    for &bound in &values {
+                        let c = Counted {
+                            counter: 0,
+                            step,
+                            bound: if constant {
+                                Bound::Const(bound)
+                            } else {
+                                Bound::Local(1)
+                            },
+                            again,
+                            max_trips: MAX_TRIPS,
+                        };
+                        let check = fits(&c);
+                        for &start in &values {
+                            let ends = ends_within(&c, start, bound, MAX_TRIPS);
+                            let says = check.as_ref().is_some_and(|code| eval(code, start, bound));
+                            assert!(!says || ends, "{c:?} from {start} to {bound}: runs on");
+                            // Near the range's edges the check may refuse a loop that would
+                            // end: it does not reason about wrap-around that happens to end.
+                            let ordinary =
+                                [start, bound].iter().all(|v| v.unsigned_abs() < 1 << 29)
+                                    && (matches!(c.again, Again::NotEqual)
+                                        || [start, bound].iter().all(|v| *v >= 64)
+                                        || matches!(
+                                            c.again,
+                                            Again::Below { signed: true, .. }
+                                                | Again::Above { signed: true, .. }
+                                        ));
+                            if ordinary {
+                                assert!(says || !ends, "{c:?} from {start} to {bound}: ends");
+                            }
+                            checked += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert!(checked > 1_000_000, "{checked}");
+    }
+}
