@@ -71,6 +71,9 @@ pub struct Rewritten {
     pub frame_size: u32,
     /// Loops of the running form that run without their poll when they will end soon.
     pub counted_loops: u32,
+    /// Byte offsets in `body` of `if`s that are almost never taken, for the
+    /// `metadata.code.branch_hint` section: the compiler then lays their code out of line.
+    pub cold_ifs: Vec<u32>,
 }
 
 enum Node {
@@ -422,6 +425,7 @@ pub fn rewrite(
             locals_in_memory: in_memory,
             frame_size,
             counted_loops: 0,
+            cold_ifs: Vec::new(),
         });
     }
     let mut fast = Emitter::new(facts, &ops, &locals, &live, Form::Running);
@@ -437,8 +441,9 @@ pub fn rewrite(
             "the two forms of function {func_index} lay out their frames differently"
         )));
     }
+    let (body, cold_ifs) = encode_marked(&groups, &fast.new_locals, &fast.code, &fast.cold)?;
     Ok(Rewritten {
-        body: encode(&groups, &fast.new_locals, &fast.code)?,
+        body,
         rewind_body: encode(&groups, &added, &code)?,
         two_forms: true,
         resume_points: next_rp,
@@ -446,14 +451,18 @@ pub fn rewrite(
         locals_in_memory: false,
         frame_size,
         counted_loops: fast.counted_loops,
+        cold_ifs,
     })
 }
 
-fn encode(
+/// The function's body, and the byte offsets (from the body's start, its locals) of the
+/// instructions at positions `marks` of `code`.
+fn encode_marked(
     groups: &[(u32, ValType)],
     added: &[ValType],
     code: &[Instruction<'_>],
-) -> Result<Vec<u8>> {
+    marks: &[usize],
+) -> Result<(Vec<u8>, Vec<u32>)> {
     let mut new_groups: Vec<(u32, wasm_encoder::ValType)> = Vec::new();
     for &(count, t) in groups {
         new_groups.push((count, enc_ty(t)?));
@@ -466,10 +475,26 @@ fn encode(
         }
     }
     let mut f = Function::new(new_groups);
-    for i in code {
+    let mut sorted = marks.to_vec();
+    sorted.sort_unstable();
+    let mut next = sorted.iter().peekable();
+    let mut offsets = Vec::with_capacity(marks.len());
+    for (k, i) in code.iter().enumerate() {
+        while next.next_if(|&&m| m == k).is_some() {
+            offsets.push(f.byte_len() as u32);
+        }
         f.instruction(i);
     }
-    Ok(f.into_raw_body())
+    offsets.dedup();
+    Ok((f.into_raw_body(), offsets))
+}
+
+fn encode(
+    groups: &[(u32, ValType)],
+    added: &[ValType],
+    code: &[Instruction<'_>],
+) -> Result<Vec<u8>> {
+    Ok(encode_marked(groups, added, code, &[])?.0)
 }
 
 /// The rewind entry of a function with one form: passes its parameters on by tail call.
@@ -625,6 +650,11 @@ struct Emitter<'a> {
     entry: (u32, usize),
     /// Loops given a poll-free copy (see `counted`).
     counted_loops: u32,
+    /// Loops (by operator index) whose poll loads the flag only now and then (see `counted`).
+    strides: HashMap<usize, counted::Stride>,
+    /// Positions in `code` of the `if`s that are almost never taken (a capture or a rewind in
+    /// progress), hinted as such to the compiler (see `Rewritten::cold_ifs`).
+    cold: Vec<usize>,
     facts: &'a ModuleFacts<'a>,
     ops: &'a [Operator<'a>],
     locals: &'a [ValType],
@@ -676,6 +706,8 @@ impl<'a> Emitter<'a> {
             entry_poll: false,
             entry: (0, 0),
             counted_loops: 0,
+            strides: HashMap::new(),
+            cold: Vec::new(),
             facts,
             ops,
             locals,
@@ -710,6 +742,12 @@ impl<'a> Emitter<'a> {
                 self.frame_bytes += scalar_size(t);
                 next
             })
+    }
+
+    /// An `if` that is almost never taken.
+    fn push_cold_if(&mut self) {
+        self.cold.push(self.code.len());
+        self.push_synth(Instruction::If(BlockType::Empty));
     }
 
     fn push_synth(&mut self, i: Instruction<'a>) {
@@ -806,6 +844,7 @@ impl<'a> Emitter<'a> {
         self.code.push(Instruction::End);
         self.labels.pop();
         let body = std::mem::take(&mut self.code);
+        let body_cold = std::mem::take(&mut self.cold);
         // The frame layout covers the spill slots, known only now that the body is emitted; the
         // prologue that rebuilds the frame therefore goes in front afterwards.
         let slots: Vec<(u32, ValType, u32)> = self
@@ -824,6 +863,7 @@ impl<'a> Emitter<'a> {
                 .push(Instruction::GlobalGet(self.facts.state_global));
             self.code.push(Instruction::I32Const(STATE_REWINDING));
             self.code.push(Instruction::I32Eq);
+            self.cold.push(self.code.len());
             self.code.push(Instruction::If(BlockType::Empty));
             self.pass_rewind_on(func_index, params);
             self.code.push(Instruction::End);
@@ -839,6 +879,8 @@ impl<'a> Emitter<'a> {
             self.restore_frame(&slots, size)?;
             self.code.push(Instruction::End);
         }
+        let shift = self.code.len();
+        self.cold.extend(body_cold.into_iter().map(|at| at + shift));
         self.code.extend(body);
         self.save_frame(func_index, &slots, size)?;
         for t in results {
@@ -1043,7 +1085,7 @@ impl<'a> Emitter<'a> {
                 self.call(*op, depth, &stack[under..], under)?;
                 self.code
                     .push(Instruction::GlobalGet(self.facts.state_global));
-                self.push_synth(Instruction::If(BlockType::Empty));
+                self.push_cold_if();
                 // A rewind reaches a function's rewinding form, which takes its frame and
                 // ignores its arguments; only a blocking import, called again, needs them, and
                 // an indirect call its index. Not saving them keeps them from living across
@@ -1074,7 +1116,20 @@ impl<'a> Emitter<'a> {
                 let under = stack.len() - inputs;
                 self.reload(depth, false, &stack[under..], under);
                 let held = self.hold_slots(depth, stack);
-                match self.poll_free_check(c) {
+                // A loop whose only resume point is its poll: it runs without the poll if it
+                // will end soon, and its poll loads the flag only now and then.
+                let leaf = self.leaf_loop(c);
+                if leaf {
+                    if let Some(stride) = counted::stride(self.ops, c.open) {
+                        self.strides.insert(c.open, stride);
+                    }
+                }
+                let check = if leaf {
+                    counted::counted(self.ops, c.open).and_then(|k| counted::fits(&k))
+                } else {
+                    None
+                };
+                match check {
                     Some(check) => self.counted_loop(c, check, depth, unwind)?,
                     None => self.construct(c, Some((depth + 1, unwind)))?,
                 }
@@ -1098,9 +1153,17 @@ impl<'a> Emitter<'a> {
     /// this is where the capture happened.
     fn poll(&mut self, rp: u32, pos: usize, unwind: usize) -> Result<()> {
         let flag = self.facts.flag_memory;
+        let stride = self.strides.get(&pos).copied();
+        if let Some(s) = stride {
+            self.code.push(Instruction::LocalGet(s.local));
+            self.code.push(Instruction::I32Const(s.mask));
+            self.code.push(Instruction::I32And);
+            self.code.push(Instruction::I32Eqz);
+            self.push_cold_if();
+        }
         self.code.push(Instruction::I32Const(0));
         self.code.push(Instruction::I32Load(arg(0, flag)));
-        self.push_synth(Instruction::If(BlockType::Empty));
+        self.push_cold_if();
         match self.form {
             Form::Running => {
                 if rp == 0 && self.entry_poll {
@@ -1108,7 +1171,7 @@ impl<'a> Emitter<'a> {
                         .push(Instruction::GlobalGet(self.facts.state_global));
                     self.code.push(Instruction::I32Const(STATE_REWINDING));
                     self.code.push(Instruction::I32Eq);
-                    self.push_synth(Instruction::If(BlockType::Empty));
+                    self.push_cold_if();
                     let (func_index, params) = self.entry;
                     self.pass_rewind_on(func_index, params);
                     self.end_synth();
@@ -1149,6 +1212,9 @@ impl<'a> Emitter<'a> {
             self.end_synth();
         }
         self.end_synth();
+        if stride.is_some() {
+            self.end_synth();
+        }
         Ok(())
     }
 
@@ -1180,18 +1246,17 @@ impl<'a> Emitter<'a> {
         Ok(())
     }
 
-    /// For a loop of the running form whose only resume point is its own poll: the check that
-    /// lets it run without the poll, if it is a counted loop (see `counted`).
-    fn poll_free_check(&self, c: &Construct) -> Option<Vec<Instruction<'static>>> {
+    /// Whether `c` is a loop of the running form whose only resume point is its own poll: the
+    /// loops that `counted` may speed up.
+    fn leaf_loop(&self, c: &Construct) -> bool {
         if self.form != Form::Running || !matches!(self.ops[c.open], Operator::Loop { .. }) {
-            return None;
+            return false;
         }
-        let body = c.bodies.first()?;
+        let Some(body) = c.bodies.first() else {
+            return false;
+        };
         let items = body.iter().filter(|n| matches!(n, Node::Item(_))).count();
-        if items != 1 || !matches!(body.first(), Some(Node::Item(Item::Poll { .. }))) {
-            return None;
-        }
-        counted::fits(&counted::counted(self.ops, c.open)?)
+        items == 1 && matches!(body.first(), Some(Node::Item(Item::Poll { .. })))
     }
 
     /// A counted loop twice: without its poll when `check` says it ends soon, else as it is.

@@ -1,18 +1,20 @@
-//! Counted loops: innermost loops whose number of iterations is known when they are entered.
+//! Cheaper polls for innermost loops: counted loops and strides.
 //!
-//! A poll at a loop's top costs a load and a branch on every iteration, and in a tight loop the
-//! register that holds the flag's address, which is where most of Tern's remaining run-time cost
-//! was (Flite's filter loops). A loop that will run at most a few thousand short iterations
-//! needs no poll of its own: the next poll after it comes soon enough. The running form
-//! therefore checks, on entry, whether the loop will end within [`BUDGET`] operations, and if so
-//! runs a copy without the poll.
+//! A poll at a loop's top costs a load and a branch on every iteration, and in a tight loop also
+//! the register that holds the flag's address: that was most of Tern's remaining run-time cost
+//! (Flite's filter loops). For a loop whose only resume point is its own poll, the running form
+//! does better in two ways:
 //!
-//! Recognised: the loop's only way back to its top is the `br_if 0` that ends its body, and
-//! what that `br_if` tests is an `i32` counter stepped by a constant once per iteration
-//! (at the body's top level, so on every path that reaches the `br_if`) against a constant or
-//! a local the loop does not write, or the counter itself (`!= 0`). That is the shape clang
-//! gives `for` loops, rotated. The iteration count is then exact, wrap-around included, so a
-//! loop that would run for long always takes the polled copy.
+//! - Counted loops. The loop's only way back to its top is a `br_if 0` at its body's top level,
+//!   and what it tests is an `i32` counter stepped by a constant once per iteration against a
+//!   constant or a local the loop does not write (or the counter itself, `!= 0`): the shape
+//!   clang gives `for` loops, rotated. The number of iterations is then known on entry, exactly,
+//!   wrap-around included; if the loop will end within [`BUDGET`] operations it runs a copy
+//!   without the poll: the next poll after it comes soon enough.
+//! - Strides. Some local is stepped by a constant once per iteration (however the loop ends:
+//!   strcmp's pointers, `while` loops). The poll first tests bits of that local, already in a
+//!   register, and loads the flag only when they are zero, which happens at least once in any
+//!   2^m iterations, 2^m iterations within the same budget.
 
 use wasm_encoder::Instruction;
 use wasmparser::Operator;
@@ -55,17 +57,22 @@ pub struct Counted {
 /// loops and no cycles, so it ends, but it may be long).
 const HEAVY: u64 = 1000;
 
-/// Whether the loop opened at `ops[open]` is counted. Does not check that the loop contains no
-/// resume point other than its own poll: the caller knows that.
-pub fn counted(ops: &[Operator<'_>], open: usize) -> Option<Counted> {
-    let Operator::Loop { blockty } = ops.get(open)? else {
+/// A loop with one way back to its top, at its body's top level: what the two uses below need.
+struct Shape<'s, 'o> {
+    /// The whole body.
+    body: &'s [Operator<'o>],
+    /// The body before the way back (every iteration that goes round runs all of its top level).
+    before: &'s [Operator<'o>],
+    /// Whether the way back is a `br_if 0` (else a `br 0`).
+    conditional: bool,
+    /// The body's cost in operations.
+    cost: u64,
+}
+
+fn shape<'s, 'o>(ops: &'s [Operator<'o>], open: usize) -> Option<Shape<'s, 'o>> {
+    let Operator::Loop { .. } = ops.get(open)? else {
         return None;
     };
-    if let wasmparser::BlockType::FuncType(_) = blockty {
-        // Possibly parameters; the copies' dispatch would have to pass them. Rare in practice.
-        return None;
-    }
-    // Find the loop's end; note writes, branches back to the top, and cost.
     let mut depth = 0usize;
     let mut end = None;
     let mut cost = 0u64;
@@ -99,29 +106,52 @@ pub fn counted(ops: &[Operator<'_>], open: usize) -> Option<Counted> {
             _ => 1,
         };
     }
-    let end = end?;
-    let body = &ops[open + 1..end];
-    // The way back is a `br_if 0` at the body's top level, the only branch to the loop's top;
-    // what follows it runs once, on the way out.
-    let back = back_edge(body)?;
-    let (rest, tail) = (&body[..back], &body[back + 1..]);
-    if branches_to_top(rest) || branches_to_top(tail) {
+    let body = &ops[open + 1..end?];
+    // What follows the way back runs once, on the way out (or never, after a `br 0`).
+    let (back, conditional) = back_edge(body)?;
+    let (before, after) = (&body[..back], &body[back + 1..]);
+    if branches_to_top(before) || branches_to_top(after) {
         return None;
     }
-    let (counter, step, bound, again) = condition(rest)?;
+    Some(Shape {
+        body,
+        before,
+        conditional,
+        cost,
+    })
+}
+
+/// How many times `local` is written in `ops`.
+fn writes(ops: &[Operator<'_>], local: u32) -> usize {
+    ops.iter()
+        .filter(|op| {
+            matches!(op, Operator::LocalSet { local_index } | Operator::LocalTee { local_index }
+                if *local_index == local)
+        })
+        .count()
+}
+
+/// Whether the loop opened at `ops[open]` is counted. Does not check that the loop contains no
+/// resume point other than its own poll: the caller knows that.
+pub fn counted(ops: &[Operator<'_>], open: usize) -> Option<Counted> {
+    if let Some(Operator::Loop {
+        blockty: wasmparser::BlockType::FuncType(_),
+    }) = ops.get(open)
+    {
+        // Possibly parameters; the copies' dispatch would have to pass them. Rare in practice.
+        return None;
+    }
+    let shape = shape(ops, open)?;
+    if !shape.conditional {
+        return None;
+    }
+    let (counter, step, bound, again) = condition(shape.before)?;
     // The counter is written exactly once, by its step; the bound not at all.
-    let writes = |l: u32| {
-        body.iter()
-            .filter(|op| {
-                matches!(op, Operator::LocalSet { local_index } | Operator::LocalTee { local_index } if *local_index == l)
-            })
-            .count()
-    };
-    if writes(counter) != 1 {
+    if writes(shape.body, counter) != 1 {
         return None;
     }
     if let Bound::Local(b) = bound {
-        if b == counter || writes(b) != 0 {
+        if b == counter || writes(shape.body, b) != 0 {
             return None;
         }
     }
@@ -133,7 +163,7 @@ pub fn counted(ops: &[Operator<'_>], open: usize) -> Option<Counted> {
         Again::Above { .. } if step > 0 => return None,
         _ => {}
     }
-    let max_trips = (BUDGET / cost.max(1)).max(1) as u32;
+    let max_trips = (BUDGET / shape.cost.max(1)).max(1) as u32;
     Some(Counted {
         counter,
         step,
@@ -143,8 +173,71 @@ pub fn counted(ops: &[Operator<'_>], open: usize) -> Option<Counted> {
     })
 }
 
-/// The last `br_if 0` at the top level of a loop body.
-fn back_edge(body: &[Operator<'_>]) -> Option<usize> {
+/// A poll that loads the flag only when `local & mask == 0`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stride {
+    pub local: u32,
+    pub mask: i32,
+}
+
+/// For the loop opened at `ops[open]`, if some local steps by a constant once per iteration
+/// (however the loop ends): a mask on it that is zero at least once every 2^m iterations, with
+/// 2^m iterations within [`BUDGET`]. A step `k = odd · 2^j` moves the bits above `j` by an odd
+/// amount, so their low `m` bits go through every value in any 2^m iterations.
+///
+/// Testing a value already in a register replaces the flag's load (and the register holding
+/// the flag's address) on every iteration; the load comes every 2^m iterations instead.
+pub fn stride(ops: &[Operator<'_>], open: usize) -> Option<Stride> {
+    let shape = shape(ops, open)?;
+    let per_budget = BUDGET / shape.cost.max(1);
+    if per_budget < 2 {
+        return None;
+    }
+    let mut depth = 0u32;
+    for (i, op) in shape.before.iter().enumerate() {
+        match op {
+            Operator::Block { .. }
+            | Operator::Loop { .. }
+            | Operator::If { .. }
+            | Operator::TryTable { .. } => depth += 1,
+            Operator::End => depth = depth.saturating_sub(1),
+            Operator::LocalSet { local_index } | Operator::LocalTee { local_index }
+                if depth == 0 =>
+            {
+                let Some(step) = step_before(shape.before, i, *local_index) else {
+                    continue;
+                };
+                if step == 0 || writes(shape.body, *local_index) != 1 {
+                    continue;
+                }
+                let Some(mask) = stride_mask(step, per_budget) else {
+                    continue;
+                };
+                return Some(Stride {
+                    local: *local_index,
+                    mask,
+                });
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// For a counter stepped by `step` (not 0): a mask that is zero on it at least once in any
+/// 2^m consecutive iterations, 2^m the largest power of two at most `iterations`.
+fn stride_mask(step: i32, iterations: u64) -> Option<i32> {
+    let j = step.trailing_zeros();
+    let m = iterations.checked_ilog2()?.min(32 - j);
+    if m == 0 {
+        return None;
+    }
+    Some((((1u64 << m) - 1) << j) as u32 as i32)
+}
+
+/// The way back at the top level of a loop body: the last `br_if 0` or `br 0` there, and
+/// whether it is the conditional one.
+fn back_edge(body: &[Operator<'_>]) -> Option<(usize, bool)> {
     let mut depth = 0u32;
     let mut last = None;
     for (i, op) in body.iter().enumerate() {
@@ -154,7 +247,8 @@ fn back_edge(body: &[Operator<'_>]) -> Option<usize> {
             | Operator::If { .. }
             | Operator::TryTable { .. } => depth += 1,
             Operator::End => depth = depth.saturating_sub(1),
-            Operator::BrIf { relative_depth: 0 } if depth == 0 => last = Some(i),
+            Operator::BrIf { relative_depth: 0 } if depth == 0 => last = Some((i, true)),
+            Operator::Br { relative_depth: 0 } if depth == 0 => last = Some((i, false)),
             _ => {}
         }
     }
@@ -603,6 +697,100 @@ mod tests {
         ] {
             assert_eq!(counted_in(&func(body)), None, "{body}");
         }
+    }
+
+    #[test]
+    fn strides_are_found_however_the_loop_ends() {
+        // strcmp's shape: two pointers stepped, a way out on the data, the way back on it too.
+        let s = stride_in(&func(
+            "(block $out (loop $l
+               (br_if $out (i32.eqz (i32.load8_u (local.get $c))))
+               (local.set $c (i32.add (local.get $c) (i32.const 1)))
+               (local.set $b (i32.add (local.get $b) (i32.const 1)))
+               (br_if $l (i32.eq (i32.load8_u (local.get $c)) (i32.load8_u (local.get $b))))))",
+        ))
+        .expect("strided");
+        assert_eq!(s.local, 0);
+        assert_eq!(s.mask & 1, 1, "a step of 1 tests the lowest bits");
+        // A `while` loop: the way out at the top, an unconditional way back at the end.
+        let s = stride_in(&func(
+            "(block $out (loop $l
+               (br_if $out (i32.eqz (local.get $b)))
+               (local.set $b (i32.add (local.get $b) (i32.const -8)))
+               (br $l)))",
+        ))
+        .expect("strided");
+        assert_eq!(
+            (s.local, s.mask & 7),
+            (1, 0),
+            "a step of 8 leaves the low 3 bits"
+        );
+        for body in [
+            // Stepped only on some iterations.
+            "(loop $l (if (local.get $x) (then
+                 (local.set $c (i32.add (local.get $c) (i32.const 1)))))
+               (br_if $l (local.get $b)))",
+            // Stepped and also set otherwise.
+            "(loop $l (local.set $c (i32.add (local.get $c) (i32.const 1)))
+               (local.set $c (i32.and (local.get $c) (i32.const 255)))
+               (br_if $l (local.get $b)))",
+            // A second way back that skips the step.
+            "(loop $l (br_if $l (local.get $x))
+               (local.set $c (i32.add (local.get $c) (i32.const 1)))
+               (br_if $l (local.get $b)))",
+        ] {
+            assert_eq!(stride_in(&func(body)), None, "{body}");
+        }
+    }
+
+    fn stride_in(wat: &str) -> Option<Stride> {
+        let (ops, _) = ops_of(wat);
+        let open = ops
+            .iter()
+            .position(|op| matches!(op, Operator::Loop { .. }))
+            .expect("a loop");
+        stride(&ops, open)
+    }
+
+    /// From any start, a strided poll loads the flag within the iterations allowed.
+    #[test]
+    fn a_stride_mask_is_zero_within_its_iterations() {
+        let starts: Vec<i32> = (-300..300)
+            .chain([i32::MIN, i32::MAX, 0x1234_5677, -0x0765_4321])
+            .collect();
+        for step in [
+            1,
+            -1,
+            2,
+            3,
+            -4,
+            6,
+            8,
+            -12,
+            1000,
+            1 << 20,
+            -(1 << 30),
+            i32::MIN,
+        ] {
+            for iterations in [2u64, 3, 5, 100, 4096, 65_536] {
+                let Some(mask) = stride_mask(step, iterations) else {
+                    panic!("no mask for step {step}");
+                };
+                for &start in &starts {
+                    let mut c = start;
+                    let mut waited = 0u64;
+                    while c & mask != 0 {
+                        c = c.wrapping_add(step);
+                        waited += 1;
+                        assert!(
+                            waited < iterations,
+                            "step {step}, mask {mask:#x}, from {start}"
+                        );
+                    }
+                }
+            }
+        }
+        assert_eq!(stride_mask(5, 1), None);
     }
 
     /// Runs the check's instructions with the counter (local 0) at `start` and a local bound

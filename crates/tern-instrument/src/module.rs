@@ -134,6 +134,7 @@ pub fn instrument(wasm: &[u8], options: &Options) -> Result<Instrumented> {
                     locals_in_memory: false,
                     frame_size: 0,
                     counted_loops: 0,
+                    cold_ifs: Vec::new(),
                 });
             }
             let v = validator.into_validator(Default::default());
@@ -147,6 +148,7 @@ pub fn instrument(wasm: &[u8], options: &Options) -> Result<Instrumented> {
     let mut code = wasm_encoder::CodeSection::new();
     let mut entries = Vec::new();
     let mut largest_frame = 0u32;
+    let mut hints = wasm_encoder::BranchHints::new();
     for (i, r) in rewritten.into_iter().enumerate() {
         let r = r?;
         let f = imported as usize + i;
@@ -158,6 +160,15 @@ pub fn instrument(wasm: &[u8], options: &Options) -> Result<Instrumented> {
             stats.two_forms += u32::from(r.two_forms);
             largest_frame = largest_frame.max(r.frame_size);
             stats.counted_loops += r.counted_loops;
+            if !r.cold_ifs.is_empty() {
+                hints.function_hints(
+                    f as u32,
+                    r.cold_ifs.iter().map(|&at| wasm_encoder::BranchHint {
+                        branch_func_offset: at,
+                        branch_hint_value: 0,
+                    }),
+                );
+            }
             entries.push((parsed.func_types[f], r.rewind_body));
         }
         code.raw(&r.body);
@@ -167,7 +178,7 @@ pub fn instrument(wasm: &[u8], options: &Options) -> Result<Instrumented> {
     for (_, body) in &entries {
         code.raw(body);
     }
-    let out = assemble(wasm, &parsed, code, &entry_types, largest_frame)?;
+    let out = assemble(wasm, &parsed, code, &hints, &entry_types, largest_frame)?;
     Ok(Instrumented {
         wasm: out,
         globals: parsed.mutable_globals.clone(),
@@ -490,6 +501,7 @@ fn assemble(
     wasm: &[u8],
     p: &Parsed<'_>,
     code: wasm_encoder::CodeSection,
+    hints: &wasm_encoder::BranchHints,
     entry_types: &[u32],
     largest_frame: u32,
 ) -> Result<Vec<u8>> {
@@ -612,6 +624,15 @@ fn assemble(
     };
     for (id, range) in &p.sections {
         let Some(r) = rank(*id) else {
+            if *id == 0 {
+                let reader = wasmparser::BinaryReader::new(&wasm[range.clone()], range.start);
+                if wasmparser::CustomSectionReader::new(reader)?.name()
+                    == "metadata.code.branch_hint"
+                {
+                    // Its offsets point into the original bodies; Tern writes its own.
+                    continue;
+                }
+            }
             module.section(&RawSection {
                 id: *id,
                 data: &wasm[range.clone()],
@@ -651,6 +672,10 @@ fn assemble(
             }
             10 => {
                 if let Some(c) = code.take() {
+                    // Tern's hints; the program's own, if any, were for the original bodies.
+                    if !hints.is_empty() {
+                        module.section(hints);
+                    }
                     module.section(&c);
                 }
             }

@@ -84,8 +84,64 @@ fn fixtures_rewritten_either_way_validate() {
             ] {
                 assert!(names.iter().any(|n| n == want), "{name}: no export {want}");
             }
+            let hinted = cold_hints_point_at_ifs(&out.wasm);
+            if forms.is_none() && bound.is_none() {
+                assert!(hinted > 0, "{name}: no branch hints");
+            }
         }
     }
+}
+
+/// Checks that every hint of the `metadata.code.branch_hint` section marks an `if` of its
+/// function as unlikely, in ascending order as the proposal requires; returns how many.
+fn cold_hints_point_at_ifs(wasm: &[u8]) -> usize {
+    let mut imported = 0u32;
+    let mut bodies = Vec::new();
+    let mut hints = Vec::new();
+    for p in wasmparser::Parser::new(0).parse_all(wasm) {
+        match p.expect("payload") {
+            wasmparser::Payload::ImportSection(r) => {
+                for i in r.into_imports() {
+                    if matches!(i.expect("import").ty, wasmparser::TypeRef::Func(_)) {
+                        imported += 1;
+                    }
+                }
+            }
+            wasmparser::Payload::CodeSectionEntry(body) => bodies.push(body.range()),
+            wasmparser::Payload::CustomSection(c) => {
+                if let wasmparser::KnownCustom::BranchHints(r) = c.as_known() {
+                    assert!(bodies.is_empty(), "branch hints after the code section");
+                    for f in r {
+                        let f = f.expect("function hints");
+                        let list: Vec<_> = f.hints.into_iter().map(|h| h.expect("hint")).collect();
+                        hints.push((f.func, list));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut count = 0;
+    for (func, list) in hints {
+        let body = &bodies[(func - imported) as usize];
+        let mut last = None;
+        for h in list {
+            assert!(!h.taken, "function {func}: a hint says likely");
+            assert!(
+                last < Some(h.func_offset),
+                "function {func}: hints out of order"
+            );
+            last = Some(h.func_offset);
+            let at = body.start + h.func_offset as usize;
+            assert_eq!(
+                wasm[at], 0x04,
+                "function {func}: hint at {} not on an `if`",
+                h.func_offset
+            );
+            count += 1;
+        }
+    }
+    count
 }
 
 /// `return`, a branch to the function's label and a tail call all leave through the frame's

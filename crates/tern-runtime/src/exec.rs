@@ -194,6 +194,9 @@ pub fn engine_config() -> Config {
         .wasm_function_references(true)
         .wasm_gc(true)
         .cranelift_opt_level(wasmtime::OptLevel::Speed);
+    // Tern's instrumentation marks its capture and rewind paths unlikely (a
+    // `metadata.code.branch_hint` section); the compiler then keeps them out of the hot code.
+    c.wasm_branch_hinting(true);
     c
 }
 
