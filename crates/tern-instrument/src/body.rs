@@ -1153,7 +1153,14 @@ impl<'a> Emitter<'a> {
     /// this is where the capture happened.
     fn poll(&mut self, rp: u32, pos: usize, unwind: usize) -> Result<()> {
         let flag = self.facts.flag_memory;
-        let stride = self.strides.get(&pos).copied();
+        // A loop's poll may be strided; the entry poll, which may stand at the same operator
+        // (a body that opens with a loop), never is: a rewind must always find it.
+        let entry = rp == 0 && self.entry_poll;
+        let stride = if entry {
+            None
+        } else {
+            self.strides.get(&pos).copied()
+        };
         if let Some(s) = stride {
             self.code.push(Instruction::LocalGet(s.local));
             self.code.push(Instruction::I32Const(s.mask));
@@ -1166,7 +1173,7 @@ impl<'a> Emitter<'a> {
         self.push_cold_if();
         match self.form {
             Form::Running => {
-                if rp == 0 && self.entry_poll {
+                if entry {
                     self.code
                         .push(Instruction::GlobalGet(self.facts.state_global));
                     self.code.push(Instruction::I32Const(STATE_REWINDING));

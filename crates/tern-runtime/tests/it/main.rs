@@ -86,6 +86,16 @@ const GUEST: &str = r#"
       (then (return_call $inc (i32.wrap_i64 (local.get $x)))))
     (i32.wrap_i64 (local.get $x)))
 
+  ;; Recursion that opens with a leaf loop stepping its parameter: the entry poll and the loop's
+  ;; (strided) poll stand at the same operator, but only the loop's may skip the flag.
+  (func $spin (param $n i32) (result i32)
+    (loop $l
+      (local.set $n (i32.add (local.get $n) (i32.const 5)))
+      (br_if $l (i32.and (local.get $n) (i32.const 8))))
+    (if (result i32) (i32.lt_u (local.get $n) (i32.const 60))
+      (then (i32.add (call $spin (local.get $n)) (i32.const 1)))
+      (else (local.get $n))))
+
   ;; Recursion without a loop: it polls on entry, where a rewind also passes.
   (func $rec (param $n i32) (result i32)
     (if (result i32) (i32.eqz (local.get $n))
@@ -99,6 +109,8 @@ const GUEST: &str = r#"
       (global.set $acc
         (i32.add (global.get $acc) (call $ways (i32.and (local.get $k) (i32.const 7)))))
       (global.set $acc (i32.add (global.get $acc) (call $held (local.get $k))))
+      (global.set $acc
+        (i32.add (global.get $acc) (call $spin (i32.and (local.get $k) (i32.const 7)))))
       (call $step (local.get $k))
       (local.set $b)
       (local.set $a)
