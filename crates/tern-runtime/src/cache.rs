@@ -182,6 +182,7 @@ impl Cache {
             &meta_path,
             &serde_json::to_vec_pretty(&meta).unwrap_or_default(),
         )?;
+        remove_other_versions(&compiled, hex_of(&digest));
         Ok(Prepared {
             digest,
             module,
@@ -191,6 +192,26 @@ impl Cache {
             compile_ms,
             names,
         })
+    }
+}
+
+/// Remove what earlier (or later) transform versions compiled for the module `hex`: this Tern
+/// can use none of it, and for a large program it is most of a Tern home (Yosys's code is
+/// 0.75 GiB). Best effort: a file another process still maps stays readable to it.
+fn remove_other_versions(compiled: &Path, hex: &str) {
+    let Ok(entries) = std::fs::read_dir(compiled) else {
+        return;
+    };
+    let ours = format!("{hex}-t{TRANSFORM_VERSION}-");
+    let prefix = format!("{hex}-t");
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else {
+            continue;
+        };
+        if name.starts_with(&prefix) && !name.starts_with(&ours) {
+            let _ = std::fs::remove_file(entry.path());
+        }
     }
 }
 

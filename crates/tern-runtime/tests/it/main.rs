@@ -353,3 +353,40 @@ fn long_counted_loops_keep_their_polls() {
         );
     }
 }
+
+/// Compiling a module under this transform version removes what other versions compiled for
+/// the same module (useless to this Tern, and 0.75 GiB for Yosys), and nothing else.
+#[test]
+fn compiled_code_of_other_transform_versions_is_removed() {
+    let cache = tempfile::tempdir().expect("tempdir");
+    let wasm = wat::parse_str(LONG_COUNTED_LOOPS[0]).expect("wat");
+    let hex = tern_snapshot::digest(&wasm)
+        .trim_start_matches("sha256:")
+        .to_string();
+    let compiled = cache.path().join("compiled");
+    std::fs::create_dir_all(&compiled).expect("mkdir");
+    let version = tern_instrument::TRANSFORM_VERSION;
+    let other = "0".repeat(64);
+    let stale = [
+        format!("{hex}-t{}-m30000-f10000.cwasm", version - 1),
+        format!("{hex}-t{}-m30000-f10000.json", version - 1),
+        format!("{hex}-t{}-m0-f0.cwasm", version + 1),
+    ];
+    let kept = [
+        format!("{other}-t{}-m30000-f10000.cwasm", version - 1),
+        format!("{hex}-t{version}-m0-f0.cwasm"),
+    ];
+    for name in stale.iter().chain(&kept) {
+        std::fs::write(compiled.join(name), b"old").expect("write");
+    }
+    let rt = Runtime::new(cache.path()).expect("runtime");
+    let prepared = rt.prepare(&wasm).expect("prepare");
+    assert!(!prepared.cached);
+    for name in &stale {
+        assert!(!compiled.join(name).exists(), "{name} is still there");
+    }
+    for name in &kept {
+        assert!(compiled.join(name).exists(), "{name} was removed");
+    }
+    assert!(rt.prepare(&wasm).expect("prepare again").cached);
+}
