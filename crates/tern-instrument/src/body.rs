@@ -1228,12 +1228,7 @@ impl<'a> Emitter<'a> {
     /// Emit a block-like construct. With `rewind`, its bodies are segmented (it contains resume
     /// points); without, it is copied as is.
     fn construct(&mut self, c: &Construct, rewind: Option<(u32, usize)>) -> Result<()> {
-        let opener = self.instruction(c.open)?;
-        self.code.push(opener);
-        let id = self.next_label;
-        self.next_label += 1;
-        self.labels.push(id);
-        self.orig.push(id);
+        self.open_construct(c)?;
         for (k, b) in c.bodies.iter().enumerate() {
             if k > 0 {
                 self.code.push(Instruction::Else);
@@ -1247,10 +1242,25 @@ impl<'a> Emitter<'a> {
                 }
             }
         }
+        self.close_construct();
+        Ok(())
+    }
+
+    /// The construct's opening instruction, and its label.
+    fn open_construct(&mut self, c: &Construct) -> Result<()> {
+        let opener = self.instruction(c.open)?;
+        self.code.push(opener);
+        let id = self.next_label;
+        self.next_label += 1;
+        self.labels.push(id);
+        self.orig.push(id);
+        Ok(())
+    }
+
+    fn close_construct(&mut self) {
         self.code.push(Instruction::End);
         self.labels.pop();
         self.orig.pop();
-        Ok(())
     }
 
     /// Whether `c` is a loop of the running form whose only resume point is its own poll: the
@@ -1285,20 +1295,13 @@ impl<'a> Emitter<'a> {
         self.code.extend(check);
         self.code.push(Instruction::I32Eqz);
         self.code.push(Instruction::BrIf(0));
-        let opener = self.instruction(c.open)?;
-        self.code.push(opener);
-        let id = self.next_label;
-        self.next_label += 1;
-        self.labels.push(id);
-        self.orig.push(id);
+        self.open_construct(c)?;
         for n in &c.bodies[0] {
             if !matches!(n, Node::Item(Item::Poll { .. })) {
                 self.plain(n)?;
             }
         }
-        self.code.push(Instruction::End);
-        self.labels.pop();
-        self.orig.pop();
+        self.close_construct();
         self.code.push(Instruction::Br(1));
         self.end_synth();
         self.construct(c, Some((depth + 1, unwind)))?;

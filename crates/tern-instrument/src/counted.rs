@@ -398,41 +398,22 @@ fn step_before(ops: &[Operator<'_>], at: usize, c: u32) -> Option<i32> {
 
 fn again_of(op: &Operator<'_>) -> Option<Again> {
     use Operator as O;
-    Some(match op {
-        O::I32LtS => Again::Below {
-            signed: true,
-            or_equal: false,
-        },
-        O::I32LtU => Again::Below {
-            signed: false,
-            or_equal: false,
-        },
-        O::I32LeS => Again::Below {
-            signed: true,
-            or_equal: true,
-        },
-        O::I32LeU => Again::Below {
-            signed: false,
-            or_equal: true,
-        },
-        O::I32GtS => Again::Above {
-            signed: true,
-            or_equal: false,
-        },
-        O::I32GtU => Again::Above {
-            signed: false,
-            or_equal: false,
-        },
-        O::I32GeS => Again::Above {
-            signed: true,
-            or_equal: true,
-        },
-        O::I32GeU => Again::Above {
-            signed: false,
-            or_equal: true,
-        },
-        O::I32Ne => Again::NotEqual,
+    let (below, signed, or_equal) = match op {
+        O::I32LtS => (true, true, false),
+        O::I32LtU => (true, false, false),
+        O::I32LeS => (true, true, true),
+        O::I32LeU => (true, false, true),
+        O::I32GtS => (false, true, false),
+        O::I32GtU => (false, false, false),
+        O::I32GeS => (false, true, true),
+        O::I32GeU => (false, false, true),
+        O::I32Ne => return Some(Again::NotEqual),
         _ => return None,
+    };
+    Some(if below {
+        Again::Below { signed, or_equal }
+    } else {
+        Again::Above { signed, or_equal }
     })
 }
 
