@@ -571,13 +571,18 @@ mod tests {
     use super::*;
     use crate::test_ops::ops_of;
 
-    fn counted_in(wat: &str) -> Option<Counted> {
+    /// `analyse` applied to the first loop of the function in `wat`.
+    fn first_loop<T>(wat: &str, analyse: fn(&[Operator<'_>], usize) -> Option<T>) -> Option<T> {
         let (ops, _) = ops_of(wat);
         let open = ops
             .iter()
             .position(|op| matches!(op, Operator::Loop { .. }))
             .expect("a loop");
-        counted(&ops, open)
+        analyse(&ops, open)
+    }
+
+    fn counted_in(wat: &str) -> Option<Counted> {
+        first_loop(wat, counted)
     }
 
     /// A function with locals $c (counter, 0) and $b (bound, 1) around a loop `body`.
@@ -725,12 +730,7 @@ mod tests {
     }
 
     fn stride_in(wat: &str) -> Option<Stride> {
-        let (ops, _) = ops_of(wat);
-        let open = ops
-            .iter()
-            .position(|op| matches!(op, Operator::Loop { .. }))
-            .expect("a loop");
-        stride(&ops, open)
+        first_loop(wat, stride)
     }
 
     /// From any start, a strided poll loads the flag within the iterations allowed.
