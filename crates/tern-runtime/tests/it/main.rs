@@ -96,6 +96,14 @@ const GUEST: &str = r#"
       (then (i32.add (call $spin (local.get $n)) (i32.const 1)))
       (else (local.get $n))))
 
+  ;; A counted loop with a result (its poll-free copy must yield it too).
+  (func $sum (param $n i32) (result i32) (local $i i32) (local $s i32)
+    (loop $l (result i32)
+      (local.set $s (i32.add (local.get $s) (i32.mul (local.get $i) (local.get $i))))
+      (local.get $s)
+      (br_if $l (i32.lt_u (local.tee $i (i32.add (local.get $i) (i32.const 1)))
+                          (local.get $n)))))
+
   ;; Recursion without a loop: it polls on entry, where a rewind also passes.
   (func $rec (param $n i32) (result i32)
     (if (result i32) (i32.eqz (local.get $n))
@@ -111,6 +119,8 @@ const GUEST: &str = r#"
       (global.set $acc (i32.add (global.get $acc) (call $held (local.get $k))))
       (global.set $acc
         (i32.add (global.get $acc) (call $spin (i32.and (local.get $k) (i32.const 7)))))
+      (global.set $acc
+        (i32.add (global.get $acc) (call $sum (i32.and (local.get $k) (i32.const 15)))))
       (call $step (local.get $k))
       (local.set $b)
       (local.set $a)
