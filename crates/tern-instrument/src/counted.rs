@@ -121,6 +121,24 @@ fn shape<'s, 'o>(ops: &'s [Operator<'o>], open: usize) -> Option<Shape<'s, 'o>> 
     })
 }
 
+/// Each operator of `ops` (a stretch of a body) with its index and how many blocks opened
+/// within `ops` enclose it (0: the stretch's top level; a block's own `end` counts as inside).
+fn nested<'s, 'o>(ops: &'s [Operator<'o>]) -> impl Iterator<Item = (usize, u32, &'s Operator<'o>)> {
+    let mut depth = 0u32;
+    ops.iter().enumerate().map(move |(i, op)| {
+        let at = depth;
+        match op {
+            Operator::Block { .. }
+            | Operator::Loop { .. }
+            | Operator::If { .. }
+            | Operator::TryTable { .. } => depth += 1,
+            Operator::End => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        (i, at, op)
+    })
+}
+
 /// How many times `local` is written in `ops`.
 fn writes(ops: &[Operator<'_>], local: u32) -> usize {
     ops.iter()
@@ -193,14 +211,8 @@ pub fn stride(ops: &[Operator<'_>], open: usize) -> Option<Stride> {
     if per_budget < 2 {
         return None;
     }
-    let mut depth = 0u32;
-    for (i, op) in shape.before.iter().enumerate() {
+    for (i, depth, op) in nested(shape.before) {
         match op {
-            Operator::Block { .. }
-            | Operator::Loop { .. }
-            | Operator::If { .. }
-            | Operator::TryTable { .. } => depth += 1,
-            Operator::End => depth = depth.saturating_sub(1),
             Operator::LocalSet { local_index } | Operator::LocalTee { local_index }
                 if depth == 0 =>
             {
@@ -238,48 +250,28 @@ fn stride_mask(step: i32, iterations: u64) -> Option<i32> {
 /// The way back at the top level of a loop body: the last `br_if 0` or `br 0` there, and
 /// whether it is the conditional one.
 fn back_edge(body: &[Operator<'_>]) -> Option<(usize, bool)> {
-    let mut depth = 0u32;
-    let mut last = None;
-    for (i, op) in body.iter().enumerate() {
-        match op {
-            Operator::Block { .. }
-            | Operator::Loop { .. }
-            | Operator::If { .. }
-            | Operator::TryTable { .. } => depth += 1,
-            Operator::End => depth = depth.saturating_sub(1),
-            Operator::BrIf { relative_depth: 0 } if depth == 0 => last = Some((i, true)),
-            Operator::Br { relative_depth: 0 } if depth == 0 => last = Some((i, false)),
-            _ => {}
-        }
-    }
-    last
+    nested(body)
+        .filter_map(|(i, depth, op)| match op {
+            Operator::BrIf { relative_depth: 0 } if depth == 0 => Some((i, true)),
+            Operator::Br { relative_depth: 0 } if depth == 0 => Some((i, false)),
+            _ => None,
+        })
+        .last()
 }
 
 /// Whether any branch in `ops` (a stretch of a loop body at its top level) goes to the loop's
 /// top.
 fn branches_to_top(ops: &[Operator<'_>]) -> bool {
-    let mut depth = 0u32;
-    for op in ops {
-        let top = depth;
-        let hit = match op {
-            Operator::Block { .. } | Operator::Loop { .. } | Operator::If { .. } => {
-                depth += 1;
-                false
-            }
-            Operator::TryTable { try_table } => {
-                depth += 1;
-                // Catch labels count from outside the `try_table`.
-                try_table.catches.iter().any(|c| match c {
-                    wasmparser::Catch::One { label, .. }
-                    | wasmparser::Catch::OneRef { label, .. }
-                    | wasmparser::Catch::All { label }
-                    | wasmparser::Catch::AllRef { label } => *label == top,
-                })
-            }
-            Operator::End => {
-                depth = depth.saturating_sub(1);
-                false
-            }
+    nested(ops).any(|(_, top, op)| {
+        // `top`: the loop's label as branches at this nesting count it.
+        match op {
+            // Catch labels count from outside the `try_table`.
+            Operator::TryTable { try_table } => try_table.catches.iter().any(|c| match c {
+                wasmparser::Catch::One { label, .. }
+                | wasmparser::Catch::OneRef { label, .. }
+                | wasmparser::Catch::All { label }
+                | wasmparser::Catch::AllRef { label } => *label == top,
+            }),
             Operator::Br { relative_depth }
             | Operator::BrIf { relative_depth }
             | Operator::BrOnNull { relative_depth }
@@ -290,12 +282,8 @@ fn branches_to_top(ops: &[Operator<'_>]) -> bool {
                 targets.default() == top || targets.targets().any(|t| t.is_ok_and(|t| t == top))
             }
             _ => false,
-        };
-        if hit {
-            return true;
         }
-    }
-    false
+    })
 }
 
 /// One operand of the comparison before the `br_if`.
@@ -362,18 +350,12 @@ fn condition(ops: &[Operator<'_>]) -> Option<(u32, i32, Bound, Again)> {
 /// or `tee c`), if it is written there.
 fn step_earlier(ops: &[Operator<'_>], c: u32) -> Option<i32> {
     use Operator as O;
-    let mut depth = 0u32;
     let mut found = None;
-    for (i, op) in ops.iter().enumerate() {
-        match op {
-            O::Block { .. } | O::Loop { .. } | O::If { .. } | O::TryTable { .. } => depth += 1,
-            O::End => depth = depth.saturating_sub(1),
-            O::LocalSet { local_index } | O::LocalTee { local_index }
-                if *local_index == c && depth == 0 =>
-            {
+    for (i, depth, op) in nested(ops) {
+        if let O::LocalSet { local_index } | O::LocalTee { local_index } = op {
+            if *local_index == c && depth == 0 {
                 found = Some(step_before(ops, i, c)?);
             }
-            _ => {}
         }
     }
     found
