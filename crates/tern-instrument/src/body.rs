@@ -1118,17 +1118,15 @@ impl<'a> Emitter<'a> {
                 let held = self.hold_slots(depth, stack);
                 // A loop whose only resume point is its poll: it runs without the poll if it
                 // will end soon, and its poll loads the flag only now and then.
-                let leaf = self.leaf_loop(c);
-                if leaf {
-                    if let Some(stride) = counted::stride(self.ops, c.open) {
-                        self.strides.insert(c.open, stride);
-                    }
-                }
-                let check = if leaf {
-                    counted::counted(self.ops, c.open).and_then(|k| counted::fits(&k))
+                let plan = if self.leaf_loop(c) {
+                    counted::plan(self.ops, c.open)
                 } else {
-                    None
+                    counted::Plan::default()
                 };
+                if let Some(stride) = plan.stride {
+                    self.strides.insert(c.open, stride);
+                }
+                let check = plan.counted.and_then(|k| counted::fits(&k));
                 match check {
                     Some(check) => self.counted_loop(c, check, depth, unwind)?,
                     None => self.construct(c, Some((depth + 1, unwind)))?,

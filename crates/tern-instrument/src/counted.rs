@@ -149,17 +149,35 @@ fn writes(ops: &[Operator<'_>], local: u32) -> usize {
         .count()
 }
 
-/// Whether the loop opened at `ops[open]` is counted. Does not check that the loop contains no
-/// resume point other than its own poll: the caller knows that.
-pub fn counted(ops: &[Operator<'_>], open: usize) -> Option<Counted> {
-    if let Some(Operator::Loop {
-        blockty: wasmparser::BlockType::FuncType(_),
-    }) = ops.get(open)
-    {
-        // Possibly parameters; the copies' dispatch would have to pass them. Rare in practice.
-        return None;
+/// What the running form may do for the loop opened at `ops[open]`. Does not check that the
+/// loop contains no resume point other than its own poll: the caller knows that.
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// A poll-free copy when it will end soon.
+    pub counted: Option<Counted>,
+    /// A strided poll.
+    pub stride: Option<Stride>,
+}
+
+pub fn plan(ops: &[Operator<'_>], open: usize) -> Plan {
+    let Some(shape) = shape(ops, open) else {
+        return Plan::default();
+    };
+    // A loop with parameters would need the copies' dispatch to pass them. Rare in practice.
+    let params = matches!(
+        ops[open],
+        Operator::Loop {
+            blockty: wasmparser::BlockType::FuncType(_)
+        }
+    );
+    Plan {
+        counted: if params { None } else { counted(&shape) },
+        stride: stride(&shape),
     }
-    let shape = shape(ops, open)?;
+}
+
+/// Whether the loop is counted.
+fn counted(shape: &Shape<'_, '_>) -> Option<Counted> {
     if !shape.conditional {
         return None;
     }
@@ -198,15 +216,14 @@ pub struct Stride {
     pub mask: i32,
 }
 
-/// For the loop opened at `ops[open]`, if some local steps by a constant once per iteration
+/// For the loop, if some local steps by a constant once per iteration
 /// (however the loop ends): a mask on it that is zero at least once every 2^m iterations, with
 /// 2^m iterations within [`BUDGET`]. A step `k = odd · 2^j` moves the bits above `j` by an odd
 /// amount, so their low `m` bits go through every value in any 2^m iterations.
 ///
 /// Testing a value already in a register replaces the flag's load (and the register holding
 /// the flag's address) on every iteration; the load comes every 2^m iterations instead.
-pub fn stride(ops: &[Operator<'_>], open: usize) -> Option<Stride> {
-    let shape = shape(ops, open)?;
+fn stride(shape: &Shape<'_, '_>) -> Option<Stride> {
     let per_budget = BUDGET / shape.cost.max(1);
     if per_budget < 2 {
         return None;
@@ -564,7 +581,7 @@ mod tests {
     }
 
     fn counted_in(wat: &str) -> Option<Counted> {
-        first_loop(wat, counted)
+        first_loop(wat, |ops, open| plan(ops, open).counted)
     }
 
     /// A function with locals $c (counter, 0) and $b (bound, 1) around a loop `body`.
@@ -712,7 +729,7 @@ mod tests {
     }
 
     fn stride_in(wat: &str) -> Option<Stride> {
-        first_loop(wat, stride)
+        first_loop(wat, |ops, open| plan(ops, open).stride)
     }
 
     /// From any start, a strided poll loads the flag within the iterations allowed.
