@@ -12,6 +12,8 @@ pub struct FuncScan {
     /// Signature ids (see [`Graph`]) of `call_indirect` / `call_ref` instructions.
     pub indirect_sigs: Vec<u32>,
     pub has_loop: bool,
+    /// It has a `try_table` with a catch clause: an exception can land in it.
+    pub catches: bool,
 }
 
 pub struct Graph {
@@ -24,6 +26,8 @@ pub struct Graph {
     pub scans: Vec<FuncScan>,
     /// Functions that may be called through a table (element segments, `ref.func`).
     pub address_taken: Vec<bool>,
+    /// Functions the host may call: exports and the start function.
+    pub external: Vec<bool>,
 }
 
 pub struct Analysis {
@@ -33,6 +37,13 @@ pub struct Analysis {
     pub sig_unwinds: Vec<bool>,
     /// Per defined function: it is on a call cycle, so it polls on entry.
     pub entry_poll: Vec<bool>,
+    /// Over all functions: a recursive function that neither polls nor checks for a rewind on
+    /// entry. Its callers in its own cycle poll after calling it instead, and a rewind enters
+    /// its rewind entry straight from its caller's rewinding form (see `body::rewrite`).
+    pub lean: Vec<bool>,
+    /// Over all functions: the strongly connected component of the call graph it lies in. A
+    /// call to a function of the caller's own component may recurse.
+    pub component: Vec<u32>,
 }
 
 impl Graph {
@@ -65,15 +76,25 @@ impl Graph {
     pub fn analyse(&self) -> Analysis {
         let funcs = self.func_sig.len();
         let edges = self.edges();
-        let on_cycle = cyclic_nodes(&edges);
+        let (on_cycle, component) = components(&edges);
         let mut unwinds = vec![false; self.node_count()];
         for (f, captures) in self.import_captures.iter().enumerate() {
             unwinds[f] = *captures;
         }
         let mut entry_poll = vec![false; self.scans.len()];
+        let mut lean = vec![false; funcs];
         for (i, scan) in self.scans.iter().enumerate() {
             let node = self.imported as usize + i;
-            entry_poll[i] = on_cycle[node];
+            // Every cycle of calls must pass a safe point. A lean function's callers in its
+            // cycle poll when it returns; a descent without returns is bounded by the stack.
+            // An exception skips those polls, so a function where one can land keeps its entry
+            // poll; so do functions entered other than by a direct call (the host, a table),
+            // whose callers cannot enter their rewind entries directly.
+            lean[node] = on_cycle[node]
+                && !scan.catches
+                && !self.address_taken.get(node).copied().unwrap_or(true)
+                && !self.external.get(node).copied().unwrap_or(true);
+            entry_poll[i] = on_cycle[node] && !lean[node];
             unwinds[node] = scan.has_loop || on_cycle[node];
         }
         // Propagate "may unwind" from callees to callers until nothing changes.
@@ -96,18 +117,22 @@ impl Graph {
         }
         let sig_unwinds = unwinds[funcs..].to_vec();
         unwinds.truncate(funcs);
+        let mut component = component;
+        component.truncate(funcs);
         Analysis {
             unwinds,
             sig_unwinds,
             entry_poll,
+            lean,
+            component,
         }
     }
 }
 
-/// Nodes that lie on a cycle (a strongly connected component with more than one node, or a
-/// node that calls itself). Iterative Tarjan: modules have call chains far deeper than the
-/// native stack would allow for a recursive walk.
-fn cyclic_nodes(edges: &[Vec<u32>]) -> Vec<bool> {
+/// Which nodes lie on a cycle (a strongly connected component with more than one node, or a
+/// node that calls itself), and each node's component. Iterative Tarjan: modules have call
+/// chains far deeper than the native stack would allow for a recursive walk.
+fn components(edges: &[Vec<u32>]) -> (Vec<bool>, Vec<u32>) {
     const UNSEEN: u32 = u32::MAX;
     let n = edges.len();
     let mut index = vec![UNSEEN; n];
@@ -115,6 +140,8 @@ fn cyclic_nodes(edges: &[Vec<u32>]) -> Vec<bool> {
     let mut on_stack = vec![false; n];
     let mut stack = Vec::new();
     let mut cyclic = vec![false; n];
+    let mut component = vec![0u32; n];
+    let mut components = 0u32;
     let mut next = 0u32;
     for root in 0..n {
         if index[root] != UNSEEN {
@@ -154,11 +181,13 @@ fn cyclic_nodes(edges: &[Vec<u32>]) -> Vec<bool> {
                 let mut members = Vec::new();
                 while let Some(w) = stack.pop() {
                     on_stack[w] = false;
+                    component[w] = components;
                     members.push(w);
                     if w == v {
                         break;
                     }
                 }
+                components += 1;
                 if members.len() > 1 {
                     for w in members {
                         cyclic[w] = true;
@@ -167,7 +196,7 @@ fn cyclic_nodes(edges: &[Vec<u32>]) -> Vec<bool> {
             }
         }
     }
-    cyclic
+    (cyclic, component)
 }
 
 #[cfg(test)]
@@ -177,7 +206,12 @@ mod tests {
     #[test]
     fn finds_cycles_and_self_calls() {
         let edges = vec![vec![1], vec![2], vec![1], vec![3], vec![]];
-        assert_eq!(cyclic_nodes(&edges), vec![false, true, true, true, false]);
+        let (cyclic, component) = components(&edges);
+        assert_eq!(cyclic, vec![false, true, true, true, false]);
+        assert_eq!(component[1], component[2]);
+        let mut distinct = vec![component[0], component[1], component[3], component[4]];
+        distinct.dedup();
+        assert_eq!(distinct.len(), 4);
     }
 
     #[test]
@@ -203,10 +237,48 @@ mod tests {
                 },
             ],
             address_taken: vec![false, false, false, true],
+            external: vec![false; 4],
         };
         let a = g.analyse();
         assert_eq!(a.unwinds, vec![true, true, true, true]);
         assert_eq!(a.sig_unwinds, vec![true, false]);
         assert_eq!(a.entry_poll, vec![false, false, false]);
+        assert_eq!(a.lean, vec![false; 4]);
+    }
+
+    #[test]
+    fn recursive_functions_are_lean_unless_entered_otherwise_or_catching() {
+        // f0 calls itself; f1 and f2 call each other; f3 calls itself but is exported; f4
+        // calls itself but has a catch; f5 calls itself but is address-taken; f6 calls f0.
+        let scan = |calls: Vec<u32>, catches: bool| FuncScan {
+            direct_calls: calls,
+            catches,
+            ..Default::default()
+        };
+        let g = Graph {
+            imported: 0,
+            func_sig: vec![0; 7],
+            sig_count: 1,
+            import_captures: vec![],
+            scans: vec![
+                scan(vec![0], false),
+                scan(vec![2], false),
+                scan(vec![1], false),
+                scan(vec![3], false),
+                scan(vec![4], true),
+                scan(vec![5], false),
+                scan(vec![0], false),
+            ],
+            address_taken: vec![false, false, false, false, false, true, false],
+            external: vec![false, false, false, true, false, false, false],
+        };
+        let a = g.analyse();
+        assert_eq!(a.lean, vec![true, true, true, false, false, false, false]);
+        assert_eq!(
+            a.entry_poll,
+            vec![false, false, false, true, true, true, false]
+        );
+        assert_eq!(a.component[1], a.component[2]);
+        assert_ne!(a.component[0], a.component[6]);
     }
 }

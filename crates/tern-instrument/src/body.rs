@@ -53,6 +53,10 @@ pub struct ModuleFacts<'a> {
     /// rewinding form, or a thunk to its only form), or the function itself when it cannot
     /// unwind.
     pub rewind_entry: &'a [u32],
+    /// Per function index: lean (see `analysis::Analysis::lean`).
+    pub lean: &'a [bool],
+    /// Per function index: its component of the call graph.
+    pub component: &'a [u32],
 }
 
 pub struct Rewritten {
@@ -82,13 +86,25 @@ enum Node {
     Item(Item),
 }
 
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum PollKind {
+    /// On entry to a recursive function.
+    Entry,
+    /// At a loop's top.
+    Loop,
+    /// After a call that may recurse into a lean function (see `analysis::Analysis::lean`).
+    AfterCall,
+}
+
 enum Item {
     Poll {
         rp: u32,
-        /// Operator index it stands for (its loop, or 0 for the function entry).
+        /// Operator index it stands for (its loop, the operator after its call, or 0 for the
+        /// function entry).
         pos: usize,
-        /// The level's stack at the poll: a loop's parameters.
+        /// The level's stack at the poll: a loop's parameters, or what a call left.
         stack: Vec<ValType>,
+        kind: PollKind,
     },
     Call {
         op: usize,
@@ -160,6 +176,9 @@ struct Open {
 }
 
 const SYNTH: u32 = u32::MAX;
+
+/// The flag word's address in the flag memory, a 64-bit memory (see `module::assemble`).
+const FLAG_ADDRESS: Instruction<'static> = Instruction::I64Const(0);
 
 /// Resume points with more live locals than this save through the shared path.
 const INLINE_SAVE_LIMIT: usize = 24;
@@ -236,6 +255,7 @@ pub fn rewrite(
             rp: next_rp,
             pos: ops.len(),
             stack: Vec::new(),
+            kind: PollKind::Entry,
         }));
         next_rp += 1;
         polls += 1;
@@ -304,6 +324,7 @@ pub fn rewrite(
                         rp: next_rp,
                         pos: ops.len(),
                         stack: params,
+                        kind: PollKind::Loop,
                     }));
                     next_rp += 1;
                     polls += 1;
@@ -363,6 +384,8 @@ pub fn rewrite(
                 match call {
                     Some((inputs, outputs)) => {
                         let s = level(&validator, top.base)?;
+                        let mut after = s[..s.len() - inputs].to_vec();
+                        after.extend_from_slice(&outputs);
                         top.current.push(Node::Item(Item::Call {
                             op: index,
                             rp: next_rp,
@@ -372,6 +395,17 @@ pub fn rewrite(
                         }));
                         next_rp += 1;
                         points.push(index);
+                        if recurses_into_lean(facts, func_index, &op) {
+                            top.current.push(Node::Item(Item::Poll {
+                                rp: next_rp,
+                                pos: index + 1,
+                                stack: after,
+                                kind: PollKind::AfterCall,
+                            }));
+                            next_rp += 1;
+                            polls += 1;
+                            points.push(index + 1);
+                        }
                     }
                     None => top.current.push(Node::Op(index)),
                 }
@@ -498,6 +532,17 @@ fn encode(
 }
 
 /// The rewind entry of a function with one form: passes its parameters on by tail call.
+/// A direct call from `caller` to a lean function of its own component: the call may recurse,
+/// and the callee does not poll on entry, so the caller polls after it returns.
+fn recurses_into_lean(facts: &ModuleFacts<'_>, caller: u32, op: &Operator<'_>) -> bool {
+    let Operator::Call { function_index } = op else {
+        return false;
+    };
+    let f = *function_index as usize;
+    facts.lean.get(f).copied().unwrap_or(false)
+        && facts.component.get(f) == facts.component.get(caller as usize)
+}
+
 fn thunk(params: usize, func_index: u32) -> Vec<u8> {
     let mut f = Function::new([]);
     for k in 0..params {
@@ -853,7 +898,7 @@ impl<'a> Emitter<'a> {
             .map(|(l, t)| (l, t, self.offsets[l as usize]))
             .collect();
         let size = self.frame_size();
-        if self.form == Form::Running && !self.entry_poll {
+        if self.form == Form::Running && !self.entry_poll && !self.facts.lean[func_index as usize] {
             // A rewind passes through here on its way down (its callers' rewinding forms call
             // this index) and continues in the rewinding form. One load and one branch per
             // call: the price of the running form's freedom from guards. (A function that polls
@@ -925,9 +970,28 @@ impl<'a> Emitter<'a> {
             self.spill(depth, &before, 0);
             self.guard_close(guarded);
         }
+        let mut merged = false;
         for (j, &ix) in items.iter().enumerate() {
             let item = item_of(&nodes[ix])?;
-            self.item(item, depth, unwind)?;
+            if merged {
+                // This poll went out with the call before it.
+                merged = false;
+            } else {
+                let then_poll = match (self.form, item, items.get(j + 1)) {
+                    (Form::Running, Item::Call { .. }, Some(&next)) if next == ix + 1 => {
+                        match item_of(&nodes[next])? {
+                            p @ Item::Poll {
+                                kind: PollKind::AfterCall,
+                                ..
+                            } => Some(p),
+                            _ => None,
+                        }
+                    }
+                    _ => None,
+                };
+                merged = then_poll.is_some();
+                self.item(item, then_poll, depth, unwind)?;
+            }
             let after = item.stack_after();
             match items.get(j + 1) {
                 Some(&next) => {
@@ -1066,11 +1130,19 @@ impl<'a> Emitter<'a> {
         mark
     }
 
-    fn item(&mut self, item: &Item, depth: u32, unwind: usize) -> Result<()> {
+    /// Emit one item. `then_poll`, in the running form, is the poll right after a call item:
+    /// one load of the flag serves both (see `PollKind::AfterCall`).
+    fn item(
+        &mut self,
+        item: &Item,
+        then_poll: Option<&Item>,
+        depth: u32,
+        unwind: usize,
+    ) -> Result<()> {
         match item {
-            Item::Poll { rp, pos, .. } => {
+            Item::Poll { rp, pos, kind, .. } => {
                 let held = self.hold_slots(depth, item.stack_before());
-                self.poll(*rp, *pos, unwind)?;
+                self.poll(*rp, *pos, *kind, unwind)?;
                 self.live_slots.truncate(held);
             }
             Item::Call {
@@ -1082,26 +1154,81 @@ impl<'a> Emitter<'a> {
             } => {
                 let skip = self.skip_open(*rp, *rp);
                 let under = stack.len() - inputs;
-                self.call(*op, depth, &stack[under..], under)?;
-                self.code
-                    .push(Instruction::GlobalGet(self.facts.state_global));
-                self.push_cold_if();
                 // A rewind reaches a function's rewinding form, which takes its frame and
                 // ignores its arguments; only a blocking import, called again, needs them, and
                 // an indirect call its index. Not saving them keeps them from living across
                 // the call.
-                let reaches_import = match self.ops[*op] {
-                    Operator::Call { function_index } => {
-                        self.facts.rewind_entry[function_index as usize] == function_index
-                    }
-                    _ => true,
+                let callee = match self.ops[*op] {
+                    Operator::Call { function_index } => Some(function_index),
+                    _ => None,
                 };
+                let reaches_import =
+                    callee.is_none_or(|f| self.facts.rewind_entry[f as usize] == f);
                 let kept = if reaches_import { stack.len() } else { under };
-                let held = self.hold_slots(depth, &stack[..kept]);
-                self.start_unwind(*rp, *op, unwind)?;
-                self.live_slots.truncate(held);
-                self.end_synth();
-                self.spill(depth, outputs, under);
+                let lean_callee = callee.filter(|&f| self.facts.lean[f as usize]);
+                match (self.form, lean_callee) {
+                    (Form::Rewinding, Some(f)) => {
+                        // A lean callee does not look for a rewind on entry: the rewind goes
+                        // to its rewind entry from here.
+                        self.code
+                            .push(Instruction::GlobalGet(self.facts.state_global));
+                        self.code.push(Instruction::I32Const(STATE_REWINDING));
+                        self.code.push(Instruction::I32Eq);
+                        self.push_synth(Instruction::If(BlockType::Empty));
+                        self.reload(depth, false, &stack[under..], under);
+                        self.code
+                            .push(Instruction::Call(self.facts.rewind_entry[f as usize]));
+                        self.spill(depth, outputs, under);
+                        self.code.push(Instruction::Else);
+                        self.call(*op, depth, &stack[under..], under)?;
+                        self.spill(depth, outputs, under);
+                        self.end_synth();
+                    }
+                    _ => {
+                        self.call(*op, depth, &stack[under..], under)?;
+                        self.spill(depth, outputs, under);
+                    }
+                }
+                match then_poll {
+                    Some(Item::Poll {
+                        rp: poll_rp,
+                        pos,
+                        stack: poll_stack,
+                        ..
+                    }) => {
+                        // The flag is raised both while the callee unwinds and when a capture
+                        // is asked for here; the state tells which.
+                        self.code.push(FLAG_ADDRESS);
+                        self.code
+                            .push(Instruction::I32Load(arg(0, self.facts.flag_memory)));
+                        self.push_cold_if();
+                        self.code
+                            .push(Instruction::GlobalGet(self.facts.state_global));
+                        self.push_synth(Instruction::If(BlockType::Empty));
+                        let held = self.hold_slots(depth, &stack[..kept]);
+                        self.start_unwind(*rp, *op, unwind)?;
+                        self.live_slots.truncate(held);
+                        self.code.push(Instruction::Else);
+                        self.code
+                            .push(Instruction::I32Const(crate::STATE_UNWINDING));
+                        self.code
+                            .push(Instruction::GlobalSet(self.facts.state_global));
+                        let held = self.hold_slots(depth, poll_stack);
+                        self.start_unwind(*poll_rp, *pos, unwind)?;
+                        self.live_slots.truncate(held);
+                        self.end_synth();
+                        self.end_synth();
+                    }
+                    _ => {
+                        self.code
+                            .push(Instruction::GlobalGet(self.facts.state_global));
+                        self.push_cold_if();
+                        let held = self.hold_slots(depth, &stack[..kept]);
+                        self.start_unwind(*rp, *op, unwind)?;
+                        self.live_slots.truncate(held);
+                        self.end_synth();
+                    }
+                }
                 self.guard_close(skip);
             }
             Item::Block {
@@ -1149,15 +1276,15 @@ impl<'a> Emitter<'a> {
 
     /// A safe point with no call: unwind if the host asked for a capture; finish the rewind if
     /// this is where the capture happened.
-    fn poll(&mut self, rp: u32, pos: usize, unwind: usize) -> Result<()> {
+    fn poll(&mut self, rp: u32, pos: usize, kind: PollKind, unwind: usize) -> Result<()> {
         let flag = self.facts.flag_memory;
-        // A loop's poll may be strided; the entry poll, which may stand at the same operator
-        // (a body that opens with a loop), never is: a rewind must always find it.
-        let entry = rp == 0 && self.entry_poll;
-        let stride = if entry {
-            None
-        } else {
+        // A loop's poll may be strided; the others, which may stand at the same operator (a
+        // body or a call followed by a loop), never are: a rewind must always find them.
+        let entry = kind == PollKind::Entry;
+        let stride = if kind == PollKind::Loop {
             self.strides.get(&pos).copied()
+        } else {
+            None
         };
         if let Some(s) = stride {
             self.code.push(Instruction::LocalGet(s.local));
@@ -1166,7 +1293,7 @@ impl<'a> Emitter<'a> {
             self.code.push(Instruction::I32Eqz);
             self.push_cold_if();
         }
-        self.code.push(Instruction::I32Const(0));
+        self.code.push(FLAG_ADDRESS);
         self.code.push(Instruction::I32Load(arg(0, flag)));
         self.push_cold_if();
         match self.form {
@@ -1197,8 +1324,8 @@ impl<'a> Emitter<'a> {
                 self.code.push(Instruction::I32Const(0));
                 self.code
                     .push(Instruction::GlobalSet(self.facts.state_global));
-                self.code.push(Instruction::I32Const(0));
-                self.code.push(Instruction::I32Const(0));
+                self.code.push(FLAG_ADDRESS);
+                self.code.push(FLAG_ADDRESS);
                 self.code.push(Instruction::I32Load(arg(0, flag)));
                 self.code
                     .push(Instruction::I32Const(!(crate::FLAG_REWIND as i32)));

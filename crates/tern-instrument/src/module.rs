@@ -39,6 +39,12 @@ pub fn instrument(wasm: &[u8], options: &Options) -> Result<Instrumented> {
             *t = true;
         }
     }
+    let mut external = vec![false; parsed.func_types.len()];
+    for &f in parsed.exported_funcs.iter().chain(parsed.start.iter()) {
+        if let Some(e) = external.get_mut(f as usize) {
+            *e = true;
+        }
+    }
     let (type_sig, sig_count) = signatures(&parsed.types);
     let graph = Graph {
         imported: parsed.imported_funcs.len() as u32,
@@ -60,6 +66,7 @@ pub fn instrument(wasm: &[u8], options: &Options) -> Result<Instrumented> {
             .collect(),
         scans: scans.iter().map(|s| s.graph.clone()).collect(),
         address_taken,
+        external,
     };
     let analysis = graph.analyse();
 
@@ -107,6 +114,8 @@ pub fn instrument(wasm: &[u8], options: &Options) -> Result<Instrumented> {
             .two_forms_up_to
             .unwrap_or(crate::body::TWO_FORMS_UP_TO),
         rewind_entry: &rewind_entry,
+        lean: &analysis.lean,
+        component: &analysis.component,
     };
     for (i, s) in scans.iter().enumerate() {
         let f = graph.imported as usize + i;
@@ -207,6 +216,7 @@ struct Parsed<'a> {
     mutable_globals: Vec<(u32, GlobalKind)>,
     unsupported_global: Option<String>,
     start: Option<u32>,
+    exported_funcs: Vec<u32>,
     ref_funcs: Vec<u32>,
     bodies: Vec<(FunctionBody<'a>, FuncToValidate<ValidatorResources>)>,
     names: Vec<(u32, String)>,
@@ -227,6 +237,7 @@ impl<'a> Parsed<'a> {
             mutable_globals: Vec::new(),
             unsupported_global: None,
             start: None,
+            exported_funcs: Vec::new(),
             ref_funcs: Vec::new(),
             bodies: Vec::new(),
             names: Vec::new(),
@@ -324,6 +335,14 @@ impl<'a> Parsed<'a> {
                     }
                 }
                 Payload::StartSection { func, .. } => p.start = Some(*func),
+                Payload::ExportSection(r) => {
+                    for e in r.clone() {
+                        let e = e?;
+                        if e.kind == wasmparser::ExternalKind::Func {
+                            p.exported_funcs.push(e.index);
+                        }
+                    }
+                }
                 Payload::ElementSection(r) => {
                     for e in r.clone() {
                         match e?.items {
@@ -423,6 +442,9 @@ fn scan(body: &FunctionBody<'_>) -> Result<BodyScan> {
             | Operator::CallRef { type_index }
             | Operator::ReturnCallRef { type_index } => s.graph.indirect_sigs.push(type_index),
             Operator::Loop { .. } => s.graph.has_loop = true,
+            Operator::TryTable { try_table } if !try_table.catches.is_empty() => {
+                s.graph.catches = true
+            }
             Operator::RefFunc { function_index } => s.ref_funcs.push(function_index),
             Operator::TableSet { .. }
             | Operator::TableGrow { .. }
@@ -545,6 +567,16 @@ fn assemble(
             shared: false,
         });
     }
+    // The flag memory is 64-bit and unbounded, so the compiler treats its base as movable and
+    // loads it afresh at each poll instead of keeping it in a register: kept, it was held across
+    // calls (in callee-saved registers, pushing the program's own values onto the stack).
+    memories.memory(MemoryType {
+        minimum: 1,
+        maximum: None,
+        memory64: true,
+        shared: false,
+        page_size_log2: None,
+    });
     let flag = MemoryType {
         minimum: 1,
         maximum: Some(1),
@@ -552,7 +584,6 @@ fn assemble(
         shared: false,
         page_size_log2: None,
     };
-    memories.memory(flag);
     // The frames memory starts with room for the largest frame (see `headroom_body`).
     memories.memory(MemoryType {
         minimum: (u64::from(largest_frame) + 65535) >> 16,

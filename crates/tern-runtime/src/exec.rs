@@ -185,6 +185,7 @@ pub fn engine_config() -> Config {
     let mut c = Config::new();
     c.wasm_exceptions(true)
         .wasm_threads(true)
+        .wasm_memory64(true)
         .wasm_multi_memory(true)
         .wasm_simd(true)
         .wasm_relaxed_simd(true)

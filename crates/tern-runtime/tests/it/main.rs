@@ -16,8 +16,8 @@ const GUEST: &str = r#"
   (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
   (type $t (func (param i32) (result i32)))
   (memory (export "memory") 1)
-  (table 2 funcref)
-  (elem (i32.const 0) $inc $dbl)
+  (table 3 funcref)
+  (elem (i32.const 0) $inc $dbl $spin)
   (tag $e (param i32))
   (global $acc (mut i32) (i32.const 7))
 
@@ -86,8 +86,9 @@ const GUEST: &str = r#"
       (then (return_call $inc (i32.wrap_i64 (local.get $x)))))
     (i32.wrap_i64 (local.get $x)))
 
-  ;; Recursion that opens with a leaf loop stepping its parameter: the entry poll and the loop's
-  ;; (strided) poll stand at the same operator, but only the loop's may skip the flag.
+  ;; Recursion that opens with a leaf loop stepping its parameter: the entry poll (it is in the
+  ;; table, so it keeps one) and the loop's (strided) poll stand at the same operator, but only
+  ;; the loop's may skip the flag.
   (func $spin (param $n i32) (result i32)
     (loop $l
       (local.set $n (i32.add (local.get $n) (i32.const 5)))
@@ -104,11 +105,42 @@ const GUEST: &str = r#"
       (br_if $l (i32.lt_u (local.tee $i (i32.add (local.get $i) (i32.const 1)))
                           (local.get $n)))))
 
-  ;; Recursion without a loop: it polls on entry, where a rewind also passes.
+  ;; A counted loop too long for the budget (its call, to a function that cannot unwind, counts
+  ;; as 1,000 operations), with a result: it runs in chunks of 64 iterations without its poll and
+  ;; polls between them (each chunk's result is dropped).
+  (func $mix (param $x i32) (result i32)
+    (i32.xor (i32.mul (local.get $x) (i32.const 0x9e3779b1)) (i32.const 7)))
+  (func $long (param $n i32) (result i32) (local $i i32) (local $s i32)
+    (loop $l (result i32)
+      (local.set $s (i32.add (call $mix (local.get $s)) (local.get $i)))
+      (local.get $s)
+      (br_if $l (i32.lt_u (local.tee $i (i32.add (local.get $i) (i32.const 3)))
+                          (local.get $n)))))
+
+  ;; Recursion without a loop, entered only by direct calls: it is lean (no poll and no rewind
+  ;; check on entry); it polls after its recursive call instead, with the call's result on the
+  ;; stack, and a rewind enters its rewind entry straight from its caller.
   (func $rec (param $n i32) (result i32)
     (if (result i32) (i32.eqz (local.get $n))
       (then (i32.const 1))
       (else (i32.add (call $rec (i32.sub (local.get $n) (i32.const 1))) (local.get $n)))))
+
+  ;; Mutual recursion, both lean. In $odd a loop stepping a local follows the call at once: the
+  ;; poll after the call and the loop's (strided) poll stand at the same operator, and only the
+  ;; loop's may skip the flag.
+  (func $even (param $n i32) (result i32)
+    (if (result i32) (i32.eqz (local.get $n))
+      (then (i32.const 1))
+      (else (i32.mul (call $odd (i32.sub (local.get $n) (i32.const 1))) (i32.const 3)))))
+  (func $odd (param $n i32) (result i32) (local $i i32)
+    (if (result i32) (i32.eqz (local.get $n))
+      (then (i32.const 2))
+      (else
+        (call $even (i32.sub (local.get $n) (i32.const 1)))
+        (loop $l
+          (local.set $i (i32.add (local.get $i) (i32.const 3)))
+          (br_if $l (i32.and (local.get $i) (i32.const 4))))
+        (i32.add (local.get $i)))))
 
   (func (export "_start") (local $k i32) (local $a i32) (local $b i32)
     (loop $main
@@ -121,6 +153,10 @@ const GUEST: &str = r#"
         (i32.add (global.get $acc) (call $spin (i32.and (local.get $k) (i32.const 7)))))
       (global.set $acc
         (i32.add (global.get $acc) (call $sum (i32.and (local.get $k) (i32.const 15)))))
+      (global.set $acc
+        (i32.add (global.get $acc) (call $even (i32.and (local.get $k) (i32.const 7)))))
+      (if (i32.eq (local.get $k) (i32.const 5))
+        (then (global.set $acc (i32.add (global.get $acc) (call $long (i32.const 601))))))
       (call $step (local.get $k))
       (local.set $b)
       (local.set $a)
@@ -351,6 +387,46 @@ fn long_counted_loops_keep_their_polls() {
     let cache = tempfile::tempdir().expect("tempdir");
     let rt = Runtime::new(cache.path()).expect("runtime");
     for guest in LONG_COUNTED_LOOPS {
+        let prepared = rt
+            .prepare(&wat::parse_str(guest).expect("wat"))
+            .expect("prepare");
+        let out = rt
+            .run(&prepared, Start::Fresh(config()), &capture_now())
+            .expect("run");
+        assert!(
+            matches!(out, Outcome::Captured(_)),
+            "ran to its end without a safe point: {guest}"
+        );
+    }
+}
+
+/// Recursion without loops that would run for seconds: 2^31 calls of a lean function (no poll
+/// on entry), alone and through a pair that call each other. The polls after their recursive
+/// calls must bring a capture asked for at the start at once.
+const LONG_RECURSIONS: [&str; 2] = [
+    r#"(module (memory (export "memory") 1)
+      (func $tree (param $n i32) (result i32)
+        (if (result i32) (i32.eqz (local.get $n))
+          (then (i32.const 1))
+          (else (i32.add (call $tree (i32.sub (local.get $n) (i32.const 1)))
+                         (call $tree (i32.sub (local.get $n) (i32.const 1)))))))
+      (func (export "_start") (i32.store (i32.const 0) (call $tree (i32.const 31)))))"#,
+    r#"(module (memory (export "memory") 1)
+      (func $a (param $n i32) (result i32)
+        (if (result i32) (i32.eqz (local.get $n))
+          (then (i32.const 1))
+          (else (i32.add (call $b (i32.sub (local.get $n) (i32.const 1)))
+                         (call $b (i32.sub (local.get $n) (i32.const 1)))))))
+      (func $b (param $n i32) (result i32)
+        (i32.xor (call $a (local.get $n)) (i32.const 1)))
+      (func (export "_start") (i32.store (i32.const 0) (call $a (i32.const 31)))))"#,
+];
+
+#[test]
+fn recursion_without_loops_reaches_safe_points() {
+    let cache = tempfile::tempdir().expect("tempdir");
+    let rt = Runtime::new(cache.path()).expect("runtime");
+    for guest in LONG_RECURSIONS {
         let prepared = rt
             .prepare(&wat::parse_str(guest).expect("wat"))
             .expect("prepare");
