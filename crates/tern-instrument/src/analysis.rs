@@ -41,6 +41,11 @@ pub struct Analysis {
     /// entry. Its callers in its own cycle poll after calling it instead, and a rewind enters
     /// its rewind entry straight from its caller's rewinding form (see `body::rewrite`).
     pub lean: Vec<bool>,
+    /// Over all functions: a rewritten function entered only by direct calls (not exported, not
+    /// the start function, not in a table) that does not poll on entry. Its running form does
+    /// not check for a rewind on entry; its callers' rewinding forms call its rewind entry when
+    /// a rewind passes through them.
+    pub direct_rewind: Vec<bool>,
     /// Over all functions: the strongly connected component of the call graph it lies in. A
     /// call to a function of the caller's own component may recurse.
     pub component: Vec<u32>,
@@ -119,11 +124,20 @@ impl Graph {
         unwinds.truncate(funcs);
         let mut component = component;
         component.truncate(funcs);
+        let direct_rewind = (0..funcs)
+            .map(|f| {
+                let defined = f.checked_sub(self.imported as usize);
+                defined.is_some_and(|i| unwinds[f] && !entry_poll[i])
+                    && !self.address_taken.get(f).copied().unwrap_or(true)
+                    && !self.external.get(f).copied().unwrap_or(true)
+            })
+            .collect();
         Analysis {
             unwinds,
             sig_unwinds,
             entry_poll,
             lean,
+            direct_rewind,
             component,
         }
     }

@@ -10,7 +10,7 @@
 //! local therefore saves the operand stack too, and the rewind only has to skip segments and the
 //! items that do not contain the target resume point.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use wasm_encoder::reencode::{Reencode, RoundtripReencoder};
 use wasm_encoder::{BlockType, Function, Instruction, MemArg};
@@ -55,6 +55,9 @@ pub struct ModuleFacts<'a> {
     pub rewind_entry: &'a [u32],
     /// Per function index: lean (see `analysis::Analysis::lean`).
     pub lean: &'a [bool],
+    /// Per function index: a rewind enters its rewind entry from its callers (see
+    /// `analysis::Analysis::direct_rewind`).
+    pub direct_rewind: &'a [bool],
     /// Per function index: its component of the call graph.
     pub component: &'a [u32],
 }
@@ -185,10 +188,13 @@ const INLINE_SAVE_LIMIT: usize = 24;
 
 /// Numeric locals times resume points up to which a rewritten function gets a separate running
 /// form. The largest functions are the slowest to compile, and a second form of them would
-/// double that for the few calls they take; in Yosys the 518 functions above 10,000 hold an
-/// eighth of the code. The hot functions of the programs measured lie below (Flite's filter
-/// loop: 4,512).
-pub const TWO_FORMS_UP_TO: usize = 10_000;
+/// double that for the few calls they take; in Yosys the 737 functions above 20,000 (558 of
+/// them with their locals in memory) hold a third of the rewritten code. The hot functions of
+/// the programs measured lie below: Flite's filter loop at 4,512, its parameter generator
+/// `mlpg` at 11,152 (at a bound of 10,000 it ran in its rewinding form, guards and plain polls
+/// throughout: twice its plain instructions; the 496 Yosys functions between 10,000 and
+/// 20,000 hold 6 % of its code).
+pub const TWO_FORMS_UP_TO: usize = 20_000;
 
 /// A running form whose resume points together store at most this many live locals stores
 /// them all inline. The shared path stores every local, so a resume point that takes it keeps
@@ -267,12 +273,26 @@ pub fn rewrite(
     // caller's caller expecting this function's frame on top).
     let mut pending: Option<Operator<'_>> = None;
     let mut offset = 0;
-    while pending.is_some() || !reader.eof() {
+    // The operators as read (a loop looks ahead into its body), and the calls that take over
+    // their loop's poll (see `call_every_iteration`).
+    let mut raw = Vec::new();
+    let mut positions = Vec::new();
+    while !reader.eof() {
+        positions.push(reader.original_position());
+        raw.push(reader.read()?);
+    }
+    let mut next_raw = 0;
+    let mut raw_index = 0;
+    let mut polls_after: HashSet<usize> = HashSet::new();
+    while pending.is_some() || next_raw < raw.len() {
         let op = match pending.take() {
             Some(op) => op,
             None => {
-                offset = reader.original_position();
-                let op = reader.read()?;
+                raw_index = next_raw;
+                offset = positions[next_raw];
+                // Cheap to clone: operators borrow the body's bytes.
+                let op = raw[next_raw].clone();
+                next_raw += 1;
                 match untail(facts, &op) {
                     Some(call) => {
                         pending = Some(Operator::Return);
@@ -318,7 +338,15 @@ pub fn rewrite(
                     stack: level_stack,
                     inputs,
                 };
-                if reachable && matches!(op, Operator::Loop { .. }) {
+                let call_instead = match op {
+                    Operator::Loop { .. } if reachable => {
+                        call_every_iteration(facts, &raw, raw_index)
+                    }
+                    _ => None,
+                };
+                if let Some(call) = call_instead {
+                    polls_after.insert(call);
+                } else if reachable && matches!(op, Operator::Loop { .. }) {
                     let params = open.params.clone();
                     open.current.push(Node::Item(Item::Poll {
                         rp: next_rp,
@@ -395,7 +423,8 @@ pub fn rewrite(
                         }));
                         next_rp += 1;
                         points.push(index);
-                        if recurses_into_lean(facts, func_index, &op) {
+                        let takes_loop_poll = pending.is_none() && polls_after.contains(&raw_index);
+                        if takes_loop_poll || recurses_into_lean(facts, func_index, &op) {
                             top.current.push(Node::Item(Item::Poll {
                                 rp: next_rp,
                                 pos: index + 1,
@@ -532,6 +561,49 @@ fn encode(
 }
 
 /// The rewind entry of a function with one form: passes its parameters on by tail call.
+/// For the loop opening at `ops[open]`: a call that may unwind, at the loop body's top level,
+/// that every iteration passes before it can go round (no branch back to the loop comes
+/// before it). A poll after that call stands for the loop's poll, and shares its load with
+/// the state check after the call: list walks that call `strcmp` per element pay one check
+/// per element instead of two.
+fn call_every_iteration(
+    facts: &ModuleFacts<'_>,
+    ops: &[Operator<'_>],
+    open: usize,
+) -> Option<usize> {
+    let mut depth = 0u32;
+    for (k, op) in ops.iter().enumerate().skip(open + 1) {
+        match op {
+            Operator::Block { .. } | Operator::Loop { .. } | Operator::If { .. } => depth += 1,
+            Operator::End => depth = depth.checked_sub(1)?,
+            Operator::Br { relative_depth } | Operator::BrIf { relative_depth }
+                if *relative_depth == depth =>
+            {
+                return None
+            }
+            Operator::BrTable { targets }
+                if targets.default() == depth
+                    || targets.targets().any(|t| t.map_or(true, |t| t == depth)) =>
+            {
+                return None
+            }
+            // Branches whose targets are not worth telling apart here, catches among them.
+            Operator::TryTable { .. }
+            | Operator::BrOnNull { .. }
+            | Operator::BrOnNonNull { .. }
+            | Operator::BrOnCast { .. }
+            | Operator::BrOnCastFail { .. }
+            | Operator::Return
+            | Operator::ReturnCall { .. }
+            | Operator::ReturnCallIndirect { .. }
+            | Operator::ReturnCallRef { .. } => return None,
+            _ if depth == 0 && call_shape(facts, op).is_some() => return Some(k),
+            _ => {}
+        }
+    }
+    None
+}
+
 /// A direct call from `caller` to a lean function of its own component: the call may recurse,
 /// and the callee does not poll on entry, so the caller polls after it returns.
 fn recurses_into_lean(facts: &ModuleFacts<'_>, caller: u32, op: &Operator<'_>) -> bool {
@@ -898,7 +970,10 @@ impl<'a> Emitter<'a> {
             .map(|(l, t)| (l, t, self.offsets[l as usize]))
             .collect();
         let size = self.frame_size();
-        if self.form == Form::Running && !self.entry_poll && !self.facts.lean[func_index as usize] {
+        if self.form == Form::Running
+            && !self.entry_poll
+            && !self.facts.direct_rewind[func_index as usize]
+        {
             // A rewind passes through here on its way down (its callers' rewinding forms call
             // this index) and continues in the rewinding form. One load and one branch per
             // call: the price of the running form's freedom from guards. (A function that polls
@@ -1152,7 +1227,6 @@ impl<'a> Emitter<'a> {
                 inputs,
                 outputs,
             } => {
-                let skip = self.skip_open(*rp, *rp);
                 let under = stack.len() - inputs;
                 // A rewind reaches a function's rewinding form, which takes its frame and
                 // ignores its arguments; only a blocking import, called again, needs them, and
@@ -1165,30 +1239,46 @@ impl<'a> Emitter<'a> {
                 let reaches_import =
                     callee.is_none_or(|f| self.facts.rewind_entry[f as usize] == f);
                 let kept = if reaches_import { stack.len() } else { under };
-                let lean_callee = callee.filter(|&f| self.facts.lean[f as usize]);
-                match (self.form, lean_callee) {
+                let direct = callee.filter(|&f| self.facts.direct_rewind[f as usize]);
+                let skip = match (self.form, direct) {
                     (Form::Rewinding, Some(f)) => {
-                        // A lean callee does not look for a rewind on entry: the rewind goes
-                        // to its rewind entry from here.
+                        // The callee does not look for a rewind on entry: a rewind to this call
+                        // enters its rewind entry from here, with dummy arguments (a rewinding
+                        // form takes its values from its frame).
+                        self.push_synth(Instruction::Block(BlockType::Empty)); // $skip
+                        self.push_synth(Instruction::Block(BlockType::Empty)); // $called
                         self.code
                             .push(Instruction::GlobalGet(self.facts.state_global));
-                        self.code.push(Instruction::I32Const(STATE_REWINDING));
-                        self.code.push(Instruction::I32Eq);
                         self.push_synth(Instruction::If(BlockType::Empty));
-                        self.reload(depth, false, &stack[under..], under);
+                        self.code.push(Instruction::LocalGet(self.rp));
+                        self.code.push(Instruction::I32Const(*rp as i32));
+                        self.code.push(Instruction::I32Ne);
+                        self.code.push(Instruction::BrIf(2));
+                        let ty = self.facts.func_types[f as usize];
+                        let params = self.facts.types[ty as usize]
+                            .as_ref()
+                            .map(|t| t.params().to_vec())
+                            .unwrap_or_default();
+                        for t in params {
+                            self.code.push(dummy(t)?);
+                        }
                         self.code
                             .push(Instruction::Call(self.facts.rewind_entry[f as usize]));
                         self.spill(depth, outputs, under);
-                        self.code.push(Instruction::Else);
+                        self.code.push(Instruction::Br(1));
+                        self.end_synth();
                         self.call(*op, depth, &stack[under..], under)?;
                         self.spill(depth, outputs, under);
                         self.end_synth();
+                        true
                     }
                     _ => {
+                        let skip = self.skip_open(*rp, *rp);
                         self.call(*op, depth, &stack[under..], under)?;
                         self.spill(depth, outputs, under);
+                        skip
                     }
-                }
+                };
                 match then_poll {
                     Some(Item::Poll {
                         rp: poll_rp,

@@ -115,6 +115,7 @@ pub fn instrument(wasm: &[u8], options: &Options) -> Result<Instrumented> {
             .unwrap_or(crate::body::TWO_FORMS_UP_TO),
         rewind_entry: &rewind_entry,
         lean: &analysis.lean,
+        direct_rewind: &analysis.direct_rewind,
         component: &analysis.component,
     };
     for (i, s) in scans.iter().enumerate() {

@@ -106,8 +106,7 @@ const GUEST: &str = r#"
                           (local.get $n)))))
 
   ;; A counted loop too long for the budget (its call, to a function that cannot unwind, counts
-  ;; as 1,000 operations), with a result: it runs in chunks of 64 iterations without its poll and
-  ;; polls between them (each chunk's result is dropped).
+  ;; as 1,000 operations), with a result: it keeps its (strided) poll.
   (func $mix (param $x i32) (result i32)
     (i32.xor (i32.mul (local.get $x) (i32.const 0x9e3779b1)) (i32.const 7)))
   (func $long (param $n i32) (result i32) (local $i i32) (local $s i32)
@@ -438,6 +437,39 @@ fn recursion_without_loops_reaches_safe_points() {
             "ran to its end without a safe point: {guest}"
         );
     }
+}
+
+/// A loop with a call that may unwind at its body's top level: when every iteration passes the
+/// call, the poll after it stands for the loop's poll. This loop goes round 2^31 times by a
+/// branch before its call and never makes the call, so it must keep its own poll.
+const ROUND_BEFORE_THE_CALL: &str = r#"(module (memory (export "memory") 1)
+  (func $f (result i32) (local $i i32)
+    (loop $l (br_if $l (i32.lt_u (local.tee $i (i32.add (local.get $i) (i32.const 1)))
+                                 (i32.const 3))))
+    (local.get $i))
+  (func (export "_start") (local $i i32)
+    (block $done
+      (loop $l
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br_if $done (i32.eq (local.get $i) (i32.const 0x7fffffff)))
+        (br_if $l (i32.const 1))
+        (i32.store (i32.const 0) (call $f))
+        (br $l)))))"#;
+
+#[test]
+fn a_loop_that_goes_round_before_its_call_keeps_its_poll() {
+    let cache = tempfile::tempdir().expect("tempdir");
+    let rt = Runtime::new(cache.path()).expect("runtime");
+    let prepared = rt
+        .prepare(&wat::parse_str(ROUND_BEFORE_THE_CALL).expect("wat"))
+        .expect("prepare");
+    let out = rt
+        .run(&prepared, Start::Fresh(config()), &capture_now())
+        .expect("run");
+    assert!(
+        matches!(out, Outcome::Captured(_)),
+        "ran to its end without a safe point"
+    );
 }
 
 /// Compiling a module under this transform version removes what other versions compiled for
