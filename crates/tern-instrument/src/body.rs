@@ -78,6 +78,8 @@ pub struct Rewritten {
     pub frame_size: u32,
     /// Loops of the running form that run without their poll when they will end soon.
     pub counted_loops: u32,
+    /// Loops of the running form whose short body is copied so that it polls every few rounds.
+    pub unrolled_loops: u32,
     /// Byte offsets in `body` of `if`s that are almost never taken, for the
     /// `metadata.code.branch_hint` section: the compiler then lays their code out of line.
     pub cold_ifs: Vec<u32>,
@@ -488,6 +490,7 @@ pub fn rewrite(
             locals_in_memory: in_memory,
             frame_size,
             counted_loops: 0,
+            unrolled_loops: 0,
             cold_ifs: Vec::new(),
         });
     }
@@ -514,6 +517,7 @@ pub fn rewrite(
         locals_in_memory: false,
         frame_size,
         counted_loops: fast.counted_loops,
+        unrolled_loops: fast.unrolled_loops,
         cold_ifs,
     })
 }
@@ -769,6 +773,11 @@ struct Emitter<'a> {
     counted_loops: u32,
     /// Loops (by operator index) whose poll loads the flag only now and then (see `counted`).
     strides: HashMap<usize, counted::Stride>,
+    /// The loop (by operator index) whose body is about to be emitted unrolled (see `counted`).
+    /// Its way back's operator index, and the exit block's place among the labels.
+    unrolling: Option<(usize, usize, Option<usize>)>,
+    /// Loops unrolled (see `counted`).
+    unrolled_loops: u32,
     /// Positions in `code` of the `if`s that are almost never taken (a capture or a rewind in
     /// progress), hinted as such to the compiler (see `Rewritten::cold_ifs`).
     cold: Vec<usize>,
@@ -824,6 +833,8 @@ impl<'a> Emitter<'a> {
             entry: (0, 0),
             counted_loops: 0,
             strides: HashMap::new(),
+            unrolling: None,
+            unrolled_loops: 0,
             cold: Vec::new(),
             facts,
             ops,
@@ -1085,7 +1096,11 @@ impl<'a> Emitter<'a> {
                 }
                 None => {
                     self.reload(depth, false, &after, 0);
-                    for n in &nodes[ix + 1..] {
+                    let rest = &nodes[ix + 1..];
+                    if let Some((cut, exit)) = self.unrolled_cut(item, rest) {
+                        self.unrolled_copies(&rest[..cut], exit)?;
+                    }
+                    for n in rest {
                         self.plain(n)?;
                     }
                 }
@@ -1343,10 +1358,26 @@ impl<'a> Emitter<'a> {
                 if let Some(stride) = plan.stride {
                     self.strides.insert(c.open, stride);
                 }
+                // The copies' exits leave the loop through a block around it.
+                let exit_block = plan.unroll.is_some_and(|u| u.conditional);
+                if exit_block {
+                    self.push_synth(Instruction::Block(BlockType::Empty));
+                }
+                self.unrolling = plan
+                    .unroll
+                    .map(|u| (c.open, u.back, exit_block.then(|| self.labels.len() - 1)));
                 let check = plan.counted.and_then(|k| counted::fits(&k));
                 match check {
                     Some(check) => self.counted_loop(c, check, depth, unwind)?,
                     None => self.construct(c, Some((depth + 1, unwind)))?,
+                }
+                if self.unrolling.take().is_some() {
+                    return Err(Error::Encode(
+                        "an unrolled loop's body was not found".into(),
+                    ));
+                }
+                if exit_block {
+                    self.end_synth();
                 }
                 self.live_slots.truncate(held);
                 self.spill(depth, outputs, under);
@@ -1522,6 +1553,46 @@ impl<'a> Emitter<'a> {
         self.construct(c, Some((depth + 1, unwind)))?;
         self.end_synth();
         self.counted_loops += 1;
+        Ok(())
+    }
+
+    /// Where the way back is in `rest`, the nodes after a loop's poll, when that loop is the one
+    /// being unrolled (its body has no other item, so every node of `rest` is plain); and the
+    /// exit block's place among the labels, for a conditional way back.
+    fn unrolled_cut(&mut self, item: &Item, rest: &[Node]) -> Option<(usize, Option<usize>)> {
+        let Item::Poll {
+            pos,
+            kind: PollKind::Loop,
+            ..
+        } = item
+        else {
+            return None;
+        };
+        let (open, back, exit) = self.unrolling?;
+        if open != *pos {
+            return None;
+        }
+        let cut = rest
+            .iter()
+            .position(|n| matches!(n, Node::Op(i) if *i == back))?;
+        self.unrolling = None;
+        Some((cut, exit))
+    }
+
+    /// All but the last of an unrolled loop's copies of `before`, the nodes before its way back
+    /// (the loop's own body, emitted next, is the last). A conditional way back becomes a branch
+    /// out of the loop when it would not have gone round.
+    fn unrolled_copies(&mut self, before: &[Node], exit: Option<usize>) -> Result<()> {
+        for _ in 1..counted::UNROLL {
+            for n in before {
+                self.plain(n)?;
+            }
+            if let Some(exit) = exit {
+                self.code.push(Instruction::I32Eqz);
+                self.code.push(Instruction::BrIf(self.depth_of_label(exit)));
+            }
+        }
+        self.unrolled_loops += 1;
         Ok(())
     }
 

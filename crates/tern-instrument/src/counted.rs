@@ -1,9 +1,9 @@
-//! Cheaper polls for innermost loops: counted loops and strides.
+//! Cheaper polls for innermost loops: counted loops, unrolled short loops and strides.
 //!
 //! A poll at a loop's top costs a load and a branch on every iteration, and in a tight loop also
 //! the register that holds the flag's address: that was most of Tern's remaining run-time cost
 //! (Flite's filter loops). For a loop whose only resume point is its own poll, the running form
-//! does better in two ways:
+//! does better in three ways:
 //!
 //! - Counted loops. The loop's only way back to its top is a `br_if 0` at its body's top level,
 //!   and what it tests is an `i32` counter stepped by a constant once per iteration against a
@@ -11,7 +11,9 @@
 //!   clang gives `for` loops, rotated. The number of iterations is then known on entry, exactly,
 //!   wrap-around included; if the loop will end within [`BUDGET`] operations it runs a copy
 //!   without the poll: the next poll after it comes soon enough.
-//! - Strides. Some local is stepped by a constant once per iteration (however the loop ends:
+//! - Unrolled short loops. A short body without calls runs [`UNROLL`] times per poll, as copies
+//!   that go on to the next copy where the body went round, or leave where it did not.
+//! - Strides, for the other loops. Some local is stepped by a constant once per iteration (however the loop ends:
 //!   strcmp's pointers, `while` loops). The poll first tests bits of that local, already in a
 //!   register, and loads the flag only when they are zero, which happens at least once in any
 //!   2^m iterations, 2^m iterations within the same budget.
@@ -157,6 +159,28 @@ pub struct Plan {
     pub counted: Option<Counted>,
     /// A strided poll.
     pub stride: Option<Stride>,
+    /// Copies of the body between polls. Excludes `stride`: the strided local moves several
+    /// steps between two polls then, and its bits might never be zero at one.
+    pub unroll: Option<Unroll>,
+}
+
+/// How many times an unrolled loop's body runs per poll.
+pub const UNROLL: u32 = 4;
+
+/// Operations a loop body may have to be unrolled: the copies grow the code, and in a longer
+/// body a poll is a smaller share of an iteration anyway.
+const UNROLL_UP_TO: u64 = 40;
+
+/// A short loop run as [`UNROLL`] copies of its body per poll: the copies before the last end
+/// where the way back was, going on to the next copy, or (for a `br_if 0`) leaving the loop
+/// when it would not have gone round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unroll {
+    /// Index in the function's operators of the way back (`br_if 0` or `br 0`).
+    pub back: usize,
+    /// Whether the way back is a `br_if 0`: each copy but the last then ends `i32.eqz ; br_if`
+    /// to a block around the loop.
+    pub conditional: bool,
 }
 
 pub fn plan(ops: &[Operator<'_>], open: usize) -> Plan {
@@ -170,10 +194,50 @@ pub fn plan(ops: &[Operator<'_>], open: usize) -> Plan {
             blockty: wasmparser::BlockType::FuncType(_)
         }
     );
+    let unroll = if params {
+        None
+    } else {
+        unroll(&shape, &ops[open])
+    }
+    .map(|u| Unroll {
+        back: open + 1 + u.back,
+        ..u
+    });
     Plan {
         counted: if params { None } else { counted(&shape) },
-        stride: stride(&shape),
+        stride: if unroll.is_some() {
+            None
+        } else {
+            stride(&shape)
+        },
+        unroll,
     }
+}
+
+/// Whether the loop can be unrolled, with `back` relative to its body. The copies must fit
+/// together: after a `br 0` the operand stack is dropped, so whatever a copy leaves there is
+/// too; a `br_if 0` must be the body's last operator and the loop take and give nothing, so that
+/// each copy leaves the stack empty.
+fn unroll(shape: &Shape<'_, '_>, open: &Operator<'_>) -> Option<Unroll> {
+    if shape.cost > UNROLL_UP_TO || shape.cost * u64::from(UNROLL) > BUDGET {
+        return None;
+    }
+    let back = shape.before.len();
+    if shape.conditional
+        && (back + 1 != shape.body.len()
+            || !matches!(
+                open,
+                Operator::Loop {
+                    blockty: wasmparser::BlockType::Empty
+                }
+            ))
+    {
+        return None;
+    }
+    Some(Unroll {
+        back,
+        conditional: shape.conditional,
+    })
 }
 
 /// Whether the loop is counted.
@@ -728,8 +792,61 @@ mod tests {
         }
     }
 
+    /// The stride of the first loop, whether or not the plan unrolls it instead.
     fn stride_in(wat: &str) -> Option<Stride> {
-        first_loop(wat, |ops, open| plan(ops, open).stride)
+        first_loop(wat, |ops, open| stride(&shape(ops, open)?))
+    }
+
+    #[test]
+    fn short_loops_are_unrolled_and_then_not_strided() {
+        let unrolled = |wat: &str| {
+            let (ops, _) = ops_of(wat);
+            let open = ops
+                .iter()
+                .position(|op| matches!(op, Operator::Loop { .. }))
+                .expect("a loop");
+            let p = plan(&ops, open);
+            p.unroll.map(|u| {
+                assert!(p.stride.is_none(), "unrolled and strided: {wat}");
+                (u.back - open, u.conditional)
+            })
+        };
+        // strcmp's shape: the way back a `br_if 0`, last in the body.
+        let strcmp = "(block $out (loop $l
+               (br_if $out (i32.eqz (i32.load8_u (local.get $c))))
+               (local.set $c (i32.add (local.get $c) (i32.const 1)))
+               (br_if $l (i32.eq (i32.load8_u (local.get $c)) (i32.load8_u (local.get $b))))))";
+        assert_eq!(unrolled(&func(strcmp)), Some((14, true)));
+        // A `while`: the way back a `br 0`, whatever the stack holds.
+        let whiles = "(block $out (loop $l
+               (br_if $out (i32.eqz (local.get $b)))
+               (local.set $b (i32.add (local.get $b) (i32.const -8)))
+               (br $l)))";
+        assert_eq!(unrolled(&func(whiles)), Some((8, false)));
+        for body in [
+            // A result: each copy would leave a value under its test.
+            "(drop (loop $l (result i32) (local.set $c (i32.add (local.get $c) (i32.const 1)))
+               (local.get $c) (br_if $l (local.get $b))))",
+            // Something after the `br_if 0`, run on the way out.
+            "(loop $l (local.set $c (i32.add (local.get $c) (i32.const 1)))
+               (br_if $l (local.get $b)) (local.set $x (local.get $c)))",
+            // A call: no longer short.
+            "(loop $l (call 0 (local.get $c) (local.get $b)) (br_if $l (local.get $c)))",
+            // Parameters.
+            "(i32.const 0) (loop $l (param i32) (local.set $c) (i32.const 1) (br_if $l (local.get $b)))",
+        ] {
+            assert_eq!(unrolled(&func(body)), None, "{body}");
+        }
+        // A long body.
+        let long = (0..20)
+            .map(|_| "(local.set $c (i32.add (local.get $c) (i32.const 1)))")
+            .collect::<String>();
+        assert_eq!(
+            unrolled(&func(&format!(
+                "(loop $l {long} (br_if $l (local.get $b)))"
+            ))),
+            None
+        );
     }
 
     /// From any start, a strided poll loads the flag within the iterations allowed.

@@ -33,7 +33,7 @@ pub use module::instrument;
 
 /// Bumped whenever the frame layout or the host contract changes: a snapshot taken under one
 /// version cannot be resumed under another.
-pub const TRANSFORM_VERSION: u32 = 17;
+pub const TRANSFORM_VERSION: u32 = 18;
 
 pub const STATE_EXPORT: &str = "__tern_state";
 pub const SP_EXPORT: &str = "__tern_sp";
@@ -98,6 +98,9 @@ pub struct Stats {
     /// Loops that run without their poll when, on entry, they will end within a budget of
     /// operations (counted loops; see `counted.rs`).
     pub counted_loops: u32,
+    /// Short loops whose running form runs several copies of the body per poll (see
+    /// `counted.rs`).
+    pub unrolled_loops: u32,
 }
 
 #[derive(Debug, Clone, Default)]

@@ -144,6 +144,7 @@ pub fn instrument(wasm: &[u8], options: &Options) -> Result<Instrumented> {
                     locals_in_memory: false,
                     frame_size: 0,
                     counted_loops: 0,
+                    unrolled_loops: 0,
                     cold_ifs: Vec::new(),
                 });
             }
@@ -170,6 +171,7 @@ pub fn instrument(wasm: &[u8], options: &Options) -> Result<Instrumented> {
             stats.two_forms += u32::from(r.two_forms);
             largest_frame = largest_frame.max(r.frame_size);
             stats.counted_loops += r.counted_loops;
+            stats.unrolled_loops += r.unrolled_loops;
             if !r.cold_ifs.is_empty() {
                 hints.function_hints(
                     f as u32,

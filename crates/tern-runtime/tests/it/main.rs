@@ -87,8 +87,8 @@ const GUEST: &str = r#"
     (i32.wrap_i64 (local.get $x)))
 
   ;; Recursion that opens with a leaf loop stepping its parameter: the entry poll (it is in the
-  ;; table, so it keeps one) and the loop's (strided) poll stand at the same operator, but only
-  ;; the loop's may skip the flag.
+  ;; table, so it keeps one) and the loop's poll stand at the same operator, but only the loop's
+  ;; runs once per four rounds (its body unrolled).
   (func $spin (param $n i32) (result i32)
     (loop $l
       (local.set $n (i32.add (local.get $n) (i32.const 5)))
@@ -116,6 +116,22 @@ const GUEST: &str = r#"
       (br_if $l (i32.lt_u (local.tee $i (i32.add (local.get $i) (i32.const 3)))
                           (local.get $n)))))
 
+  ;; Short loops that the running form unrolls (four copies of the body per poll), leaving at
+  ;; every copy as n varies: a `while` (its way back a `br 0`, its exit a branch out) and a
+  ;; do-while whose test is not a counter's.
+  (func $unrolled (param $n i32) (result i32) (local $i i32) (local $s i32)
+    (block $out
+      (loop $l
+        (br_if $out (i32.ge_u (local.get $i) (local.get $n)))
+        (local.set $s (i32.add (i32.mul (local.get $s) (i32.const 3)) (local.get $i)))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br $l)))
+    (loop $m
+      (local.set $s (i32.xor (i32.mul (local.get $s) (i32.const 5)) (local.get $i)))
+      (local.set $i (i32.sub (local.get $i) (i32.const 1)))
+      (br_if $m (i32.gt_s (i32.mul (local.get $i) (i32.const 1)) (i32.const 0))))
+    (local.get $s))
+
   ;; Recursion without a loop, entered only by direct calls: it is lean (no poll and no rewind
   ;; check on entry); it polls after its recursive call instead, with the call's result on the
   ;; stack, and a rewind enters its rewind entry straight from its caller.
@@ -125,8 +141,8 @@ const GUEST: &str = r#"
       (else (i32.add (call $rec (i32.sub (local.get $n) (i32.const 1))) (local.get $n)))))
 
   ;; Mutual recursion, both lean. In $odd a loop stepping a local follows the call at once: the
-  ;; poll after the call and the loop's (strided) poll stand at the same operator, and only the
-  ;; loop's may skip the flag.
+  ;; poll after the call and the loop's poll stand at the same operator, and only the loop's
+  ;; runs once per four rounds (its body unrolled).
   (func $even (param $n i32) (result i32)
     (if (result i32) (i32.eqz (local.get $n))
       (then (i32.const 1))
@@ -154,6 +170,8 @@ const GUEST: &str = r#"
         (i32.add (global.get $acc) (call $sum (i32.and (local.get $k) (i32.const 15)))))
       (global.set $acc
         (i32.add (global.get $acc) (call $even (i32.and (local.get $k) (i32.const 7)))))
+      (global.set $acc
+        (i32.add (global.get $acc) (call $unrolled (i32.and (local.get $k) (i32.const 15)))))
       (if (i32.eq (local.get $k) (i32.const 5))
         (then (global.set $acc (i32.add (global.get $acc) (call $long (i32.const 601))))))
       (call $step (local.get $k))
@@ -360,8 +378,17 @@ fn asleep_captured_and_resumed(guest: &str) {
 
 /// Loops that clang shapes as counted loops (see `tern-instrument`'s `counted.rs`) but that run
 /// for seconds: going round 2^31 times, wrapping around through `!=`, or wrapping below zero
-/// and coming back. Each must keep its poll, so a capture asked for at the start comes at once.
-const LONG_COUNTED_LOOPS: [&str; 3] = [
+/// and coming back; and a `while` loop, unrolled. Each must keep its poll, so a capture asked for
+/// at the start comes at once.
+const LONG_COUNTED_LOOPS: [&str; 4] = [
+    r#"(module (memory (export "memory") 1)
+      (func (export "_start") (local $c i32)
+        (block $out
+          (loop $l
+            (br_if $out (i32.eq (local.get $c) (i32.const 0x7fffffff)))
+            (i32.store (i32.const 0) (local.get $c))
+            (local.set $c (i32.add (local.get $c) (i32.const 1)))
+            (br $l)))))"#,
     r#"(module (memory (export "memory") 1)
       (func (export "_start") (local $c i32) (local $b i32)
         (local.set $b (i32.const 0x7fffffff))
