@@ -1,8 +1,14 @@
 //! Run one module plain and instrumented, alternately, and print the run-time ratio:
-//! `cargo run --release -p tern-runtime --example overhead -- [--runs N] [--dir HOST] MODULE.wasm [ARGS...]`.
+//! `cargo run --release -p tern-runtime --example overhead -- [--runs N] [--dir HOST]
+//! [--only plain|tern|none] [--function-map FILE] MODULE.wasm [ARGS...]`.
 //! The bench's overhead rows for any program, for trying a transform change on the program it
 //! is meant to help. `--dir HOST` preopens HOST as `.`. Times are whole runs in one process,
 //! same engine and WASI host; each run's time is printed so the noise is visible.
+//!
+//! Times on a shared VM move by several percent; instruction counts do not. `--only` runs one
+//! side (or neither, for a baseline to subtract) and `--function-map` writes where each
+//! function's code lies in both modules, for `scripts/icount.sh`, which counts the guest's
+//! instructions under valgrind (see there).
 
 use std::time::Instant;
 
@@ -13,8 +19,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1).peekable();
     let mut runs = 5usize;
     let mut dir = None;
+    let mut only = None;
+    let mut function_map = None;
     while let Some(a) = args.peek() {
         match a.as_str() {
+            "--only" => {
+                args.next();
+                only = Some(args.next().ok_or("--only needs plain, tern or none")?);
+            }
+            "--function-map" => {
+                args.next();
+                function_map = Some(args.next().ok_or("--function-map needs a file")?);
+            }
             "--runs" => {
                 args.next();
                 runs = args.next().ok_or("--runs needs a number")?.parse()?;
@@ -28,7 +44,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let module = args
         .next()
-        .ok_or("usage: overhead [--runs N] [--dir HOST] MODULE.wasm [ARGS...]")?;
+        .ok_or("usage: overhead [--runs N] [--dir HOST] [--only plain|tern|none] [--function-map FILE] MODULE.wasm [ARGS...]")?;
     let guest_args: Vec<String> = std::iter::once(module.clone()).chain(args).collect();
     let config = || WasiConfig {
         args: guest_args.clone(),
@@ -48,6 +64,32 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let wasm = std::fs::read(&module)?;
     let prepared = rt.prepare(&wasm)?;
     let plain_module = rt.compile_uninstrumented(&wasm)?;
+    // Both modules' code comes from a file, so profilers can name its functions.
+    let plain_file = cache.path().join("plain.cwasm");
+    std::fs::write(&plain_file, plain_module.serialize()?)?;
+    #[allow(unsafe_code)]
+    // SAFETY: the file was just written by this engine from this module.
+    let plain_module = unsafe { wasmtime::Module::deserialize_file(rt.engine(), &plain_file)? };
+    if let Some(path) = &function_map {
+        use std::io::Write;
+        let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
+        for (side, m) in [("plain", &plain_module), ("tern", &prepared.module)] {
+            let text = m.text().as_ptr() as usize;
+            for func in m.functions() {
+                let name = func
+                    .name
+                    .unwrap_or_else(|| format!("f{}", func.index.as_u32()));
+                writeln!(f, "{side} {} {} {name}", text + func.offset, func.len)?;
+            }
+        }
+    }
+    let (run_plain, run_tern) = match only.as_deref() {
+        None => (true, true),
+        Some("plain") => (true, false),
+        Some("tern") => (false, true),
+        Some("none") => (false, false),
+        Some(other) => return Err(format!("--only {other}: plain, tern or none").into()),
+    };
     println!(
         "instrumented {}/{} functions in {:.0} ms, compiled in {:.0} ms",
         prepared.meta.instrumented,
@@ -58,10 +100,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (mut plain, mut tern) = (Vec::new(), Vec::new());
     for _ in 0..runs {
         let t = Instant::now();
-        rt.run_uninstrumented(&plain_module, config())?;
+        if run_plain {
+            rt.run_uninstrumented(&plain_module, config())?;
+        }
         plain.push(t.elapsed().as_secs_f64());
         let t = Instant::now();
-        rt.run(&prepared, Start::Fresh(config()), &RunOptions::default())?;
+        if run_tern {
+            rt.run(&prepared, Start::Fresh(config()), &RunOptions::default())?;
+        }
         tern.push(t.elapsed().as_secs_f64());
     }
     let show = |v: &[f64]| {
