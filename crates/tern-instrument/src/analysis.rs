@@ -39,12 +39,12 @@ pub struct Analysis {
     pub entry_poll: Vec<bool>,
     /// Over all functions: a recursive function that neither polls nor checks for a rewind on
     /// entry. Its callers in its own cycle poll after calling it instead, and a rewind enters
-    /// its rewind entry straight from its caller's rewinding form (see `body::rewrite`).
+    /// its rewind entry through its trampoline (see `direct_rewind`).
     pub lean: Vec<bool>,
     /// Over all functions: a rewritten function entered only by direct calls (not exported, not
     /// the start function, not in a table) that does not poll on entry. Its running form does
-    /// not check for a rewind on entry; its callers' rewinding forms call its rewind entry when
-    /// a rewind passes through them.
+    /// not check for a rewind on entry; its callers' rewinding forms call it through a
+    /// trampoline that does (see `module::trampoline_body`).
     pub direct_rewind: Vec<bool>,
     /// Over all functions: the strongly connected component of the call graph it lies in. A
     /// call to a function of the caller's own component may recurse.

@@ -55,9 +55,13 @@ pub struct ModuleFacts<'a> {
     pub rewind_entry: &'a [u32],
     /// Per function index: lean (see `analysis::Analysis::lean`).
     pub lean: &'a [bool],
-    /// Per function index: a rewind enters its rewind entry from its callers (see
+    /// Per function index: a rewind enters its rewind entry through a trampoline (see
     /// `analysis::Analysis::direct_rewind`).
     pub direct_rewind: &'a [bool],
+    /// Per function index: what rewinding forms call instead of a function rewound directly
+    /// (a trampoline that looks for a rewind, see `module::trampoline_body`), or the function
+    /// itself.
+    pub trampoline: &'a [u32],
     /// Per function index: its component of the call graph.
     pub component: &'a [u32],
 }
@@ -1255,45 +1259,19 @@ impl<'a> Emitter<'a> {
                     callee.is_none_or(|f| self.facts.rewind_entry[f as usize] == f);
                 let kept = if reaches_import { stack.len() } else { under };
                 let direct = callee.filter(|&f| self.facts.direct_rewind[f as usize]);
-                let skip = match (self.form, direct) {
+                let skip = self.skip_open(*rp, *rp);
+                match (self.form, direct) {
                     (Form::Rewinding, Some(f)) => {
-                        // The callee does not look for a rewind on entry: a rewind to this call
-                        // enters its rewind entry from here, with dummy arguments (a rewinding
-                        // form takes its values from its frame).
-                        self.push_synth(Instruction::Block(BlockType::Empty)); // $skip
-                        self.push_synth(Instruction::Block(BlockType::Empty)); // $called
+                        // The callee does not look for a rewind on entry: its trampoline does,
+                        // and enters its rewind entry for a rewind to this call. The call
+                        // stays one call, so the (often largest) rewinding forms do not grow.
+                        self.reload(depth, false, &stack[under..], under);
                         self.code
-                            .push(Instruction::GlobalGet(self.facts.state_global));
-                        self.push_synth(Instruction::If(BlockType::Empty));
-                        self.code.push(Instruction::LocalGet(self.rp));
-                        self.code.push(Instruction::I32Const(*rp as i32));
-                        self.code.push(Instruction::I32Ne);
-                        self.code.push(Instruction::BrIf(2));
-                        let ty = self.facts.func_types[f as usize];
-                        let params = self.facts.types[ty as usize]
-                            .as_ref()
-                            .map(|t| t.params().to_vec())
-                            .unwrap_or_default();
-                        for t in params {
-                            self.code.push(dummy(t)?);
-                        }
-                        self.code
-                            .push(Instruction::Call(self.facts.rewind_entry[f as usize]));
-                        self.spill(depth, outputs, under);
-                        self.code.push(Instruction::Br(1));
-                        self.end_synth();
-                        self.call(*op, depth, &stack[under..], under)?;
-                        self.spill(depth, outputs, under);
-                        self.end_synth();
-                        true
+                            .push(Instruction::Call(self.facts.trampoline[f as usize]));
                     }
-                    _ => {
-                        let skip = self.skip_open(*rp, *rp);
-                        self.call(*op, depth, &stack[under..], under)?;
-                        self.spill(depth, outputs, under);
-                        skip
-                    }
-                };
+                    _ => self.call(*op, depth, &stack[under..], under)?,
+                }
+                self.spill(depth, outputs, under);
                 match then_poll {
                     Some(Item::Poll {
                         rp: poll_rp,

@@ -82,6 +82,15 @@ pub fn instrument(wasm: &[u8], options: &Options) -> Result<Instrumented> {
             next_entry += 1;
         }
     }
+    // Then a trampoline for every function rewound directly.
+    let mut trampoline: Vec<u32> = (0..funcs).collect();
+    let mut next_trampoline = next_entry;
+    for f in graph.imported..funcs {
+        if analysis.unwinds[f as usize] && analysis.direct_rewind[f as usize] {
+            trampoline[f as usize] = next_trampoline;
+            next_trampoline += 1;
+        }
+    }
     let facts = ModuleFacts {
         types: &parsed.types,
         func_types: &parsed.func_types,
@@ -116,6 +125,7 @@ pub fn instrument(wasm: &[u8], options: &Options) -> Result<Instrumented> {
         rewind_entry: &rewind_entry,
         lean: &analysis.lean,
         direct_rewind: &analysis.direct_rewind,
+        trampoline: &trampoline,
         component: &analysis.component,
     };
     for (i, s) in scans.iter().enumerate() {
@@ -186,9 +196,19 @@ pub fn instrument(wasm: &[u8], options: &Options) -> Result<Instrumented> {
         code.raw(&r.body);
     }
     code.function(&headroom_body(&facts, largest_frame));
-    let entry_types: Vec<u32> = entries.iter().map(|(t, _)| *t).collect();
+    let mut entry_types: Vec<u32> = entries.iter().map(|(t, _)| *t).collect();
     for (_, body) in &entries {
         code.raw(body);
+    }
+    for f in graph.imported..funcs {
+        if trampoline[f as usize] != f {
+            let ty = parsed.func_types[f as usize];
+            let params = parsed.types[ty as usize]
+                .as_ref()
+                .map_or(0, |t| t.params().len() as u32);
+            code.function(&trampoline_body(&facts, f, params));
+            entry_types.push(ty);
+        }
     }
     let out = assemble(wasm, &parsed, code, &hints, &entry_types, largest_frame)?;
     Ok(Instrumented {
@@ -483,6 +503,29 @@ fn rank(id: u8) -> Option<u8> {
         11 => 13,
         _ => return None,
     })
+}
+
+/// What rewinding forms call instead of `f`, a function rewound directly (whose running form
+/// does not look for a rewind on entry): a rewind goes on in `f`'s rewind entry, anything else
+/// runs `f`. Both by tail call, with the arguments as they came.
+fn trampoline_body(facts: &ModuleFacts<'_>, f: u32, params: u32) -> wasm_encoder::Function {
+    use wasm_encoder::Instruction as I;
+    let mut b = wasm_encoder::Function::new([]);
+    b.instruction(&I::GlobalGet(facts.state_global));
+    b.instruction(&I::I32Const(crate::STATE_REWINDING));
+    b.instruction(&I::I32Eq);
+    b.instruction(&I::If(wasm_encoder::BlockType::Empty));
+    for k in 0..params {
+        b.instruction(&I::LocalGet(k));
+    }
+    b.instruction(&I::ReturnCall(facts.rewind_entry[f as usize]));
+    b.instruction(&I::End);
+    for k in 0..params {
+        b.instruction(&I::LocalGet(k));
+    }
+    b.instruction(&I::ReturnCall(f));
+    b.instruction(&I::End);
+    b
 }
 
 /// `() -> ()`, called after each saved frame (see `ModuleFacts::headroom_func`): grow the frames

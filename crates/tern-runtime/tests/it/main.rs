@@ -134,7 +134,7 @@ const GUEST: &str = r#"
 
   ;; Recursion without a loop, entered only by direct calls: it is lean (no poll and no rewind
   ;; check on entry); it polls after its recursive call instead, with the call's result on the
-  ;; stack, and a rewind enters its rewind entry straight from its caller.
+  ;; stack, and a rewind enters its rewind entry through its trampoline.
   (func $rec (param $n i32) (result i32)
     (if (result i32) (i32.eqz (local.get $n))
       (then (i32.const 1))
