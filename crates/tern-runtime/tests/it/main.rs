@@ -410,9 +410,15 @@ const LONG_COUNTED_LOOPS: [&str; 4] = [
 
 #[test]
 fn long_counted_loops_keep_their_polls() {
+    captured_at_once(&LONG_COUNTED_LOOPS);
+}
+
+/// Each guest, run with a capture asked for before it starts (each would run for seconds),
+/// must reach a safe point: a capture, not its end.
+fn captured_at_once(guests: &[&str]) {
     let cache = tempfile::tempdir().expect("tempdir");
     let rt = Runtime::new(cache.path()).expect("runtime");
-    for guest in LONG_COUNTED_LOOPS {
+    for guest in guests {
         let prepared = rt
             .prepare(&wat::parse_str(guest).expect("wat"))
             .expect("prepare");
@@ -450,20 +456,7 @@ const LONG_RECURSIONS: [&str; 2] = [
 
 #[test]
 fn recursion_without_loops_reaches_safe_points() {
-    let cache = tempfile::tempdir().expect("tempdir");
-    let rt = Runtime::new(cache.path()).expect("runtime");
-    for guest in LONG_RECURSIONS {
-        let prepared = rt
-            .prepare(&wat::parse_str(guest).expect("wat"))
-            .expect("prepare");
-        let out = rt
-            .run(&prepared, Start::Fresh(config()), &capture_now())
-            .expect("run");
-        assert!(
-            matches!(out, Outcome::Captured(_)),
-            "ran to its end without a safe point: {guest}"
-        );
-    }
+    captured_at_once(&LONG_RECURSIONS);
 }
 
 /// A loop with a call that may unwind at its body's top level: when every iteration passes the
@@ -485,18 +478,7 @@ const ROUND_BEFORE_THE_CALL: &str = r#"(module (memory (export "memory") 1)
 
 #[test]
 fn a_loop_that_goes_round_before_its_call_keeps_its_poll() {
-    let cache = tempfile::tempdir().expect("tempdir");
-    let rt = Runtime::new(cache.path()).expect("runtime");
-    let prepared = rt
-        .prepare(&wat::parse_str(ROUND_BEFORE_THE_CALL).expect("wat"))
-        .expect("prepare");
-    let out = rt
-        .run(&prepared, Start::Fresh(config()), &capture_now())
-        .expect("run");
-    assert!(
-        matches!(out, Outcome::Captured(_)),
-        "ran to its end without a safe point"
-    );
+    captured_at_once(&[ROUND_BEFORE_THE_CALL]);
 }
 
 /// Compiling a module under this transform version removes what other versions compiled for
