@@ -568,7 +568,6 @@ fn encode(
     Ok(encode_marked(groups, added, code, &[])?.0)
 }
 
-/// The rewind entry of a function with one form: passes its parameters on by tail call.
 /// For the loop opening at `ops[open]`: a call that may unwind, at the loop body's top level,
 /// that every iteration passes before it can go round (no branch back to the loop comes
 /// before it). A poll after that call stands for the loop's poll, and shares its load with
@@ -579,37 +578,11 @@ fn call_every_iteration(
     ops: &[Operator<'_>],
     open: usize,
 ) -> Option<usize> {
-    let mut depth = 0u32;
-    for (k, op) in ops.iter().enumerate().skip(open + 1) {
-        match op {
-            Operator::Block { .. } | Operator::Loop { .. } | Operator::If { .. } => depth += 1,
-            Operator::End => depth = depth.checked_sub(1)?,
-            Operator::Br { relative_depth } | Operator::BrIf { relative_depth }
-                if *relative_depth == depth =>
-            {
-                return None
-            }
-            Operator::BrTable { targets }
-                if targets.default() == depth
-                    || targets.targets().any(|t| t.map_or(true, |t| t == depth)) =>
-            {
-                return None
-            }
-            // Branches whose targets are not worth telling apart here, catches among them.
-            Operator::TryTable { .. }
-            | Operator::BrOnNull { .. }
-            | Operator::BrOnNonNull { .. }
-            | Operator::BrOnCast { .. }
-            | Operator::BrOnCastFail { .. }
-            | Operator::Return
-            | Operator::ReturnCall { .. }
-            | Operator::ReturnCallIndirect { .. }
-            | Operator::ReturnCallRef { .. } => return None,
-            _ if depth == 0 && call_shape(facts, op).is_some() => return Some(k),
-            _ => {}
-        }
-    }
-    None
+    let body = &ops[open + 1..];
+    let (call, _, _) = counted::nested(body)
+        .take_while(|(_, depth, op)| !(*depth == 0 && matches!(op, Operator::End)))
+        .find(|(_, depth, op)| *depth == 0 && call_shape(facts, op).is_some())?;
+    (!counted::branches_to_top(&body[..call])).then_some(open + 1 + call)
 }
 
 /// A direct call from `caller` to a lean function of its own component: the call may recurse,
@@ -623,6 +596,7 @@ fn recurses_into_lean(facts: &ModuleFacts<'_>, caller: u32, op: &Operator<'_>) -
         && facts.component.get(f) == facts.component.get(caller as usize)
 }
 
+/// The rewind entry of a function with one form: passes its parameters on by tail call.
 fn thunk(params: usize, func_index: u32) -> Vec<u8> {
     let mut f = Function::new([]);
     for k in 0..params {

@@ -125,7 +125,9 @@ fn shape<'s, 'o>(ops: &'s [Operator<'o>], open: usize) -> Option<Shape<'s, 'o>> 
 
 /// Each operator of `ops` (a stretch of a body) with its index and how many blocks opened
 /// within `ops` enclose it (0: the stretch's top level; a block's own `end` counts as inside).
-fn nested<'s, 'o>(ops: &'s [Operator<'o>]) -> impl Iterator<Item = (usize, u32, &'s Operator<'o>)> {
+pub(crate) fn nested<'s, 'o>(
+    ops: &'s [Operator<'o>],
+) -> impl Iterator<Item = (usize, u32, &'s Operator<'o>)> {
     let mut depth = 0u32;
     ops.iter().enumerate().map(move |(i, op)| {
         let at = depth;
@@ -342,7 +344,7 @@ fn back_edge(body: &[Operator<'_>]) -> Option<(usize, bool)> {
 
 /// Whether any branch in `ops` (a stretch of a loop body at its top level) goes to the loop's
 /// top.
-fn branches_to_top(ops: &[Operator<'_>]) -> bool {
+pub(crate) fn branches_to_top(ops: &[Operator<'_>]) -> bool {
     nested(ops).any(|(_, top, op)| {
         // `top`: the loop's label as branches at this nesting count it.
         match op {
