@@ -55,12 +55,9 @@ pub struct ModuleFacts<'a> {
     pub rewind_entry: &'a [u32],
     /// Per function index: lean (see `analysis::Analysis::lean`).
     pub lean: &'a [bool],
-    /// Per function index: a rewind enters its rewind entry through a trampoline (see
-    /// `analysis::Analysis::direct_rewind`).
-    pub direct_rewind: &'a [bool],
     /// Per function index: what rewinding forms call instead of a function rewound directly
-    /// (a trampoline that looks for a rewind, see `module::trampoline_body`), or the function
-    /// itself.
+    /// (see `analysis::Analysis::direct_rewind`): a trampoline that looks for a rewind (see
+    /// `module::trampoline_body`); or the function itself, which looks on entry.
     pub trampoline: &'a [u32],
     /// Per function index: its component of the call graph.
     pub component: &'a [u32],
@@ -961,7 +958,7 @@ impl<'a> Emitter<'a> {
         let size = self.frame_size();
         if self.form == Form::Running
             && !self.entry_poll
-            && !self.facts.direct_rewind[func_index as usize]
+            && self.facts.trampoline[func_index as usize] == func_index
         {
             // A rewind passes through here on its way down (its callers' rewinding forms call
             // this index) and continues in the rewinding form. One load and one branch per
@@ -1232,7 +1229,7 @@ impl<'a> Emitter<'a> {
                 let reaches_import =
                     callee.is_none_or(|f| self.facts.rewind_entry[f as usize] == f);
                 let kept = if reaches_import { stack.len() } else { under };
-                let direct = callee.filter(|&f| self.facts.direct_rewind[f as usize]);
+                let direct = callee.filter(|&f| self.facts.trampoline[f as usize] != f);
                 let skip = self.skip_open(*rp, *rp);
                 match (self.form, direct) {
                     (Form::Rewinding, Some(f)) => {

@@ -13,10 +13,10 @@
 //!   without the poll: the next poll after it comes soon enough.
 //! - Unrolled short loops. A short body without calls runs [`UNROLL`] times per poll, as copies
 //!   that go on to the next copy where the body went round, or leave where it did not.
-//! - Strides, for the other loops. Some local is stepped by a constant once per iteration (however the loop ends:
-//!   strcmp's pointers, `while` loops). The poll first tests bits of that local, already in a
-//!   register, and loads the flag only when they are zero, which happens at least once in any
-//!   2^m iterations, 2^m iterations within the same budget.
+//! - Strides, for the other loops. Some local is stepped by a constant once per iteration
+//!   (however the loop ends: strcmp's pointers, `while` loops). The poll first tests bits of
+//!   that local, already in a register, and loads the flag only when they are zero, which
+//!   happens at least once in any 2^m iterations, 2^m iterations within the same budget.
 
 use wasm_encoder::Instruction;
 use wasmparser::Operator;
@@ -199,12 +199,8 @@ pub fn plan(ops: &[Operator<'_>], open: usize) -> Plan {
     let unroll = if params {
         None
     } else {
-        unroll(&shape, &ops[open])
-    }
-    .map(|u| Unroll {
-        back: open + 1 + u.back,
-        ..u
-    });
+        unroll(&shape, ops, open)
+    };
     Plan {
         counted: if params { None } else { counted(&shape) },
         stride: if unroll.is_some() {
@@ -216,11 +212,11 @@ pub fn plan(ops: &[Operator<'_>], open: usize) -> Plan {
     }
 }
 
-/// Whether the loop can be unrolled, with `back` relative to its body. The copies must fit
-/// together: after a `br 0` the operand stack is dropped, so whatever a copy leaves there is
-/// too; a `br_if 0` must be the body's last operator and the loop take and give nothing, so that
-/// each copy leaves the stack empty.
-fn unroll(shape: &Shape<'_, '_>, open: &Operator<'_>) -> Option<Unroll> {
+/// Whether the loop opened at `ops[open]` can be unrolled. The copies must fit together: after
+/// a `br 0` the operand stack is dropped, so whatever a copy leaves there is too; a `br_if 0`
+/// must be the body's last operator and the loop take and give nothing, so that each copy
+/// leaves the stack empty.
+fn unroll(shape: &Shape<'_, '_>, ops: &[Operator<'_>], open: usize) -> Option<Unroll> {
     if shape.cost > UNROLL_UP_TO || shape.cost * u64::from(UNROLL) > BUDGET {
         return None;
     }
@@ -228,7 +224,7 @@ fn unroll(shape: &Shape<'_, '_>, open: &Operator<'_>) -> Option<Unroll> {
     if shape.conditional
         && (back + 1 != shape.body.len()
             || !matches!(
-                open,
+                ops[open],
                 Operator::Loop {
                     blockty: wasmparser::BlockType::Empty
                 }
@@ -237,7 +233,7 @@ fn unroll(shape: &Shape<'_, '_>, open: &Operator<'_>) -> Option<Unroll> {
         return None;
     }
     Some(Unroll {
-        back,
+        back: open + 1 + back,
         conditional: shape.conditional,
     })
 }

@@ -86,7 +86,7 @@ pub fn instrument(wasm: &[u8], options: &Options) -> Result<Instrumented> {
     let mut trampoline: Vec<u32> = (0..funcs).collect();
     let mut next_trampoline = next_entry;
     for f in graph.imported..funcs {
-        if analysis.unwinds[f as usize] && analysis.direct_rewind[f as usize] {
+        if analysis.direct_rewind[f as usize] {
             trampoline[f as usize] = next_trampoline;
             next_trampoline += 1;
         }
@@ -124,7 +124,6 @@ pub fn instrument(wasm: &[u8], options: &Options) -> Result<Instrumented> {
             .unwrap_or(crate::body::TWO_FORMS_UP_TO),
         rewind_entry: &rewind_entry,
         lean: &analysis.lean,
-        direct_rewind: &analysis.direct_rewind,
         trampoline: &trampoline,
         component: &analysis.component,
     };
