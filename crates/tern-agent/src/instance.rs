@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tern_controller::api::{Assignment, InstanceReport, InstanceStatus, LogChunk, Stream};
+use tern_api::{Assignment, InstanceReport, InstanceStatus, LogChunk, Stream};
 
 use crate::cgroup::{CpuControl, Group};
 use crate::{Client, Config, Error, Result};
@@ -541,7 +541,7 @@ fn fetch_blob(config: &Config, client: &Client, digest: &str) -> Result<PathBuf>
         return Ok(path);
     }
     let bytes = client.blob(digest)?;
-    let got = tern_controller::digest(&bytes);
+    let got = tern_snapshot::digest(&bytes);
     if got != digest {
         return Err(Error::Blob {
             digest: digest.into(),
@@ -599,7 +599,7 @@ fn watch(socket: &Path, patience: Duration) -> Option<(u32, Option<String>)> {
         }
     };
     let mut w = conn.try_clone().ok()?;
-    let mut line = serde_json::to_vec(&tern_controller::api::InstanceCommand::Watch).ok()?;
+    let mut line = serde_json::to_vec(&tern_api::InstanceCommand::Watch).ok()?;
     line.push(b'\n');
     w.write_all(&line).ok()?;
     let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
@@ -607,7 +607,7 @@ fn watch(socket: &Path, patience: Duration) -> Option<(u32, Option<String>)> {
     let mut answer = String::new();
     r.read_line(&mut answer).ok()?;
     let (pid, awaiting) = match serde_json::from_str(&answer).ok()? {
-        tern_controller::api::InstanceEvent::Watching {
+        tern_api::InstanceEvent::Watching {
             pid,
             awaiting_verdict,
         } => (pid, awaiting_verdict),

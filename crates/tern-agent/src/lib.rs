@@ -29,9 +29,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tern_controller::api::{
-    Assignment, Capabilities, Capacity, Heartbeat, HeartbeatReply, MigrationOrder, Node,
-    RegisterRequest, Role,
+use tern_api::{
+    Assignment, Capabilities, Capacity, Heartbeat, HeartbeatReply, MigrationFailure,
+    MigrationOrder, MigrationStep, Node, RegisterRequest, Role,
 };
 
 use crate::instance::Instance;
@@ -145,7 +145,7 @@ impl Client {
         let status = resp.status();
         let bytes = resp.bytes().map_err(|e| self.err(e))?;
         if !status.is_success() {
-            let msg = serde_json::from_slice::<tern_controller::api::ErrorReply>(&bytes)
+            let msg = serde_json::from_slice::<tern_api::ErrorReply>(&bytes)
                 .map(|e| e.error)
                 .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).into_owned());
             return Err(self.err(format!("{status}: {msg}")));
@@ -266,7 +266,12 @@ pub fn run(config: Config, stop: Arc<AtomicBool>) -> Result<()> {
                         }
                         None if !i.is_alive() => {
                             let e = i.last_error();
-                            p.set(|u| u.failed = Some(("prepare".into(), e)));
+                            p.set(|u| {
+                                u.failed = Some(MigrationFailure {
+                                    step: MigrationStep::Prepare,
+                                    reason: e,
+                                })
+                            });
                         }
                         None => report_now = true,
                     }
@@ -457,10 +462,10 @@ fn take_part(
         };
         let Some(i) = instances.get(&o.instance) else {
             part.set(|u| {
-                u.failed = Some((
-                    "prepare".into(),
-                    format!("instance {} does not run here", o.instance),
-                ))
+                u.failed = Some(MigrationFailure {
+                    step: MigrationStep::Prepare,
+                    reason: format!("instance {} does not run here", o.instance),
+                })
             });
             continue;
         };

@@ -13,9 +13,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tern_controller::api::{
-    CommitReply, CommitRequest, InstanceCommand, InstanceEvent, MigrationNews, MigrationOrder,
-    MigrationUpdate, QuiesceReply,
+use tern_api::{
+    CommitReply, CommitRequest, InstanceCommand, InstanceEvent, MigrationFailure, MigrationNews,
+    MigrationOrder, MigrationPhase, MigrationStep, MigrationUpdate, QuiesceReply,
 };
 
 use crate::Client;
@@ -101,8 +101,13 @@ pub(crate) fn run_source(src: Source, order: MigrationOrder, update: Arc<Mutex<M
 fn drive_source(src: &Source, order: &MigrationOrder, update: &Arc<Mutex<MigrationUpdate>>) {
     let set =
         |f: &dyn Fn(&mut MigrationUpdate)| f(&mut update.lock().unwrap_or_else(|p| p.into_inner()));
-    let fail = |step: &str, reason: String| {
-        set(&|u| u.failed = Some((step.to_string(), reason.clone())));
+    let fail = |step: MigrationStep, reason: String| {
+        set(&|u| {
+            u.failed = Some(MigrationFailure {
+                step,
+                reason: reason.clone(),
+            })
+        });
     };
     // The instance may have just started: its socket appears when it listens.
     let mut conn = None;
@@ -117,13 +122,13 @@ fn drive_source(src: &Source, order: &MigrationOrder, update: &Arc<Mutex<Migrati
     }
     let Some(conn) = conn else {
         return fail(
-            "prepare",
+            MigrationStep::Prepare,
             "the instance's control socket does not answer".into(),
         );
     };
     let Ok(mut w) = conn.try_clone() else {
         return fail(
-            "prepare",
+            MigrationStep::Prepare,
             "cannot write to the instance's control socket".into(),
         );
     };
@@ -135,7 +140,10 @@ fn drive_source(src: &Source, order: &MigrationOrder, update: &Arc<Mutex<Migrati
         id: Some(order.id.clone()),
     };
     if let Err(e) = line(&mut w, &cmd) {
-        return fail("prepare", format!("asking the instance to move: {e}"));
+        return fail(
+            MigrationStep::Prepare,
+            format!("asking the instance to move: {e}"),
+        );
     }
     for l in BufReader::new(conn).lines() {
         let Ok(l) = l else { break };
@@ -148,12 +156,12 @@ fn drive_source(src: &Source, order: &MigrationOrder, update: &Arc<Mutex<Migrati
                 round,
                 bytes,
             } => set(&|u| {
-                u.phase = Some(phase.clone());
+                u.phase = Some(phase);
                 u.round = round;
                 u.bytes = bytes;
             }),
             InstanceEvent::Ready { report } => {
-                set(&|u| u.phase = Some("commit".into()));
+                set(&|u| u.phase = Some(MigrationPhase::Commit));
                 let tail = crate::instance::output_tail(
                     &src.instance_dir,
                     &order.instance,
@@ -171,7 +179,7 @@ fn drive_source(src: &Source, order: &MigrationOrder, update: &Arc<Mutex<Migrati
                 set(&|u| u.report = Some(report.clone()));
                 return;
             }
-            InstanceEvent::Error { message } => return fail("prepare", message),
+            InstanceEvent::Error { message } => return fail(MigrationStep::Prepare, message),
             InstanceEvent::Quiesce => {
                 // The gateways hold the workload's requests before it pauses; whatever the
                 // controller says (or if it cannot be reached), the instance goes on.
@@ -187,7 +195,7 @@ fn drive_source(src: &Source, order: &MigrationOrder, update: &Arc<Mutex<Migrati
         }
     }
     fail(
-        "stop-and-copy",
+        MigrationStep::StopAndCopy,
         "the instance ended during the migration".into(),
     );
 }
@@ -230,21 +238,21 @@ pub(crate) fn tell_go(socket: &std::path::Path) -> bool {
 /// for the commit answer: committed stays committed; anything undecided is failed first (the
 /// controller serializes this against a commit), so the answer is final.
 pub(crate) fn settle(client: &Client, node: &str, id: &str) -> bool {
-    use tern_controller::api::Migration;
+    use tern_api::{Migration, MigrationOutcome};
     loop {
         if let Ok(m) = client.get::<Migration>(&format!("/v1/migrations/{id}")) {
-            match m.outcome.as_deref() {
-                Some("committed") => return true,
+            match m.outcome {
+                Some(MigrationOutcome::Committed) => return true,
                 Some(_) => return false,
                 None => {
                     let news = MigrationNews {
                         node: node.to_string(),
                         update: MigrationUpdate {
                             id: id.to_string(),
-                            failed: Some((
-                                "commit".into(),
-                                "the source's agent restarted before the answer".into(),
-                            )),
+                            failed: Some(MigrationFailure {
+                                step: MigrationStep::Commit,
+                                reason: "the source's agent restarted before the answer".into(),
+                            }),
                             ..MigrationUpdate::default()
                         },
                     };

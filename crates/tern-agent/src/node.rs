@@ -1,6 +1,6 @@
 //! What the node has and uses, read from `/proc`.
 
-use tern_controller::api::{Capacity, Usage};
+use tern_api::{Capacity, Usage};
 
 fn meminfo(field: &str) -> Option<u64> {
     let text = std::fs::read_to_string("/proc/meminfo").ok()?;

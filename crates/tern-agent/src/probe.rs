@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tern_controller::api::{LinkReport, Peer};
+use tern_api::{LinkReport, Peer};
 use tern_profile::{DelayTable, End};
 
 /// How often each peer's round-trip time is measured.
@@ -47,7 +47,7 @@ pub(crate) struct Me {
 /// The hello secret of a cluster: a digest of its token (the token itself never goes over
 /// the probe port).
 pub(crate) fn secret(token: &str) -> String {
-    let d = tern_controller::digest(format!("tern probe {token}").as_bytes());
+    let d = tern_snapshot::digest(format!("tern probe {token}").as_bytes());
     d.chars().rev().take(32).collect()
 }
 
@@ -306,7 +306,7 @@ fn probe_loop(
                     peer: p.name.clone(),
                     rtt_ms,
                     bandwidth,
-                    measured_unix_ms: tern_controller::now_ms(),
+                    measured_unix_ms: tern_api::unix_ms(),
                 },
             );
         }

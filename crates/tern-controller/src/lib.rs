@@ -8,13 +8,11 @@
 //! Every request must carry the token generated at first start (`<data>/token`); without it the
 //! answer is 401 and nothing changes.
 
-pub mod api;
 mod migration;
 mod openapi;
 mod rebalance;
 mod server;
 mod store;
-pub mod traffic;
 mod view;
 
 pub use server::{Config, Controller};
@@ -31,17 +29,3 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-/// `sha256:<hex>` of some bytes: how Tern names blobs.
-pub fn digest(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
-}
-
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}

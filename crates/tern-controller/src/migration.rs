@@ -7,13 +7,14 @@
 
 use std::collections::HashMap;
 
-use crate::api::{
-    CommitReply, CommitRequest, LogChunk, MigrateRequest, Migration, MigrationKind, MigrationOrder,
-    MigrationUpdate, NodeStatus, Role, StoredLog, Workload, WorkloadStatus,
-};
 use crate::server::event;
 use crate::store::Tx;
 use crate::Result;
+use tern_api::{
+    CommitReply, CommitRequest, LogChunk, MigrateRequest, Migration, MigrationFailure,
+    MigrationKind, MigrationOrder, MigrationOutcome, MigrationPhase, MigrationStep,
+    MigrationUpdate, NodeStatus, Role, StoredLog, Workload, WorkloadStatus,
+};
 
 /// A migration that has not found its destination listening by then has failed.
 const PREPARE_TIMEOUT_MS: u64 = 60_000;
@@ -142,7 +143,7 @@ pub(crate) fn start(
         to: req.to.clone(),
         from_instance,
         to_instance: format!("{target_workload}-{generation}"),
-        phase: "prepare".into(),
+        phase: MigrationPhase::Prepare,
         outcome: None,
         failed_step: None,
         reason: None,
@@ -263,13 +264,13 @@ pub(crate) fn orders_for(tx: &Tx, node: &str) -> Result<Vec<MigrationOrder>> {
 
 fn finish(
     m: &mut Migration,
-    outcome: &str,
-    step: Option<String>,
+    outcome: MigrationOutcome,
+    step: Option<MigrationStep>,
     reason: Option<String>,
     now: u64,
 ) {
-    m.outcome = Some(outcome.into());
-    m.phase = "done".into();
+    m.outcome = Some(outcome);
+    m.phase = MigrationPhase::Done;
     m.failed_step = step;
     m.reason = reason;
     m.finished_unix_ms = Some(now);
@@ -294,23 +295,23 @@ pub(crate) fn apply_update(tx: &mut Tx, node: &str, u: &MigrationUpdate, now: u6
         m.files_bytes = report.files_wire;
         m.round = report.rounds.len() as u32;
         if m.outcome.is_none() {
-            let outcome = if report.outcome == "committed" {
+            let outcome = if report.outcome == MigrationOutcome::Committed {
                 // Only the controller commits; a source that says so without it is wrong.
-                "failed"
+                MigrationOutcome::Failed
             } else {
-                report.outcome.as_str()
+                report.outcome
             };
             finish(
                 &mut m,
                 outcome,
-                report.failed_step.clone(),
+                report.failed_step,
                 report.reason.clone(),
                 now,
             );
         }
     }
     if m.outcome.is_none() {
-        if let Some((step, reason)) = &u.failed {
+        if let Some(MigrationFailure { step, reason }) = &u.failed {
             let side = if node == m.to {
                 "destination"
             } else {
@@ -318,8 +319,8 @@ pub(crate) fn apply_update(tx: &mut Tx, node: &str, u: &MigrationUpdate, now: u6
             };
             finish(
                 &mut m,
-                "failed",
-                Some(step.clone()),
+                MigrationOutcome::Failed,
+                Some(*step),
                 Some(format!("{side} {node}: {reason}")),
                 now,
             );
@@ -327,14 +328,14 @@ pub(crate) fn apply_update(tx: &mut Tx, node: &str, u: &MigrationUpdate, now: u6
             if node == m.to {
                 if let Some(addr) = &u.listening {
                     m.to_address = Some(addr.clone());
-                    if m.phase == "prepare" {
-                        m.phase = "pre-copy".into();
+                    if m.phase == MigrationPhase::Prepare {
+                        m.phase = MigrationPhase::PreCopy;
                     }
                 }
             }
             if node == m.from {
-                if let Some(phase) = &u.phase {
-                    m.phase = phase.clone();
+                if let Some(phase) = u.phase {
+                    m.phase = phase;
                 }
                 m.round = u.round;
                 m.bytes = u.bytes;
@@ -357,8 +358,8 @@ pub(crate) fn commit(tx: &mut Tx, id: &str, req: &CommitRequest, now: u64) -> Re
     let Some(mut m) = tx.migration(id)? else {
         return Ok(refuse(format!("no migration {id}")));
     };
-    match m.outcome.as_deref() {
-        Some("committed") => {
+    match m.outcome {
+        Some(MigrationOutcome::Committed) => {
             return Ok(CommitReply {
                 commit: true,
                 reason: None,
@@ -370,8 +371,8 @@ pub(crate) fn commit(tx: &mut Tx, id: &str, req: &CommitRequest, now: u64) -> Re
     let Some(mut w) = tx.workload(&m.workload)? else {
         finish(
             &mut m,
-            "failed",
-            Some("commit".into()),
+            MigrationOutcome::Failed,
+            Some(MigrationStep::Commit),
             Some("the workload was removed".into()),
             now,
         );
@@ -385,8 +386,8 @@ pub(crate) fn commit(tx: &mut Tx, id: &str, req: &CommitRequest, now: u64) -> Re
         let why = "the workload changed meanwhile".to_string();
         finish(
             &mut m,
-            "failed",
-            Some("commit".into()),
+            MigrationOutcome::Failed,
+            Some(MigrationStep::Commit),
             Some(why.clone()),
             now,
         );
@@ -433,8 +434,8 @@ pub(crate) fn commit(tx: &mut Tx, id: &str, req: &CommitRequest, now: u64) -> Re
         }
     }
     m.pause_ms = req.report.pause_ms;
-    m.phase = "done".into();
-    m.outcome = Some("committed".into());
+    m.phase = MigrationPhase::Done;
+    m.outcome = Some(MigrationOutcome::Committed);
     m.finished_unix_ms = Some(now);
     tx.put_migration(&m)?;
     Ok(CommitReply {
@@ -477,26 +478,25 @@ pub(crate) fn expire(tx: &mut Tx, now: u64) -> Result<bool> {
             continue;
         }
         let why = if down.contains(&m.from) {
-            Some(("source", format!("node {} went down", m.from)))
+            Some(format!("source node {} went down", m.from))
         } else if down.contains(&m.to) {
-            Some(("destination", format!("node {} went down", m.to)))
+            Some(format!("destination node {} went down", m.to))
         } else if m.to_address.is_none()
             && now.saturating_sub(m.requested_unix_ms) > PREPARE_TIMEOUT_MS
         {
-            Some((
-                "prepare",
-                "the destination did not get ready in time".into(),
-            ))
+            Some("the destination did not get ready in time".into())
         } else {
             None
         };
-        if let Some((step, reason)) = why {
-            let step = if m.phase == "prepare" {
-                "prepare"
-            } else {
-                step
-            };
-            finish(&mut m, "failed", Some(step.into()), Some(reason), now);
+        if let Some(reason) = why {
+            let step = m.phase.step();
+            finish(
+                &mut m,
+                MigrationOutcome::Failed,
+                Some(step),
+                Some(reason),
+                now,
+            );
             tx.put_migration(&m)?;
             changed = true;
         }

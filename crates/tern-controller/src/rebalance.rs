@@ -11,12 +11,12 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Mutex;
 
-use crate::api::{Avoid, MigrateRequest, MigrationKind, PlacementState, Workload};
 use crate::migration::Limits;
 use crate::server::event;
 use crate::store::{Store, Tx};
-use crate::traffic::WorkloadTraffic;
 use crate::Result;
+use tern_api::traffic::WorkloadTraffic;
+use tern_api::{Avoid, MigrateRequest, MigrationKind, MigrationOutcome, PlacementState, Workload};
 
 /// The gateways' reports of the last minute, per workload (kept by the server).
 pub(crate) type TrafficLog = HashMap<String, VecDeque<(u64, WorkloadTraffic)>>;
@@ -78,7 +78,7 @@ pub(crate) fn demand(traffic: &TrafficLog, now: u64) -> HashMap<String, BTreeMap
 /// Median latency and request count of the reports received within `[from, to]`.
 fn latency(traffic: &TrafficLog, workload: &str, from: u64, to: u64) -> (Option<f64>, u64) {
     let reports = traffic.get(workload);
-    let s = crate::traffic::summarize(
+    let s = tern_api::traffic::summarize(
         reports
             .into_iter()
             .flatten()
@@ -146,9 +146,9 @@ pub(crate) fn pass(
 /// What one look at the cluster reads from the store (outside any write transaction:
 /// heartbeats must not wait for the scheduler).
 pub(crate) struct Records {
-    pub(crate) nodes: Vec<crate::api::Node>,
+    pub(crate) nodes: Vec<tern_api::Node>,
     pub(crate) workloads: Vec<Workload>,
-    pub(crate) migrations: Vec<crate::api::Migration>,
+    pub(crate) migrations: Vec<tern_api::Migration>,
 }
 
 impl Records {
@@ -184,7 +184,7 @@ pub(crate) fn live(
 /// settling — those of a move under way or committed in the last [`SETTLE_MS`], whose
 /// measurements do not show it yet.
 fn scheduler_limits(
-    migrations: &[crate::api::Migration],
+    migrations: &[tern_api::Migration],
     limits: Limits,
     now: u64,
 ) -> tern_scheduler::Limits {
@@ -197,7 +197,7 @@ fn scheduler_limits(
         .iter()
         .filter(|m| {
             m.outcome.is_none()
-                || m.outcome.as_deref() == Some("committed")
+                || m.outcome == Some(MigrationOutcome::Committed)
                     && m.finished_unix_ms
                         .is_some_and(|t| now.saturating_sub(t) < SETTLE_MS)
         })
@@ -215,13 +215,13 @@ fn scheduler_limits(
 /// since its previous move had settled (the gateways' reports wholly after it).
 fn baseline(
     traffic: &TrafficLog,
-    migrations: &[crate::api::Migration],
+    migrations: &[tern_api::Migration],
     workload: &str,
     now: u64,
 ) -> Option<f64> {
     let previous = migrations
         .iter()
-        .filter(|m| m.workload == workload && m.outcome.as_deref() == Some("committed"))
+        .filter(|m| m.workload == workload && m.outcome == Some(MigrationOutcome::Committed))
         .filter_map(|m| m.finished_unix_ms)
         .max()
         .map_or(0, |t| t + AFTER_COMMIT_MS);
@@ -242,7 +242,7 @@ fn judge_moves(tx: &mut Tx, traffic: &TrafficLog, limits: Limits, now: u64) -> R
         else {
             continue;
         };
-        if !m.auto || m.outcome.as_deref() != Some("committed") {
+        if !m.auto || m.outcome != Some(MigrationOutcome::Committed) {
             continue;
         }
         let late = now.saturating_sub(done) > JUDGE_WITHIN_MS;
@@ -389,8 +389,12 @@ mod tests {
         assert_eq!(latency(&log, "nobody", 0, 9_000), (None, 0));
     }
 
-    fn migration(id: &str, outcome: Option<&str>, finished: Option<u64>) -> crate::api::Migration {
-        let mut m: crate::api::Migration = serde_json::from_value(serde_json::json!({
+    fn migration(
+        id: &str,
+        outcome: Option<MigrationOutcome>,
+        finished: Option<u64>,
+    ) -> tern_api::Migration {
+        let mut m: tern_api::Migration = serde_json::from_value(serde_json::json!({
             "id": id, "kind": "move", "workload": "w", "target_workload": "w",
             "from": format!("{id}-from"), "to": format!("{id}-to"),
             "from_instance": "w-1", "to_instance": "w-2", "phase": "done",
@@ -400,7 +404,7 @@ mod tests {
             "tracker": "", "requested_unix_ms": 0, "finished_unix_ms": null
         }))
         .expect("a migration");
-        m.outcome = outcome.map(str::to_string);
+        m.outcome = outcome;
         m.finished_unix_ms = finished;
         m
     }
@@ -421,7 +425,11 @@ mod tests {
         assert!((80.0..97.0).contains(&p), "{p}");
         // A move committed at 20 s: only what came after it counts, and 10 requests are not
         // enough to judge by.
-        let moved = [migration("m1", Some("committed"), Some(20_000))];
+        let moved = [migration(
+            "m1",
+            Some(MigrationOutcome::Committed),
+            Some(20_000),
+        )];
         assert_eq!(baseline(&log, &moved, "w", 30_000), None);
     }
 
@@ -430,9 +438,17 @@ mod tests {
         let now = 100_000;
         let ms = [
             migration("live", None, None),
-            migration("fresh", Some("committed"), Some(now - 1_000)),
-            migration("old", Some("committed"), Some(now - SETTLE_MS - 1)),
-            migration("failed", Some("failed"), Some(now - 1_000)),
+            migration(
+                "fresh",
+                Some(MigrationOutcome::Committed),
+                Some(now - 1_000),
+            ),
+            migration(
+                "old",
+                Some(MigrationOutcome::Committed),
+                Some(now - SETTLE_MS - 1),
+            ),
+            migration("failed", Some(MigrationOutcome::Failed), Some(now - 1_000)),
         ];
         let l = scheduler_limits(
             &ms,

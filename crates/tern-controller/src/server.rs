@@ -16,10 +16,13 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 
-use crate::api::*;
 use crate::store::{Store, Tx};
-use crate::traffic::{TrafficReport, TrafficSummary, WorkloadTraffic};
-use crate::{digest, now_ms, Error, Result};
+use tern_api::traffic::{TrafficReport, TrafficSummary, WorkloadTraffic};
+use tern_api::unix_ms as now_ms;
+use tern_api::*;
+use tern_snapshot::digest;
+
+use crate::{Error, Result};
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -798,7 +801,11 @@ fn route_table(store: &Store) -> Result<RouteTable> {
         let moving = migrations.iter().find(|m| {
             m.outcome.is_none()
                 && m.workload == w.name
-                && (m.quiesce || matches!(m.phase.as_str(), "stop-and-copy" | "commit"))
+                && (m.quiesce
+                    || matches!(
+                        m.phase,
+                        MigrationPhase::StopAndCopy | MigrationPhase::Commit
+                    ))
         });
         let node = endpoint.as_ref().and(w.node.clone());
         let node_region = node.as_ref().and_then(|n| {
@@ -948,7 +955,7 @@ async fn workload_traffic(
         .map(|(at, _)| now.saturating_sub(*at) + TRAFFIC_INTERVAL_MS)
         .unwrap_or(TRAFFIC_WINDOW_MS)
         .clamp(TRAFFIC_INTERVAL_MS, TRAFFIC_WINDOW_MS);
-    Json(crate::traffic::summarize(
+    Json(tern_api::traffic::summarize(
         recent.into_iter().map(|(_, w)| w),
         span_ms as f64 / 1e3,
     ))

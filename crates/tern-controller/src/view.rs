@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use tern_scheduler as sched;
 
-use crate::api::{Migration, MigrationKind, Node, NodeStatus, Workload, WorkloadStatus};
+use tern_api::{Migration, MigrationKind, Node, NodeStatus, Workload, WorkloadStatus};
 
 /// Every input of one scheduling pass.
 pub(crate) struct Inputs<'a> {
@@ -340,7 +340,7 @@ pub(crate) fn at_rest(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{Capabilities, Capacity, LinkReport, Usage};
+    use tern_api::{Capabilities, Capacity, LinkReport, Usage};
 
     fn node(name: &str, region: &str, links: &[(&str, f64, f64)]) -> Node {
         Node {

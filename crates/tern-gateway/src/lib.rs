@@ -32,8 +32,8 @@ use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tern_controller::api::RouteTable;
-use tern_controller::traffic::{TrafficReport, WorkloadTraffic};
+use tern_api::traffic::{TrafficReport, WorkloadTraffic};
+use tern_api::RouteTable;
 use tokio::sync::watch;
 
 type Body = BoxBody<Bytes, hyper::Error>;

@@ -1,7 +1,7 @@
 //! Which workload a request belongs to (pure): by host name and path prefix, as the profiles'
 //! `[http]` tables say.
 
-use tern_controller::api::{Route, RouteTable};
+use tern_api::{Route, RouteTable};
 
 /// The route for a request to `host` (its Host header, port or not) and `path`: among the
 /// routes whose host (if any) and path prefix (if any) match, the one that names a host wins

@@ -22,7 +22,7 @@ mod sys;
 pub use cache::{Cache, Prepared};
 pub use control::Control;
 pub use exec::{engine_config, Outcome, Resumable, RunOptions, RunStats, Runtime, Start};
-pub use live::{migrate_out, MigrateOptions, MigrationReport, Progress, Round};
+pub use live::{migrate_out, MigrateOptions, Progress};
 pub use snapfile::SnapshotFile;
 
 /// Exit code for a program stopped by a trap, as `wasmtime run` reports an abort.

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+use tern_api::{MigrationOutcome, MigrationPhase, MigrationRound, MigrationStep, TransferReport};
 use tern_snapshot::{Snapshot, PAGE};
 
 use crate::control::Control;
@@ -93,45 +94,10 @@ impl Default for MigrateOptions {
     }
 }
 
-/// One round of sending pages; the last one is the stop-and-copy round.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct Round {
-    /// Bytes of memory sent (all zero pages included).
-    pub raw_bytes: u64,
-    /// Bytes that went on the wire for them.
-    pub wire_bytes: u64,
-    pub ms: f64,
-}
-
-/// What a migration did, from the source's side.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct MigrationReport {
-    /// "committed", "rolled_back" or "failed".
-    pub outcome: String,
-    /// The step where a failure happened, and why.
-    pub failed_step: Option<String>,
-    pub reason: Option<String>,
-    pub rounds: Vec<Round>,
-    /// From the stop request until the program may run again (the destination told to go,
-    /// or, on a rollback, here): what the program lives through as a pause.
-    pub pause_ms: f64,
-    pub total_ms: f64,
-    /// Raw and wire bytes of everything sent (pages and state).
-    pub bytes_raw: u64,
-    pub bytes_wire: u64,
-    /// How written pages were found: "userfaultfd-wp" or "hashing".
-    pub tracker: String,
-    /// Of the bytes, those of files in the program's directories (both passes), raw and wire.
-    pub files_raw: u64,
-    pub files_wire: u64,
-    /// Wire bytes over total time, in MiB/s.
-    pub bandwidth_mib_s: f64,
-}
-
 /// Progress, for a bar.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Progress {
-    pub phase: String,
+    pub phase: MigrationPhase,
     pub round: u32,
     pub bytes: u64,
 }
@@ -471,15 +437,15 @@ fn send_ranges<W: Write>(
 
 /// Add a finished round to the report and tell the progress callback.
 fn record_round(
-    report: &mut MigrationReport,
+    report: &mut TransferReport,
     raw: u64,
     wire: u64,
     started: Instant,
-    phase: &str,
+    phase: MigrationPhase,
     round: u32,
     progress: &mut dyn FnMut(&Progress),
 ) {
-    report.rounds.push(Round {
+    report.rounds.push(MigrationRound {
         raw_bytes: raw,
         wire_bytes: wire,
         ms: started.elapsed().as_secs_f64() * 1e3,
@@ -487,7 +453,7 @@ fn record_round(
     report.bytes_raw += raw;
     report.bytes_wire += wire;
     progress(&Progress {
-        phase: phase.into(),
+        phase,
         round,
         bytes: report.bytes_wire,
     });
@@ -504,11 +470,11 @@ pub fn migrate_out<S: Read + Write>(
     options: &MigrateOptions,
     progress: &mut dyn FnMut(&Progress),
     quiesce: &mut dyn FnMut(),
-    commit: &mut dyn FnMut(&MigrationReport) -> std::result::Result<bool, String>,
-) -> MigrationReport {
+    commit: &mut dyn FnMut(&TransferReport) -> std::result::Result<bool, String>,
+) -> TransferReport {
     let started = Instant::now();
-    let mut report = MigrationReport::default();
-    let mut step = "connect";
+    let mut report = TransferReport::default();
+    let mut step = MigrationStep::Connect;
     let result = run_source(
         control,
         conn,
@@ -526,17 +492,17 @@ pub fn migrate_out<S: Read + Write>(
         0.0
     };
     match result {
-        Ok(true) => report.outcome = "committed".into(),
+        Ok(true) => report.outcome = MigrationOutcome::Committed,
         Ok(false) => {
-            report.outcome = "rolled_back".into();
-            report.failed_step = Some("commit".into());
+            report.outcome = MigrationOutcome::RolledBack;
+            report.failed_step = Some(MigrationStep::Commit);
             report
                 .reason
                 .get_or_insert_with(|| "the commit was refused".into());
         }
         Err(e) => {
-            report.outcome = "failed".into();
-            report.failed_step = Some(step.into());
+            report.outcome = MigrationOutcome::Failed;
+            report.failed_step = Some(step);
             report.reason = Some(e.to_string());
         }
     }
@@ -550,15 +516,15 @@ fn run_source<S: Read + Write>(
     options: &MigrateOptions,
     progress: &mut dyn FnMut(&Progress),
     quiesce: &mut dyn FnMut(),
-    commit: &mut dyn FnMut(&MigrationReport) -> std::result::Result<bool, String>,
-    report: &mut MigrationReport,
-    step: &mut &'static str,
+    commit: &mut dyn FnMut(&TransferReport) -> std::result::Result<bool, String>,
+    report: &mut TransferReport,
+    step: &mut MigrationStep,
 ) -> Result<bool> {
     let Some(live) = control.live_info() else {
         return Err(proto("no program is running"));
     };
     let mut conn = Cuttable::new(conn);
-    *step = "prepare";
+    *step = MigrationStep::Prepare;
     let hello = Hello {
         version: PROTOCOL_VERSION,
         module_digest: live.module_digest.clone(),
@@ -596,7 +562,7 @@ fn run_source<S: Read + Write>(
     }
 
     let mut fw = FrameWriter::new(&mut conn, options.bandwidth);
-    *step = "volumes";
+    *step = MigrationStep::Volumes;
     if fault::at(Side::Source, "volumes") {
         fw.w.cut();
     }
@@ -607,7 +573,7 @@ fn run_source<S: Read + Write>(
     report.files_raw += raw;
     report.files_wire += wire;
 
-    *step = "pre-copy";
+    *step = MigrationStep::PreCopy;
     let mut mems = Vec::new();
     for &(index, base) in &live.memories {
         mems.push(SourceMemory::start(index, base, options.force_hashing)?);
@@ -641,7 +607,15 @@ fn run_source<S: Read + Write>(
         wire += fw
             .frame(kind::ROUND_END, &[&round.to_le_bytes()])
             .map_err(io_err("sending"))?;
-        record_round(report, raw, wire, t, "pre-copy", round, progress);
+        record_round(
+            report,
+            raw,
+            wire,
+            t,
+            MigrationPhase::PreCopy,
+            round,
+            progress,
+        );
         if fault::at(Side::Source, "pre-copy") {
             fw.w.cut();
         }
@@ -671,7 +645,7 @@ fn run_source<S: Read + Write>(
         k => return Err(proto(format!("unexpected frame {k} instead of synced"))),
     }
 
-    *step = "stop-and-copy";
+    *step = MigrationStep::StopAndCopy;
     let paused_at = Instant::now();
     let (paused_tx, paused_rx) = mpsc::sync_channel(1);
     let (verdict_tx, verdict_rx) = mpsc::channel();
@@ -721,11 +695,11 @@ fn finish_source<S: Read + Write>(
     mut state: Snapshot,
     options: &MigrateOptions,
     progress: &mut dyn FnMut(&Progress),
-    commit: &mut dyn FnMut(&MigrationReport) -> std::result::Result<bool, String>,
-    report: &mut MigrationReport,
+    commit: &mut dyn FnMut(&TransferReport) -> std::result::Result<bool, String>,
+    report: &mut TransferReport,
     round: u32,
     paused_at: Instant,
-    step: &mut &'static str,
+    step: &mut MigrationStep,
     rbuf: &mut Vec<u8>,
     (dirs, seen): (&[(String, std::path::PathBuf)], &mut files::Seen),
 ) -> Result<bool> {
@@ -757,8 +731,16 @@ fn finish_source<S: Read + Write>(
         .and_then(|n| fw.flush().map(|_| n))
         .map_err(io_err("sending state"))?;
     raw += body.len() as u64;
-    record_round(report, raw, wire, t, "stop-and-copy", round, progress);
-    *step = "resume";
+    record_round(
+        report,
+        raw,
+        wire,
+        t,
+        MigrationPhase::StopAndCopy,
+        round,
+        progress,
+    );
+    *step = MigrationStep::Resume;
     if fault::at(Side::Source, "resume") {
         fw.w.cut();
     }
@@ -772,12 +754,12 @@ fn finish_source<S: Read + Write>(
         k => return Err(proto(format!("unexpected frame {k} instead of ready"))),
     }
     report.pause_ms = paused_at.elapsed().as_secs_f64() * 1e3;
-    *step = "commit";
+    *step = MigrationStep::Commit;
     if fault::at(Side::Source, "commit") {
         fw.w.cut();
     }
     progress(&Progress {
-        phase: "commit".into(),
+        phase: MigrationPhase::Commit,
         round,
         bytes: report.bytes_wire,
     });

@@ -111,7 +111,7 @@ impl Fleet {
     }
 
     fn upload(&self, bytes: Vec<u8>) -> String {
-        let d = tern_controller::digest(&bytes);
+        let d = tern_snapshot::digest(&bytes);
         let r = self
             .http
             .put(format!("{}/v1/blobs/{d}", self.url))
@@ -129,7 +129,7 @@ impl Fleet {
             &format!("name = \"{name}\"\nmodule = \"m.wasm\"\n[limits]\nmemory = \"{memory}\"\n"),
         )
         .expect("profile");
-        let spec = tern_controller::api::WorkloadSpec {
+        let spec = tern_api::WorkloadSpec {
             profile,
             module: module.into(),
             files: vec![],

@@ -541,10 +541,10 @@ fn migrate_request(
     to: String,
     bandwidth: Option<u64>,
     name: Option<String>,
-) -> tern_controller::api::MigrateRequest {
-    tern_controller::api::MigrateRequest {
+) -> tern_api::MigrateRequest {
+    tern_api::MigrateRequest {
         to,
-        options: tern_controller::api::TransferOptions {
+        options: tern_api::TransferOptions {
             bandwidth,
             ..Default::default()
         },
@@ -631,7 +631,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
         } => crate::instance::migrate_command(
             &socket,
             &to,
-            tern_controller::api::TransferOptions {
+            tern_api::TransferOptions {
                 bandwidth,
                 max_rounds,
                 force_hashing: hashing,

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
-use tern_controller::api::{
+use tern_api::{
     DeployReply, ErrorReply, FileBlob, LogsReply, MigrateRequest, Migration, Node, Stream,
     Workload, WorkloadSpec, WorkloadStatus,
 };
@@ -115,7 +115,7 @@ impl Api {
     }
 
     pub fn put_blob(&self, bytes: Vec<u8>) -> Result<String> {
-        let d = tern_controller::digest(&bytes);
+        let d = tern_snapshot::digest(&bytes);
         self.send(
             self.http
                 .put(format!("{}/v1/blobs/{d}", self.base))
@@ -220,7 +220,7 @@ pub fn agent(a: AgentArgs) -> Result<ExitCode> {
         (None, None) => None,
         (cpus, memory) => {
             let machine = tern_agent::machine_capacity();
-            Some(tern_controller::api::Capacity {
+            Some(tern_api::Capacity {
                 cpus: cpus.unwrap_or(machine.cpus),
                 memory: memory.unwrap_or(machine.memory),
             })
@@ -484,9 +484,8 @@ pub fn deploy(ctx: &ClusterContext, profile_path: &Path) -> Result<ExitCode> {
     for _ in 0..100 {
         if !matches!(
             last.status,
-            tern_controller::api::WorkloadStatus::Pending
-                | tern_controller::api::WorkloadStatus::Starting
-        ) || (last.status == tern_controller::api::WorkloadStatus::Pending
+            tern_api::WorkloadStatus::Pending | tern_api::WorkloadStatus::Starting
+        ) || (last.status == tern_api::WorkloadStatus::Pending
             && last.reason.as_deref() != Some("waiting for placement"))
         {
             break;
@@ -561,7 +560,7 @@ pub fn ps(ctx: &ClusterContext, json: bool) -> Result<ExitCode> {
 }
 
 pub fn gateways(ctx: &ClusterContext, json: bool) -> Result<ExitCode> {
-    let gs: Vec<tern_controller::api::GatewayInfo> = Api::new(ctx)?.get("/v1/gateways")?;
+    let gs: Vec<tern_api::GatewayInfo> = Api::new(ctx)?.get("/v1/gateways")?;
     if json {
         println!("{}", serde_json::to_string_pretty(&gs)?);
         return Ok(ExitCode::SUCCESS);
@@ -725,7 +724,7 @@ pub fn migrate(
         eprintln!();
     }
     // The source's own figures arrive with its next heartbeat after the commit.
-    let m = if m.outcome.as_deref() == Some("committed") && m.total_ms == 0.0 {
+    let m = if m.committed() && m.total_ms == 0.0 {
         let until = std::time::Instant::now() + Duration::from_secs(3);
         let mut m = m;
         while m.total_ms == 0.0 && std::time::Instant::now() < until {
@@ -741,7 +740,7 @@ pub fn migrate(
     } else {
         print_migration(&m);
     }
-    Ok(if m.outcome.as_deref() == Some("committed") {
+    Ok(if m.committed() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
@@ -768,7 +767,7 @@ fn print_migration(m: &Migration) {
         m.workload,
         m.from,
         m.to,
-        m.outcome.as_deref().unwrap_or(&m.phase)
+        m.state()
     );
     if let (Some(step), Some(reason)) = (&m.failed_step, &m.reason) {
         println!("  failed at {step}: {reason}");
@@ -787,7 +786,7 @@ fn print_migration(m: &Migration) {
             }
         );
     }
-    if m.outcome.as_deref() == Some("committed") {
+    if m.committed() {
         println!(
             "  pause {:.2} ms, total {:.1} ms, {} on the wire ({} raw) at {:.0} MiB/s; written pages found by {}",
             m.pause_ms,
@@ -817,7 +816,7 @@ pub fn migrations(ctx: &ClusterContext, json: bool) -> Result<ExitCode> {
                     m.workload.clone(),
                     m.from.clone(),
                     m.to.clone(),
-                    m.outcome.clone().unwrap_or_else(|| m.phase.clone()),
+                    m.state().to_string(),
                     format!("{:.1}ms", m.pause_ms),
                     format!("{:.0}ms", m.total_ms),
                     human_bytes(m.bytes),

@@ -1,7 +1,7 @@
 //! An instance's control socket (`--control PATH`): a Unix socket on which whoever runs the
 //! instance (an agent, or `tern instance migrate`) asks it to move by live migration, answers
 //! its commit question, or tells a receiving instance whose source went silent whether to run.
-//! One JSON line per command, JSON lines back (`tern_controller::api::InstanceCommand` and
+//! One JSON line per command, JSON lines back (`tern_api::InstanceCommand` and
 //! `InstanceEvent`). Also `tern receive`, the destination of a migration.
 
 use std::io::{BufRead, BufReader, IsTerminal, Write};
@@ -13,8 +13,11 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use tern_controller::api::{InstanceCommand, InstanceEvent, TransferOptions, TransferReport};
-use tern_runtime::{Control, MigrateOptions, MigrationReport};
+use tern_api::{
+    InstanceCommand, InstanceEvent, MigrationOutcome, MigrationStep, TransferOptions,
+    TransferReport,
+};
+use tern_runtime::{Control, MigrateOptions};
 
 /// What the control socket shares with the thread that runs the program.
 pub struct Shared {
@@ -235,7 +238,7 @@ fn handle(conn: UnixStream, control: &Arc<Control>, shared: &Shared) -> std::io:
                 (ask_commit, keep_running, id),
                 shared,
             );
-            let committed = report.outcome == "committed" && !keep_running;
+            let committed = report.outcome == MigrationOutcome::Committed && !keep_running;
             let asker = shared.take_asker();
             *shared
                 .migration_id
@@ -262,8 +265,8 @@ fn migrate(
     shared: &Shared,
 ) -> TransferReport {
     let failed = |reason: String| TransferReport {
-        outcome: "failed".into(),
-        failed_step: Some("connect".into()),
+        outcome: MigrationOutcome::Failed,
+        failed_step: Some(MigrationStep::Connect),
         reason: Some(reason),
         ..TransferReport::default()
     };
@@ -289,17 +292,17 @@ fn migrate(
     };
     let mut progress = |p: &tern_runtime::Progress| {
         shared.tell_asker(&InstanceEvent::Progress {
-            phase: p.phase.clone(),
+            phase: p.phase,
             round: p.round,
             bytes: p.bytes,
         });
     };
-    let mut commit = |report: &MigrationReport| -> std::result::Result<bool, String> {
+    let mut commit = |report: &TransferReport| -> std::result::Result<bool, String> {
         if !ask_commit {
             return Ok(true);
         }
         let ready = InstanceEvent::Ready {
-            report: convert(report),
+            report: report.clone(),
         };
         loop {
             // Ask whoever drives the migration now; keep the connection out of the shared
@@ -374,15 +377,14 @@ fn migrate(
             *slot = Some(a);
         }
     };
-    let report = tern_runtime::migrate_out(
+    tern_runtime::migrate_out(
         control,
         conn,
         &opts,
         &mut progress,
         &mut quiesce,
         &mut commit,
-    );
-    convert(&report)
+    )
 }
 
 /// How long a migration's connection may stay silent (nothing can be read, or nothing
@@ -396,13 +398,6 @@ pub fn migration_timeout() -> Duration {
         .filter(|ms| *ms > 0)
         .map(Duration::from_millis)
         .unwrap_or(Duration::from_secs(30))
-}
-
-/// The runtime's report in the API's shape (the same fields).
-fn convert(r: &MigrationReport) -> TransferReport {
-    serde_json::to_value(r)
-        .and_then(serde_json::from_value)
-        .unwrap_or_default()
 }
 
 /// `tern instance migrate`: ask the instance behind `socket` to move to `to` and report.
@@ -447,7 +442,7 @@ pub fn migrate_command(
                 } else {
                     print_report(&report);
                 }
-                return Ok(if report.outcome == "committed" {
+                return Ok(if report.outcome == MigrationOutcome::Committed {
                     ExitCode::SUCCESS
                 } else {
                     ExitCode::from(1)
@@ -465,7 +460,7 @@ pub fn print_report(r: &TransferReport) {
     if let Some(reason) = &r.reason {
         println!(
             "failed:    at {}: {reason}",
-            r.failed_step.as_deref().unwrap_or("?")
+            r.failed_step.map_or("?", |s| s.as_str())
         );
     }
     println!(

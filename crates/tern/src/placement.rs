@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use anyhow::Result;
-use tern_controller::api::{ExplainReply, NetworkReply, PlacementState};
+use tern_api::{ExplainReply, NetworkReply, PlacementState};
 use tern_scheduler::{Score, Verdict};
 
 use crate::fleet::{table, Api, ClusterContext};
@@ -118,8 +118,7 @@ pub fn network(ctx: &ClusterContext, json: bool) -> Result<ExitCode> {
                         mib(l.bandwidth),
                         format!(
                             "{:.0}s",
-                            tern_controller::now_ms().saturating_sub(l.measured_unix_ms) as f64
-                                / 1e3
+                            tern_api::unix_ms().saturating_sub(l.measured_unix_ms) as f64 / 1e3
                         ),
                     ]
                 })
@@ -145,7 +144,7 @@ pub fn placement(ctx: &ClusterContext, action: &str) -> Result<ExitCode> {
         st.rebalance_every_ms, st.confirm_passes
     );
     if let Some(at) = st.last_pass_unix_ms {
-        let ago = tern_controller::now_ms().saturating_sub(at);
+        let ago = tern_api::unix_ms().saturating_sub(at);
         println!(
             "last pass {:.1} s ago: {:.2} ms, {} candidates, {} moves started",
             ago as f64 / 1e3,
