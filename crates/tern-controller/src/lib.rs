@@ -8,6 +8,7 @@
 //! Every request must carry the token generated at first start (`<data>/token`); without it the
 //! answer is 401 and nothing changes.
 
+mod history;
 mod migration;
 mod openapi;
 mod rebalance;

@@ -11,8 +11,8 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Mutex;
 
+use crate::history::event;
 use crate::migration::Limits;
-use crate::server::event;
 use crate::store::{Store, Tx};
 use crate::Result;
 use tern_api::traffic::WorkloadTraffic;

@@ -19,6 +19,8 @@ use serde::Deserialize;
 use crate::store::{Store, Tx};
 use tern_api::traffic::{TrafficReport, TrafficSummary, WorkloadTraffic};
 use tern_api::unix_ms as now_ms;
+
+use crate::history::event;
 use tern_api::*;
 use tern_snapshot::digest;
 
@@ -1162,14 +1164,6 @@ async fn quiesce_migration(
                 gateways: n,
             }));
         }
-    }
-}
-
-pub(crate) fn event(w: &mut Workload, now: u64, what: String) {
-    w.history.push(Event { unix_ms: now, what });
-    // Keep the record bounded; the log of a long-lived workload is not its history.
-    if w.history.len() > 100 {
-        w.history.drain(..w.history.len() - 100);
     }
 }
 

@@ -7,13 +7,15 @@
 
 use std::collections::HashMap;
 
-use crate::server::event;
+use crate::history::event;
 use crate::store::Tx;
+use machine::{CommitDecision, Event, Side};
+
+mod machine;
 use crate::Result;
 use tern_api::{
-    CommitReply, CommitRequest, LogChunk, MigrateRequest, Migration, MigrationFailure,
-    MigrationKind, MigrationOrder, MigrationOutcome, MigrationPhase, MigrationStep,
-    MigrationUpdate, NodeStatus, Role, StoredLog, Workload, WorkloadStatus,
+    CommitReply, CommitRequest, LogChunk, MigrateRequest, Migration, MigrationKind, MigrationOrder,
+    MigrationPhase, MigrationUpdate, NodeStatus, Role, StoredLog, Workload, WorkloadStatus,
 };
 
 /// A migration that has not found its destination listening by then has failed.
@@ -262,185 +264,45 @@ pub(crate) fn orders_for(tx: &Tx, node: &str) -> Result<Vec<MigrationOrder>> {
     Ok(out)
 }
 
-fn finish(
-    m: &mut Migration,
-    outcome: MigrationOutcome,
-    step: Option<MigrationStep>,
-    reason: Option<String>,
-    now: u64,
-) {
-    m.outcome = Some(outcome);
-    m.phase = MigrationPhase::Done;
-    m.failed_step = step;
-    m.reason = reason;
-    m.finished_unix_ms = Some(now);
-}
-
-/// Fold a node's news into its migrations; true if anything changed that the other node must
+/// Fold a node's news into its migration; true if anything changed that the other node must
 /// hear of.
 pub(crate) fn apply_update(tx: &mut Tx, node: &str, u: &MigrationUpdate, now: u64) -> Result<bool> {
     let Some(mut m) = tx.migration(&u.id)? else {
         return Ok(false);
     };
     let before = m.clone();
-    if let Some(report) = &u.report {
-        // The source's final word: after a commit it completes the figures.
-        m.rounds = report.rounds.clone();
-        m.bytes = report.bytes_wire;
-        m.bytes_raw = report.bytes_raw;
-        m.pause_ms = report.pause_ms;
-        m.total_ms = report.total_ms;
-        m.bandwidth_mib_s = report.bandwidth_mib_s;
-        m.tracker = report.tracker.clone();
-        m.files_bytes = report.files_wire;
-        m.round = report.rounds.len() as u32;
-        if m.outcome.is_none() {
-            let outcome = if report.outcome == MigrationOutcome::Committed {
-                // Only the controller commits; a source that says so without it is wrong.
-                MigrationOutcome::Failed
-            } else {
-                report.outcome
-            };
-            finish(
-                &mut m,
-                outcome,
-                report.failed_step,
-                report.reason.clone(),
-                now,
-            );
-        }
-    }
-    if m.outcome.is_none() {
-        if let Some(MigrationFailure { step, reason }) = &u.failed {
-            let side = if node == m.to {
-                "destination"
-            } else {
-                "source"
-            };
-            finish(
-                &mut m,
-                MigrationOutcome::Failed,
-                Some(*step),
-                Some(format!("{side} {node}: {reason}")),
-                now,
-            );
-        } else {
-            if node == m.to {
-                if let Some(addr) = &u.listening {
-                    m.to_address = Some(addr.clone());
-                    if m.phase == MigrationPhase::Prepare {
-                        m.phase = MigrationPhase::PreCopy;
-                    }
-                }
-            }
-            if node == m.from {
-                if let Some(phase) = u.phase {
-                    m.phase = phase;
-                }
-                m.round = u.round;
-                m.bytes = u.bytes;
-            }
-        }
-    }
+    let news = machine::apply(&mut m, Event::News { node, update: u }, now);
     if m != before {
         tx.put_migration(&m)?;
     }
-    Ok(m.to_address != before.to_address || m.outcome != before.outcome)
+    Ok(news)
 }
 
 /// The commit: the workload's instance becomes the destination's, in the same transaction as
 /// the source's last output.
 pub(crate) fn commit(tx: &mut Tx, id: &str, req: &CommitRequest, now: u64) -> Result<CommitReply> {
-    let refuse = |reason: String| CommitReply {
-        commit: false,
-        reason: Some(reason),
-    };
     let Some(mut m) = tx.migration(id)? else {
-        return Ok(refuse(format!("no migration {id}")));
+        return Ok(CommitReply {
+            commit: false,
+            reason: Some(format!("no migration {id}")),
+        });
     };
-    match m.outcome {
-        Some(MigrationOutcome::Committed) => {
-            return Ok(CommitReply {
-                commit: true,
-                reason: None,
-            })
+    let w = tx.workload(&m.workload)?;
+    let reason = match (machine::decide_commit(&mut m, w.as_ref(), now), w) {
+        (CommitDecision::AlreadyCommitted, _) => None,
+        (CommitDecision::Refuse(reason), _) => Some(reason),
+        (CommitDecision::Commit, None) => Some("the workload was removed".to_string()),
+        (CommitDecision::Commit, Some(w)) => {
+            store_output(tx, &req.tail)?;
+            let changed = machine::commit(&mut m, &w, req.report.pause_ms, now);
+            tx.put_workload(&changed)?;
+            None
         }
-        Some(other) => return Ok(refuse(format!("the migration has {other}"))),
-        None => {}
-    }
-    let Some(mut w) = tx.workload(&m.workload)? else {
-        finish(
-            &mut m,
-            MigrationOutcome::Failed,
-            Some(MigrationStep::Commit),
-            Some("the workload was removed".into()),
-            now,
-        );
-        tx.put_migration(&m)?;
-        return Ok(refuse("the workload was removed".into()));
     };
-    if w.instance.as_deref() != Some(m.from_instance.as_str())
-        || w.node.as_deref() != Some(m.from.as_str())
-        || w.status != WorkloadStatus::Running
-    {
-        let why = "the workload changed meanwhile".to_string();
-        finish(
-            &mut m,
-            MigrationOutcome::Failed,
-            Some(MigrationStep::Commit),
-            Some(why.clone()),
-            now,
-        );
-        tx.put_migration(&m)?;
-        return Ok(refuse(why));
-    }
-    store_output(tx, &req.tail)?;
-    match m.kind {
-        MigrationKind::Move => {
-            w.node = Some(m.to.clone());
-            w.instance = Some(m.to_instance.clone());
-            // Routed at once to where the destination listens (its agent reported it).
-            w.endpoints = m.to_endpoints.clone();
-            w.generation += 1;
-            w.updated_unix_ms = now;
-            event(
-                &mut w,
-                now,
-                format!(
-                    "moved live from {} to {} ({}, pause {:.1} ms)",
-                    m.from, m.to, m.why, req.report.pause_ms
-                ),
-            );
-            tx.put_workload(&w)?;
-        }
-        MigrationKind::Clone => {
-            let mut c = w.clone();
-            c.name = m.target_workload.clone();
-            c.spec.profile.name = c.name.clone();
-            c.node = Some(m.to.clone());
-            c.instance = Some(m.to_instance.clone());
-            c.endpoints = m.to_endpoints.clone();
-            c.generation = 1;
-            c.restarts = 0;
-            c.created_unix_ms = now;
-            c.updated_unix_ms = now;
-            c.history = Vec::new();
-            event(
-                &mut c,
-                now,
-                format!("cloned live from {} on {} to {}", m.workload, m.from, m.to),
-            );
-            tx.put_workload(&c)?;
-        }
-    }
-    m.pause_ms = req.report.pause_ms;
-    m.phase = MigrationPhase::Done;
-    m.outcome = Some(MigrationOutcome::Committed);
-    m.finished_unix_ms = Some(now);
     tx.put_migration(&m)?;
     Ok(CommitReply {
-        commit: true,
-        reason: None,
+        commit: reason.is_none(),
+        reason,
     })
 }
 
@@ -477,26 +339,23 @@ pub(crate) fn expire(tx: &mut Tx, now: u64) -> Result<bool> {
         if m.outcome.is_some() {
             continue;
         }
-        let why = if down.contains(&m.from) {
-            Some(format!("source node {} went down", m.from))
+        let down_side = if down.contains(&m.from) {
+            Some((Side::Source, m.from.clone()))
         } else if down.contains(&m.to) {
-            Some(format!("destination node {} went down", m.to))
-        } else if m.to_address.is_none()
-            && now.saturating_sub(m.requested_unix_ms) > PREPARE_TIMEOUT_MS
-        {
-            Some("the destination did not get ready in time".into())
+            Some((Side::Destination, m.to.clone()))
         } else {
             None
         };
-        if let Some(reason) = why {
-            let step = m.phase.step();
-            finish(
-                &mut m,
-                MigrationOutcome::Failed,
-                Some(step),
-                Some(reason),
-                now,
-            );
+        let event = match &down_side {
+            Some((side, node)) => Event::NodeDown { side: *side, node },
+            None if m.to_address.is_none()
+                && now.saturating_sub(m.requested_unix_ms) > PREPARE_TIMEOUT_MS =>
+            {
+                Event::PrepareTimedOut
+            }
+            None => continue,
+        };
+        if machine::apply(&mut m, event, now) {
             tx.put_migration(&m)?;
             changed = true;
         }
