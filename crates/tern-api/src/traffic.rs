@@ -6,6 +6,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+/// How often a gateway sends its [`TrafficReport`]: the controller's windows count in these.
+pub const REPORT_INTERVAL_MS: u64 = 2_000;
+
 /// Latencies in buckets growing by 20% from 10 µs (the last one holds everything above
 /// ~60 s): percentiles read from it are within 20% of the truth, whatever the spread, and
 /// histograms from many gateways add up.

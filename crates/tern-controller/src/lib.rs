@@ -8,15 +8,19 @@
 //! Every request must carry the token generated at first start (`<data>/token`); without it the
 //! answer is 401 and nothing changes.
 
+mod controller;
 mod history;
+mod http;
 mod migration;
 mod openapi;
 mod rebalance;
-mod server;
+mod reconcile;
+mod shared;
 mod store;
 mod view;
 
-pub use server::{Config, Controller};
+pub use controller::{Config, Controller};
+pub use http::paths as api_paths;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -1,5 +1,5 @@
-//! The OpenAPI document served at `/openapi.json`: the routes of `server.rs`, their bodies and
-//! answers. The workload profile's own schema is generated from its types (`/v1/profile-schema`).
+//! The OpenAPI document served at `/openapi.json`: the routes of `http/mod.rs`, their bodies
+//! and answers (a test checks it against the router's routes and methods). The workload profile's own schema is generated from its types (`/v1/profile-schema`).
 
 use serde_json::{json, Value};
 
@@ -129,6 +129,38 @@ pub fn document() -> Value {
                                {"name": "from", "in": "query", "schema": {"type": "integer"}, "description": "first sequence number"}],
                "get": op("Output chunks from `from` on; `next` continues", None, "200")}),
     );
+    paths.insert(
+        "/v1/nodes/{name}/drain".into(),
+        json!({"parameters": name_param("name"), "post": op("Drain a node: move its workloads off live and place nothing new there", None, "200")}),
+    );
+    paths.insert(
+        "/v1/nodes/{name}/undrain".into(),
+        json!({"parameters": name_param("name"), "post": op("Take a node back into placement", None, "200")}),
+    );
+    paths.insert(
+        "/v1/workloads/{name}/migrate".into(),
+        json!({"parameters": name_param("name"), "post": op("Move a running workload live to another node (409 refused: constraints, room, limits)", Some("MigrateRequest"), "201")}),
+    );
+    paths.insert(
+        "/v1/workloads/{name}/clone".into(),
+        json!({"parameters": name_param("name"), "post": op("Fork a running workload live: a new workload (`name`) continues from the same state", Some("MigrateRequest"), "201")}),
+    );
+    paths.insert(
+        "/v1/migrations".into(),
+        json!({"get": op("Every migration: phase or outcome, rounds, bytes, pause, total time, why", None, "200")}),
+    );
+    paths.insert(
+        "/v1/migrations/{id}".into(),
+        json!({"parameters": name_param("id"), "get": op("One migration", None, "200")}),
+    );
+    paths.insert(
+        "/v1/migrations/{id}/commit".into(),
+        json!({"parameters": name_param("id"), "post": op("The source's commit question (agents); the answer is final", Some("CommitRequest"), "200")}),
+    );
+    paths.insert(
+        "/v1/migrations/{id}/news".into(),
+        json!({"parameters": name_param("id"), "post": op("A node's news about its part in a migration, sent at once (agents)", Some("MigrationNews"), "204")}),
+    );
     json!({
         "openapi": "3.1.0",
         "info": {"title": "Tern controller", "version": env!("CARGO_PKG_VERSION")},
@@ -146,6 +178,13 @@ pub fn document() -> Value {
                     "properties": {"session": {"type": "string"},
                         "usage": {"type": "object", "properties": {"cpu_load": {"type": "number"}, "memory_used": {"type": "integer"}, "memory_free": {"type": "integer"}}},
                         "instances": {"type": "array", "items": {"type": "object"}}, "logs": {"type": "array", "items": {"type": "object"}}}},
+                "MigrateRequest": {"type": "object", "required": ["to"],
+                    "properties": {"to": {"type": "string", "description": "the destination node"}, "name": {"type": "string", "description": "a clone's new workload"},
+                        "options": {"type": "object", "properties": {"bandwidth": {"type": "integer"}, "max_rounds": {"type": "integer"}, "force_hashing": {"type": "boolean"}, "link_delay_ms": {"type": "integer"}}}}},
+                "CommitRequest": {"type": "object", "required": ["report", "tail"],
+                    "properties": {"report": {"type": "object"}, "tail": {"type": "array", "items": {"type": "object"}}}},
+                "MigrationNews": {"type": "object", "required": ["node", "update"],
+                    "properties": {"node": {"type": "string"}, "update": {"type": "object"}}},
                 "WorkloadSpec": {"type": "object", "required": ["profile", "module"],
                     "properties": {"profile": {"$ref": "/v1/profile-schema"}, "module": {"type": "string"},
                         "files": {"type": "array", "items": {"type": "object", "properties": {"guest": {"type": "string"}, "digest": {"type": "string"}}}}}}

@@ -15,7 +15,7 @@ use crate::history::event;
 use crate::migration::Limits;
 use crate::store::{Store, Tx};
 use crate::Result;
-use tern_api::traffic::WorkloadTraffic;
+use tern_api::traffic::{WorkloadTraffic, REPORT_INTERVAL_MS};
 use tern_api::{Avoid, MigrateRequest, MigrationKind, MigrationOutcome, PlacementState, Workload};
 
 /// The gateways' reports of the last minute, per workload (kept by the server).
@@ -29,7 +29,7 @@ const MIN_REQUESTS: u64 = 20;
 const JUDGE_WITHIN_MS: u64 = 60_000;
 /// Gateway reports received this soon after a commit may hold requests that waited through
 /// the move (their latency is the pause's, not the new place's): the first one is skipped.
-const AFTER_COMMIT_MS: u64 = 2 * crate::server::TRAFFIC_INTERVAL_MS + 100;
+const AFTER_COMMIT_MS: u64 = 2 * REPORT_INTERVAL_MS + 100;
 /// A node where a move made latency worse is avoided this long.
 const AVOID_MS: u64 = 10 * 60_000;
 /// After a migration commits, its two nodes' measurements take this long to show it (the
@@ -61,9 +61,8 @@ pub(crate) fn demand(traffic: &TrafficLog, now: u64) -> HashMap<String, BTreeMap
         let Some(first) = recent.first() else {
             continue;
         };
-        let span_s = (now.saturating_sub(first.0) + crate::server::TRAFFIC_INTERVAL_MS)
-            .min(DEMAND_WINDOW_MS) as f64
-            / 1e3;
+        let span_s =
+            (now.saturating_sub(first.0) + REPORT_INTERVAL_MS).min(DEMAND_WINDOW_MS) as f64 / 1e3;
         let mut by_region: BTreeMap<String, f64> = BTreeMap::new();
         for (_, r) in recent {
             for (region, n) in &r.by_region {

@@ -32,7 +32,7 @@ use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tern_api::traffic::{TrafficReport, WorkloadTraffic};
+use tern_api::traffic::{TrafficReport, WorkloadTraffic, REPORT_INTERVAL_MS};
 use tern_api::RouteTable;
 use tokio::sync::watch;
 
@@ -429,7 +429,7 @@ async fn report_quiet(state: Arc<State>, id: String) {
 async fn report_traffic(state: Arc<State>, id: String) {
     let url = format!("{}/v1/traffic", state.config.controller);
     loop {
-        tokio::time::sleep(Duration::from_millis(2000)).await;
+        tokio::time::sleep(Duration::from_millis(REPORT_INTERVAL_MS)).await;
         let counts = std::mem::take(&mut *state.traffic.lock().unwrap_or_else(|p| p.into_inner()));
         if counts.is_empty() {
             continue;
