@@ -7,10 +7,10 @@
 
 use std::collections::HashMap;
 
-use crate::history::event;
 use crate::store::Tx;
 use machine::{CommitDecision, Event, Side};
 
+mod drain;
 mod machine;
 use crate::Result;
 use tern_api::{
@@ -368,42 +368,24 @@ pub(crate) fn expire(tx: &mut Tx, now: u64) -> Result<bool> {
 /// True if anything changed.
 pub(crate) fn drain(tx: &mut Tx, limits: Limits, now: u64) -> Result<bool> {
     let nodes = tx.nodes()?;
-    let draining: Vec<&str> = nodes
-        .iter()
-        .filter(|n| n.draining)
-        .map(|n| n.name.as_str())
-        .collect();
-    if draining.is_empty() {
+    if !nodes.iter().any(|n| n.draining) {
         return Ok(false);
     }
     let workloads = tx.workloads()?;
     let mut migrations = tx.migrations()?;
     let mut changed = false;
     let mut movers = Vec::new();
-    for w in &workloads {
-        let Some(node) = w.node.clone() else { continue };
-        if !draining.contains(&node.as_str()) || w.status != WorkloadStatus::Running {
-            continue;
+    for step in drain::steps(&nodes, &workloads, &migrations) {
+        match step {
+            drain::Step::Restart { workload, node } => {
+                if let Some(mut w) = tx.workload(&workload)? {
+                    drain::restart_off(&mut w, &node, now);
+                    tx.put_workload(&w)?;
+                    changed = true;
+                }
+            }
+            drain::Step::Move { workload, node } => movers.push((workload, node)),
         }
-        if migrations
-            .iter()
-            .any(|m| m.outcome.is_none() && m.workload == w.name)
-        {
-            continue;
-        }
-        if !w.spec.profile.migration.live {
-            let mut w = w.clone();
-            w.status = WorkloadStatus::Pending;
-            w.node = None;
-            w.endpoints.clear();
-            w.reason = Some(format!("node {node} is drained; starting elsewhere"));
-            w.updated_unix_ms = now;
-            event(&mut w, now, format!("restarted off drained node {node}"));
-            tx.put_workload(&w)?;
-            changed = true;
-            continue;
-        }
-        movers.push((w.name.clone(), node));
     }
     if movers.is_empty() {
         return Ok(changed);
