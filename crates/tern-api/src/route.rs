@@ -1,6 +1,12 @@
 //! What the gateways route: the controller's route table and the gateways it knows.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
+
+/// The controller repeats the route table this often when nothing changes: a stream that stays
+/// silent much longer is dead.
+pub const ROUTES_REPEAT: Duration = Duration::from_secs(15);
 
 /// Where the gateways send one workload's requests.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -16,6 +16,9 @@ use crate::reconcile::reconcile;
 use crate::shared::Shared;
 use crate::{Error, Result};
 
+/// How often the reconcile pass runs (silent nodes, stale migrations, drains, pending).
+pub const RECONCILE_EVERY: Duration = Duration::from_millis(200);
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub data_dir: PathBuf,
@@ -141,7 +144,7 @@ impl Controller {
                 }
             });
             let reconcile = tokio::spawn(async move {
-                let mut every = tokio::time::interval(Duration::from_millis(200));
+                let mut every = tokio::time::interval(RECONCILE_EVERY);
                 loop {
                     every.tick().await;
                     let s = ticker.clone();

@@ -36,6 +36,11 @@ const AVOID_MS: u64 = 10 * 60_000;
 /// destination's instance is measured over half a second, then reported with the next
 /// heartbeat); no automatic move starts from or to them meanwhile.
 const SETTLE_MS: u64 = 3_000;
+/// A move made latency worse when the median after is both this many times and this many ms
+/// above the one before (either alone is noise: a fast service doubling 1 ms, a slow one
+/// gaining 5 ms).
+const REGRESSION_RATIO: f64 = 1.5;
+const REGRESSION_MIN_MS: f64 = 5.0;
 /// Store counter that holds whether automatic placement is paused.
 pub(crate) const PAUSED: &str = "placement_paused";
 
@@ -260,7 +265,7 @@ fn judge_moves(tx: &mut Tx, traffic: &TrafficLog, limits: Limits, now: u64) -> R
             }
             _ => continue,
         };
-        if after <= baseline * 1.5 || after - baseline <= 5.0 {
+        if after <= baseline * REGRESSION_RATIO || after - baseline <= REGRESSION_MIN_MS {
             m.regression = Some(format!(
                 "no regression: median latency {baseline:.1} ms before, {after:.1} ms after"
             ));

@@ -11,7 +11,10 @@ use http_body_util::{BodyExt, Full};
 use hyper::Request;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use tern_api::traffic::{TrafficReport, REPORT_INTERVAL_MS};
-use tern_api::RouteTable;
+use tern_api::{RouteTable, ROUTES_REPEAT};
+
+/// A route stream silent this long (two repeats missed, and some) is dead: reconnect.
+const ROUTES_SILENCE: Duration = Duration::from_secs(2 * ROUTES_REPEAT.as_secs() + 10);
 use tokio::sync::watch;
 
 use crate::response::{empty, Body};
@@ -43,9 +46,8 @@ pub(crate) async fn follow(
                 if resp.status().is_success() {
                     let mut body = resp.into_body();
                     let mut buf = Vec::new();
-                    // The controller repeats the table every 15 s: silence means it is gone.
                     while let Ok(Some(Ok(frame))) =
-                        tokio::time::timeout(Duration::from_secs(40), body.frame()).await
+                        tokio::time::timeout(ROUTES_SILENCE, body.frame()).await
                     {
                         let Ok(data) = frame.into_data() else {
                             continue;

@@ -18,6 +18,9 @@ use tokio::sync::watch;
 use crate::response::Body;
 use crate::Config;
 
+/// How often an endpoint that refused a connection is tried again.
+const PROBE_EVERY: Duration = Duration::from_millis(250);
+
 pub(crate) struct State {
     pub(crate) routes: watch::Receiver<Option<Arc<RouteTable>>>,
     pub(crate) client: Client<HttpConnector, Body>,
@@ -57,7 +60,7 @@ impl State {
         let endpoint = endpoint.to_string();
         tokio::spawn(async move {
             loop {
-                tokio::time::sleep(Duration::from_millis(250)).await;
+                tokio::time::sleep(PROBE_EVERY).await;
                 let named = s.routes.borrow().as_deref().is_some_and(|t| {
                     t.routes
                         .iter()

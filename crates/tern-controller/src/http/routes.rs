@@ -3,7 +3,6 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::State;
 use axum::Json;
@@ -12,7 +11,7 @@ use serde::Deserialize;
 use crate::store::Store;
 use tern_api::unix_ms as now_ms;
 
-use tern_api::{GatewayInfo, MigrationPhase, Route, RouteTable, WorkloadStatus};
+use tern_api::{GatewayInfo, MigrationPhase, Route, RouteTable, WorkloadStatus, ROUTES_REPEAT};
 
 use super::{blocking, ApiResult};
 use crate::shared::Shared;
@@ -128,7 +127,7 @@ pub(super) async fn watch_routes(
     let stream = futures_util::stream::unfold(w, |mut w| async move {
         loop {
             let quiet = if w.last.is_some() {
-                match tokio::time::timeout(Duration::from_secs(15), w.rx.changed()).await {
+                match tokio::time::timeout(ROUTES_REPEAT, w.rx.changed()).await {
                     Ok(Ok(())) => false,
                     Ok(Err(_)) => return None,
                     Err(_) => true,
