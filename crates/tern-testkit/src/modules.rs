@@ -72,11 +72,13 @@ pub enum Error {
     },
 }
 
-/// A place in the source: a file relative to `src/`, and a 1-based line.
+/// A reference that makes an edge: where it is (a file relative to `src/`, a 1-based line) and
+/// the path as written there, such as `crate::view::Node` or, through a `use`, `Node`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Location {
+pub struct Reference {
     pub file: PathBuf,
     pub line: usize,
+    pub path: String,
 }
 
 /// The dependencies between the top-level modules of one crate target.
@@ -87,7 +89,7 @@ pub struct ModuleGraph {
     /// Every node: each top-level module and [`ROOT`].
     pub modules: BTreeSet<String>,
     /// Each edge `(from, to)` with every reference that makes it, in file and line order.
-    pub edges: BTreeMap<(String, String), Vec<Location>>,
+    pub edges: BTreeMap<(String, String), Vec<Reference>>,
 }
 
 /// One edge of a cycle, with the references that make it.
@@ -95,7 +97,7 @@ pub struct ModuleGraph {
 pub struct Edge {
     pub from: String,
     pub to: String,
-    pub refs: Vec<Location>,
+    pub refs: Vec<Reference>,
 }
 
 /// A set of modules that all depend on each other (a strongly connected component with more
@@ -261,7 +263,7 @@ impl fmt::Display for Cycle {
         };
         for edge in &self.edges {
             let shown: Vec<String> = (edge.refs.iter().take(limit))
-                .map(|l| format!("{}:{}", l.file.display(), l.line))
+                .map(|r| format!("{}:{} ({})", r.file.display(), r.line, r.path))
                 .collect();
             write!(f, "  {} -> {}: {}", edge.from, edge.to, shown.join(", "))?;
             match edge.refs.len().saturating_sub(shown.len()) {

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use super::tree::Tree;
-use super::{Location, ModuleGraph, ROOT};
+use super::{ModuleGraph, Reference, ROOT};
 
 /// What a name or path stands for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,7 +24,7 @@ enum Meaning {
 pub(super) fn graph(tree: &Tree, root: PathBuf) -> ModuleGraph {
     let mut modules: BTreeSet<String> = BTreeSet::from([ROOT.to_string()]);
     modules.extend(tree.modules[0].children.keys().cloned());
-    let mut edges: BTreeMap<(String, String), Vec<Location>> = BTreeMap::new();
+    let mut edges: BTreeMap<(String, String), Vec<Reference>> = BTreeMap::new();
     for (m, module) in tree.modules.iter().enumerate() {
         // The root's visible imports are there to be imported from it, and so are wiring
         // (followed when a path goes through them) rather than something the root uses. A glob
@@ -43,11 +43,12 @@ pub(super) fn graph(tree: &Tree, root: PathBuf) -> ModuleGraph {
             };
             let (from, to) = (tree.top(m), tree.top(target));
             if from != to {
-                let location = Location {
+                let reference = Reference {
                     file: module.file.clone(),
                     line,
+                    path: path.join("::"),
                 };
-                edges.entry((from, to)).or_default().push(location);
+                edges.entry((from, to)).or_default().push(reference);
             }
         }
     }

@@ -1,6 +1,6 @@
 use std::path::PathBuf;
 
-use super::{graphs, Error, Location, ModuleGraph, Sources};
+use super::{graphs, Error, ModuleGraph, Reference, Sources};
 
 fn sources(files: &[(&str, &str)]) -> Sources {
     (files.iter())
@@ -22,10 +22,11 @@ fn edge(from: &str, to: &str) -> (String, String) {
     (from.to_string(), to.to_string())
 }
 
-fn at(file: &str, line: usize) -> Location {
-    Location {
+fn at(file: &str, line: usize, path: &str) -> Reference {
+    Reference {
         file: PathBuf::from(file),
         line,
+        path: path.to_string(),
     }
 }
 
@@ -49,8 +50,12 @@ fn a_cycle_is_found_with_the_references_of_its_edges() {
     assert_eq!(
         made,
         [
-            ("a", "b", vec![at("a.rs", 1)]),
-            ("b", "a", vec![at("b.rs", 2), at("b.rs", 3)]),
+            ("a", "b", vec![at("a.rs", 1, "crate::b::B")]),
+            (
+                "b",
+                "a",
+                vec![at("b.rs", 2, "crate::a::A"), at("b.rs", 3, "crate::a::A")]
+            ),
         ]
     );
     assert!(graph.edges.contains_key(&edge("c", "a")));
@@ -115,7 +120,10 @@ fn super_from_a_nested_module_resolves_to_a_sibling_or_stays_inside() {
     ];
     let graph = graph(&files);
     assert_eq!(graph.edges.keys().collect::<Vec<_>>(), [&edge("a", "b")]);
-    assert_eq!(graph.edges[&edge("a", "b")], [at("a/inner.rs", 2)]);
+    assert_eq!(
+        graph.edges[&edge("a", "b")],
+        [at("a/inner.rs", 2, "super::super::b::B")]
+    );
 }
 
 #[test]
@@ -127,7 +135,7 @@ fn a_bare_path_through_a_use_is_a_reference_where_it_is_written() {
     ];
     assert_eq!(
         graph(&files).edges[&edge("a", "b")],
-        [at("a.rs", 1), at("a.rs", 4)]
+        [at("a.rs", 1, "crate::b"), at("a.rs", 4, "b::g")]
     );
 }
 
@@ -148,7 +156,7 @@ fn test_modules_and_macro_input_count() {
         graph.edges.keys().collect::<Vec<_>>(),
         [&edge("a", "b"), &edge("a", "c")]
     );
-    assert_eq!(graph.edges[&edge("a", "b")], [at("a.rs", 7)]);
+    assert_eq!(graph.edges[&edge("a", "b")], [at("a.rs", 7, "crate::b::X")]);
 }
 
 #[test]
@@ -163,7 +171,7 @@ fn a_glob_of_the_root_resolves_each_name_used() {
     ];
     let graph = graph(&files);
     assert_eq!(graph.edges.keys().collect::<Vec<_>>(), [&edge("a", "b")]);
-    assert_eq!(graph.edges[&edge("a", "b")], [at("a.rs", 3)]);
+    assert_eq!(graph.edges[&edge("a", "b")], [at("a.rs", 3, "B")]);
 }
 
 #[test]
@@ -268,7 +276,7 @@ fn a_cycle_reads_as_its_edges() {
     ]);
     assert_eq!(
         graph.cycles()[0].to_string(),
-        "cycle in lib.rs between a, b:\n  a -> b: a.rs:1\n  b -> a: b.rs:1\n"
+        "cycle in lib.rs between a, b:\n  a -> b: a.rs:1 (crate::b::B)\n  b -> a: b.rs:1 (crate::a::A)\n"
     );
 }
 
