@@ -15,8 +15,10 @@
 //! references are its module's. Exempting it would let a test reach into a module that depends
 //! on the one under test, and the rule "no edge back" is easier to keep without exceptions.
 //!
-//! Known limits, none used in this workspace: a `#[path]` attribute is refused rather than
-//! followed; doc links are not references; a name used from an external crate is never an edge.
+//! Known limits: a `#[path]` attribute (used nowhere here) is refused rather than followed; doc
+//! links are not references; a `use` inside a function counts for its whole module; a local
+//! variable named like an item its module imports reads as that item (an edge the `use` makes
+//! anyway); a name from another crate is never an edge.
 
 mod collect;
 mod resolve;
