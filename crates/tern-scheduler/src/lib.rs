@@ -34,8 +34,8 @@ mod view;
 pub use explain::{Explanation, Verdict};
 pub use feasible::{feasible, feasible_nodes, human_bytes};
 pub use network::{Link, Network};
-pub use rebalance::{Decision, Hysteresis, PassStats};
-pub use scheduler::Scheduler;
+pub use rebalance::{Decision, Hysteresis};
+pub use scheduler::{PassStats, Scheduler};
 pub use score::{Score, Terms};
 pub use view::{Cluster, Limits, Node, Policy, Weights, Workload};
 

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::explain::move_reason;
-use crate::scheduler::Scheduler;
+use crate::scheduler::{PassStats, Scheduler};
 use crate::search::{self, Eval};
 use crate::view::Limits;
 
@@ -71,21 +71,6 @@ pub struct Decision {
     /// Total score gained (with the move cost), above the workload's threshold.
     pub gain: f64,
     pub reason: String,
-}
-
-/// What the last [`Scheduler::rebalance`] pass saw. Every candidate is decided, held (by the
-/// limits or by the hysteresis), or superseded: its gain vanished once earlier moves of the
-/// same pass were applied.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PassStats {
-    /// Workloads looked at: movable, running on a node that is up, not in cooldown.
-    pub considered: usize,
-    /// Of those, the ones some other node beat by more than their threshold.
-    pub candidates: usize,
-    pub decided: usize,
-    pub held_by_limits: usize,
-    pub held_by_hysteresis: usize,
-    pub superseded: usize,
 }
 
 impl Scheduler {

@@ -2,10 +2,11 @@
 
 use std::collections::HashMap;
 
+use serde::{Deserialize, Serialize};
+
 use crate::feasible::{feasible, why_not};
 use crate::index::Index;
 use crate::prepare::{self, Prepared, RegionTerms};
-use crate::rebalance::PassStats;
 use crate::score::Score;
 use crate::search::{self, Eval, Scratch};
 use crate::view::Cluster;
@@ -28,6 +29,24 @@ pub struct Scheduler {
     node_ids: HashMap<String, u32>,
     pub(crate) scratch: Scratch,
     pub(crate) last: PassStats,
+}
+
+/// What the last [`Scheduler::rebalance`] pass saw. Every candidate is decided, held (by the
+/// limits or by the hysteresis), or superseded: its gain vanished once earlier moves of the
+/// same pass were applied.
+///
+/// It is defined here, beside the scheduler that keeps it, rather than in rebalance.rs, so that
+/// rebalance.rs builds on this module and not the other way round as well.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PassStats {
+    /// Workloads looked at: movable, running on a node that is up, not in cooldown.
+    pub considered: usize,
+    /// Of those, the ones some other node beat by more than their threshold.
+    pub candidates: usize,
+    pub decided: usize,
+    pub held_by_limits: usize,
+    pub held_by_hysteresis: usize,
+    pub superseded: usize,
 }
 
 impl Scheduler {

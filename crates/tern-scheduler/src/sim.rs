@@ -9,7 +9,8 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use crate::rebalance::{Hysteresis, PassStats};
+use crate::rebalance::Hysteresis;
+use crate::scheduler::PassStats;
 use crate::scheduler::Scheduler;
 use crate::view::Limits;
 

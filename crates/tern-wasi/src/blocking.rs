@@ -4,11 +4,12 @@
 //! an abandoned call has done nothing), then waits via [`block`].
 
 use crate::ctx::Kind;
+use crate::embedder::{BlockingHooks, WasiView};
 use crate::errno::{Errno, WasiResult};
 use crate::fd::retry;
-use crate::linker::{code, memory, size, small, BlockingHooks, WasiView};
 use crate::mem::{read_into, Iov, Mem};
 use crate::poll::{block, poll_one};
+use crate::register::{code, memory, size, small};
 use crate::{WasiCtx, IMPORT_MODULE};
 use rustix::event::PollFlags;
 use std::time::Duration;

@@ -1,11 +1,10 @@
 //! Clocks that keep running forward across a checkpoint: the guest's
 //! monotonic and CPU-time clocks are host clocks plus an offset chosen at
 //! restore time so that no reading after a resume is smaller than one before.
+//! The `clock_*` imports that read them are in proc.rs, with the other
+//! process-level imports, so that this stays below the context that holds it.
 
-use crate::abi::*;
 use crate::errno::{Errno, WasiResult};
-use crate::mem::Mem;
-use crate::WasiCtx;
 use rustix::time::{clock_gettime, ClockId};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -74,27 +73,4 @@ pub(crate) fn far_future(now: Instant, after: Duration) -> Instant {
     now.checked_add(after)
         .or_else(|| now.checked_add(Duration::from_secs(86_400 * 365)))
         .unwrap_or(now)
-}
-
-impl WasiCtx {
-    pub(crate) fn clock_now(&self, id: u32) -> WasiResult<u64> {
-        match id {
-            CLOCK_REALTIME => realtime(),
-            CLOCK_MONOTONIC => Ok(self.clocks.monotonic()),
-            CLOCK_PROCESS_CPUTIME | CLOCK_THREAD_CPUTIME => Ok(self.clocks.cputime()),
-            _ => Err(Errno::INVAL),
-        }
-    }
-
-    pub(crate) fn clock_res_get(&self, mem: &mut Mem<'_>, id: u32, ret: u32) -> WasiResult<()> {
-        if id > CLOCK_THREAD_CPUTIME {
-            return Err(Errno::INVAL);
-        }
-        mem.write_u64(ret, 1)
-    }
-
-    pub(crate) fn clock_time_get(&self, mem: &mut Mem<'_>, id: u32, ret: u32) -> WasiResult<()> {
-        let now = self.clock_now(id)?;
-        mem.write_u64(ret, now)
-    }
 }

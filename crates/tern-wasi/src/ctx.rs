@@ -36,7 +36,15 @@ pub(crate) struct DirFd {
     pub is_preopen: bool,
     /// Listing taken at cookie 0 and reused while the guest pages through it,
     /// so one pass over a directory sees one consistent, sorted snapshot.
-    pub listing: Option<Vec<crate::dir::Listed>>,
+    pub listing: Option<Vec<Listed>>,
+}
+
+/// One directory entry as reported to the guest.
+#[derive(Debug, Clone)]
+pub(crate) struct Listed {
+    pub name: Vec<u8>,
+    pub ino: u64,
+    pub filetype: u8,
 }
 
 #[derive(Debug)]

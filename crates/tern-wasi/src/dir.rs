@@ -5,7 +5,7 @@
 //! same sequence on any host, including after a resume mid-listing.
 
 use crate::abi::*;
-use crate::ctx::Kind;
+use crate::ctx::{Kind, Listed};
 use crate::errno::{Errno, WasiResult};
 use crate::mem::Mem;
 use crate::stat::filetype;
@@ -13,14 +13,6 @@ use crate::WasiCtx;
 use cap_std::fs::{Dir, MetadataExt};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::DirEntryExt;
-
-/// One directory entry as reported to the guest.
-#[derive(Debug, Clone)]
-pub(crate) struct Listed {
-    pub name: Vec<u8>,
-    pub ino: u64,
-    pub filetype: u8,
-}
 
 fn list(dir: &Dir) -> WasiResult<Vec<Listed>> {
     let own_ino = dir.dir_metadata()?.ino();

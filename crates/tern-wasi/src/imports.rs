@@ -1,12 +1,13 @@
 //! Registration of the descriptor (`fd_*`, `sock_send`, `sock_shutdown`) and
 //! path (`path_*`) imports: argument decoding only, via the macros in
-//! linker.rs. Result pointers are checked before any side effect so that a
+//! register.rs. Result pointers are checked before any side effect so that a
 //! bad pointer can never leak a descriptor or lose data.
 
+use crate::embedder::WasiView;
 use crate::errno::WasiResult;
-use crate::linker::{code, memory, no_mem, size, small, with_mem, WasiView};
 use crate::mem::Mem;
 use crate::path::OpenRequest;
+use crate::register::{code, memory, no_mem, size, small, with_mem};
 use crate::{WasiCtx, IMPORT_MODULE};
 use wasmtime::{Caller, Linker};
 

@@ -15,6 +15,7 @@ mod blocking;
 mod clock;
 mod ctx;
 mod dir;
+mod embedder;
 mod errno;
 mod fd;
 mod imports;
@@ -23,6 +24,7 @@ mod mem;
 mod path;
 mod poll;
 mod proc;
+mod register;
 mod sock;
 mod stat;
 mod state;
@@ -30,7 +32,8 @@ mod state;
 use std::fmt;
 
 pub use ctx::{Preopen, WasiConfig, WasiCtx};
-pub use linker::{add_to_linker, BlockingHooks, WasiView};
+pub use embedder::{BlockingHooks, WasiView};
+pub use linker::add_to_linker;
 pub use state::{FdKindState, FdState, WasiState};
 
 /// The import module name under which every function of this crate is registered.

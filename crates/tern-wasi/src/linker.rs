@@ -1,118 +1,12 @@
-//! The embedding interface ([`WasiView`], [`BlockingHooks`],
-//! [`add_to_linker`]) and the registration helpers shared by imports.rs and
-//! blocking.rs. Imports are registered on raw i32/i64 parameters and only
-//! decode arguments here; their semantics live in the per-topic modules.
+//! [`add_to_linker`]: registers every import, the process-level ones here
+//! and the others through imports.rs and blocking.rs.
 
+use crate::embedder::{BlockingHooks, WasiView};
 use crate::errno::{Errno, WasiResult};
 use crate::mem::Mem;
+use crate::register::{code, memory, no_mem, with_mem};
 use crate::{ProcExit, WasiCtx, IMPORT_MODULE};
-use wasmtime::{Caller, Extern, Linker, Memory};
-
-/// Access to the WASI context from the store's data.
-pub trait WasiView: Send + 'static {
-    fn wasi(&mut self) -> &mut WasiCtx;
-    /// Polled at least every 5 ms while an import blocks; true = abandon the
-    /// call now so the runtime can checkpoint.
-    fn capture_requested(&self) -> bool;
-    /// A descriptor that becomes readable when a capture is requested. With one, blocking
-    /// imports sleep until something happens instead of waking every 5 ms to look.
-    fn wake_fd(&self) -> Option<std::sync::Arc<std::os::fd::OwnedFd>> {
-        None
-    }
-}
-
-/// Hooks the runtime supplies for imports that may block (poll_oneoff,
-/// fd_read, sock_accept, sock_recv).
-pub struct BlockingHooks<T: 'static> {
-    /// Called on entry to a blocking import, before anything else (the
-    /// runtime finishes a resume here).
-    pub on_enter: fn(&mut Caller<'_, T>) -> wasmtime::Result<()>,
-    /// Called when the call is abandoned because capture_requested() became
-    /// true; the import then returns errno 0 at once WITHOUT any side effect
-    /// (it will be re-executed from scratch after the resume).
-    pub on_interrupt: fn(&mut Caller<'_, T>) -> wasmtime::Result<()>,
-}
-
-impl<T: 'static> Clone for BlockingHooks<T> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-
-impl<T: 'static> Copy for BlockingHooks<T> {}
-
-/// The guest's exported linear memory. Without one no pointer argument can
-/// mean anything, so this is a trap rather than an errno.
-pub(crate) fn memory<T>(caller: &mut Caller<'_, T>) -> wasmtime::Result<Memory> {
-    match caller.get_export("memory") {
-        Some(Extern::Memory(m)) => Ok(m),
-        Some(Extern::SharedMemory(_)) => Err(wasmtime::Error::msg(
-            "WASI: shared linear memory is not supported",
-        )),
-        _ => Err(wasmtime::Error::msg(
-            "WASI import called by a module that exports no memory named \"memory\"",
-        )),
-    }
-}
-
-pub(crate) fn code(r: WasiResult<()>) -> i32 {
-    match r {
-        Ok(()) => 0,
-        Err(e) => e.code(),
-    }
-}
-
-/// Narrow integer parameters arrive as i32; out-of-range values are EINVAL,
-/// as wiggle reports for invalid flag/enum values.
-pub(crate) fn small<N: TryFrom<u32>>(v: i32) -> WasiResult<N> {
-    N::try_from(v as u32).map_err(|_| Errno::INVAL)
-}
-
-/// Counts returned to the guest are bounded by MAX_IO, so this never fails
-/// in practice; it stays checked so that it cannot truncate silently.
-pub(crate) fn size(n: usize) -> WasiResult<u32> {
-    u32::try_from(n).map_err(|_| Errno::OVERFLOW)
-}
-
-/// Registers an import that needs guest memory. The body sees `ctx: &mut
-/// WasiCtx` and `mem: &mut Mem` and evaluates to `WasiResult<()>`.
-macro_rules! with_mem {
-    ($linker:ident, $name:literal, |$ctx:ident, $mem:ident $(, $arg:ident : $ty:ty)*| $body:block) => {
-        $linker.func_wrap(
-            IMPORT_MODULE,
-            $name,
-            move |mut caller: Caller<'_, T>, $($arg: $ty),*| -> wasmtime::Result<i32> {
-                let memory = memory(&mut caller)?;
-                let (bytes, data) = memory.data_and_store_mut(&mut caller);
-                let $ctx: &mut WasiCtx = data.wasi();
-                let $mem = &mut Mem::new(bytes);
-                #[allow(clippy::redundant_closure_call, unused_mut)]
-                let r: WasiResult<()> = (|| $body)();
-                Ok(code(r))
-            },
-        )?;
-    };
-}
-
-pub(crate) use with_mem;
-
-/// Registers an import that touches only the context.
-macro_rules! no_mem {
-    ($linker:ident, $name:literal, |$ctx:ident $(, $arg:ident : $ty:ty)*| $body:block) => {
-        $linker.func_wrap(
-            IMPORT_MODULE,
-            $name,
-            move |mut caller: Caller<'_, T>, $($arg: $ty),*| -> wasmtime::Result<i32> {
-                let $ctx: &mut WasiCtx = caller.data_mut().wasi();
-                #[allow(clippy::redundant_closure_call)]
-                let r: WasiResult<()> = (|| $body)();
-                Ok(code(r))
-            },
-        )?;
-    };
-}
-
-pub(crate) use no_mem;
+use wasmtime::{Caller, Linker};
 
 /// Adds every `wasi_snapshot_preview1` function to `linker`.
 pub fn add_to_linker<T: WasiView>(

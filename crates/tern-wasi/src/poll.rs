@@ -5,8 +5,8 @@
 use crate::abi::*;
 use crate::clock::{far_future, realtime};
 use crate::ctx::Kind;
+use crate::embedder::{BlockingHooks, WasiView};
 use crate::errno::{Errno, WasiResult};
-use crate::linker::{BlockingHooks, WasiView};
 use crate::mem::Mem;
 use crate::WasiCtx;
 use rustix::event::{PollFd, PollFlags};

@@ -1,5 +1,8 @@
-//! Process-level imports: arguments, environment and randomness.
+//! Process-level imports: arguments, environment, clocks and randomness
+//! (the ones linker.rs registers itself).
 
+use crate::abi::*;
+use crate::clock::realtime;
 use crate::errno::{Errno, WasiResult};
 use crate::mem::Mem;
 use crate::WasiCtx;
@@ -73,6 +76,29 @@ impl WasiCtx {
             .iter()
             .map(|(k, v)| vec![k.as_bytes(), b"=".as_slice(), v.as_bytes()]);
         write_strings(mem, environ, buf, items)
+    }
+}
+
+impl WasiCtx {
+    pub(crate) fn clock_now(&self, id: u32) -> WasiResult<u64> {
+        match id {
+            CLOCK_REALTIME => realtime(),
+            CLOCK_MONOTONIC => Ok(self.clocks.monotonic()),
+            CLOCK_PROCESS_CPUTIME | CLOCK_THREAD_CPUTIME => Ok(self.clocks.cputime()),
+            _ => Err(Errno::INVAL),
+        }
+    }
+
+    pub(crate) fn clock_res_get(&self, mem: &mut Mem<'_>, id: u32, ret: u32) -> WasiResult<()> {
+        if id > CLOCK_THREAD_CPUTIME {
+            return Err(Errno::INVAL);
+        }
+        mem.write_u64(ret, 1)
+    }
+
+    pub(crate) fn clock_time_get(&self, mem: &mut Mem<'_>, id: u32, ret: u32) -> WasiResult<()> {
+        let now = self.clock_now(id)?;
+        mem.write_u64(ret, now)
     }
 }
 
