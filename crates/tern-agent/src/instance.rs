@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use tern_api::{Assignment, InstanceReport, InstanceStatus, LogChunk, Stream};
 
 use crate::cgroup::{CpuControl, Group};
-use crate::{Client, Config, Error, Result};
+use crate::client::Client;
+use crate::{Config, Error, Result};
 
 /// `tern run` exits with this code when the program trapped.
 const TRAP_EXIT_CODE: i32 = 134;

@@ -18,7 +18,7 @@ use tern_api::{
     MigrationOrder, MigrationPhase, MigrationStep, MigrationUpdate, QuiesceReply,
 };
 
-use crate::Client;
+use crate::client::Client;
 
 /// The node's part in one migration.
 pub(crate) struct Part {

@@ -10,6 +10,7 @@ mod heartbeat;
 mod instance;
 mod migration;
 mod node;
+mod output;
 mod route;
 pub mod traffic;
 mod workload;
@@ -18,6 +19,7 @@ pub use heartbeat::*;
 pub use instance::*;
 pub use migration::*;
 pub use node::*;
+pub use output::*;
 pub use route::*;
 pub use workload::*;
 

@@ -5,8 +5,6 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::InstanceReport;
-
 /// What a node offers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Capacity {
@@ -132,4 +130,36 @@ pub struct NodeLinks {
     pub node: String,
     pub region: String,
     pub links: Vec<LinkReport>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InstanceStatus {
+    Starting,
+    Running,
+    /// The program ended with an exit code.
+    Exited,
+    /// The program trapped or could not be started.
+    Failed,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstanceReport {
+    pub id: String,
+    pub workload: String,
+    pub status: InstanceStatus,
+    pub exit_code: Option<i32>,
+    /// Why it failed, when it did.
+    pub error: Option<String>,
+    pub cpu_ms: u64,
+    pub memory: u64,
+    /// Cores it used over the last heartbeat period.
+    #[serde(default)]
+    pub cpu_cores: f64,
+    /// Bytes a migration would move: its resident anonymous memory (0: unknown).
+    #[serde(default)]
+    pub state_bytes: u64,
+    /// Where its listening sockets listen, in the order of the profile's `ports`.
+    #[serde(default)]
+    pub endpoints: Vec<String>,
 }

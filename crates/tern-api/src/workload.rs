@@ -1,9 +1,7 @@
-//! Workloads as the API shows them: the deployed spec, status, history, logs, and why the
+//! Workloads as the API shows them: the deployed spec, status, history, and why the
 //! scheduler keeps one where it is.
 
 use serde::{Deserialize, Serialize};
-
-use crate::Stream;
 
 /// A file the workload receives, by content digest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,21 +88,6 @@ pub struct DeployReply {
     pub workload: Workload,
     /// False when the same spec was already deployed.
     pub changed: bool,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct LogsReply {
-    pub chunks: Vec<StoredLog>,
-    /// Pass as `from` to get what follows.
-    pub next: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StoredLog {
-    pub seq: u64,
-    pub instance: String,
-    pub stream: Stream,
-    pub data: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

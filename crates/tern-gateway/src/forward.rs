@@ -311,5 +311,4 @@ async fn forward(
 }
 
 #[cfg(test)]
-#[path = "forward_tests.rs"]
 mod tests;

@@ -13,6 +13,7 @@
 mod delays;
 mod error;
 mod locate;
+mod parse;
 mod units;
 mod validate;
 
@@ -24,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 pub use delays::{parse_delays, DelayLink, DelayScope, DelayTable, End};
 pub use error::{ErrorKind, ProfileError};
+pub use parse::parse;
 pub use units::{format_duration, parse_duration, parse_size};
 
 /// A workload profile (`tern.toml`), parsed and validated.
@@ -297,19 +299,6 @@ pub struct Http {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = "^/"))]
     pub path_prefix: Option<String>,
-}
-
-/// Parses and validates the profile `text`, read from `file_name` (used only in error
-/// messages).
-pub fn parse(file_name: &str, text: &str) -> Result<Profile, ProfileError> {
-    let tree =
-        toml::de::DeTable::parse(text).map_err(|e| error::from_toml(file_name, text, None, &e))?;
-    let profile = Profile::deserialize(toml::de::Deserializer::from(tree.clone()))
-        .map_err(|e| error::from_toml(file_name, text, Some(&tree), &e))?;
-    let written = |path: &locate::Path| locate::find(tree.get_ref(), path).is_some();
-    validate::check(&profile, &written)
-        .map_err(|found| error::from_validation(file_name, text, &tree, found))?;
-    Ok(profile)
 }
 
 /// The JSON Schema (draft 2020-12) of the profile as written in `tern.toml`, with the doc

@@ -225,5 +225,4 @@ pub(crate) fn commit(m: &mut Migration, w: &Workload, pause_ms: f64, now: u64) -
 }
 
 #[cfg(test)]
-#[path = "machine_tests.rs"]
 mod tests;
