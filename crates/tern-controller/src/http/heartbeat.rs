@@ -21,6 +21,9 @@ use super::{blocking, not_found, ApiError, ApiResult};
 use crate::shared::Shared;
 use crate::Result;
 
+/// Longest a heartbeat reply is held while nothing changes for its node.
+const MAX_HELD_MS: u64 = 5_000;
+
 pub(super) async fn heartbeat(
     State(s): State<Arc<Shared>>,
     UrlPath(name): UrlPath<String>,
@@ -31,7 +34,7 @@ pub(super) async fn heartbeat(
     version.borrow_and_update();
     let running: Vec<String> = hb.instances.iter().map(|i| i.id.clone()).collect();
     // Never hold a heartbeat so long that the node would look silent.
-    let wait = Duration::from_millis(hb.wait_ms.min(5000)).min(s.down_after / 2);
+    let wait = Duration::from_millis(hb.wait_ms.min(MAX_HELD_MS)).min(s.down_after / 2);
     let node = name.clone();
     let reply = blocking(&s, move |s| {
         let reply = s.store.write(|tx| {

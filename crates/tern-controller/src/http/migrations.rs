@@ -19,6 +19,10 @@ use tern_api::{
 use super::{bad, blocking, not_found, valid_name, ApiError, ApiResult};
 use crate::shared::Shared;
 
+/// Longest the quiesce question waits for the gateways to report quiet; the source pauses
+/// then anyway (a gateway that cannot answer must not hold a migration).
+const QUIESCE_WAIT: Duration = Duration::from_secs(2);
+
 pub(super) async fn migrate_workload(
     State(s): State<Arc<Shared>>,
     UrlPath(name): UrlPath<String>,
@@ -181,7 +185,7 @@ pub(super) async fn quiesce_migration(
     }
     s.changed();
     let mut rx = s.quiet.subscribe();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    let deadline = tokio::time::Instant::now() + QUIESCE_WAIT;
     loop {
         let (all, n) = {
             let g = s.gateways.lock().unwrap_or_else(|p| p.into_inner());
