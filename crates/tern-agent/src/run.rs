@@ -12,10 +12,9 @@ use tern_api::{
     MigrationStep, Node, RegisterRequest, Role,
 };
 
-use crate::instance::Instance;
-
 use crate::client::Client;
 use crate::config::orphan_timeout;
+use crate::instance::Instance;
 use crate::{cgroup, migration, node, probe, Config, Error, Result};
 
 /// Run the agent until `stop` is set; then stop every instance.

@@ -6,14 +6,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::store::Store;
 use tern_api::unix_ms as now_ms;
-
 use tern_api::{NodeStatus, PlacementState};
 
 use crate::http::router;
 use crate::reconcile::reconcile;
 use crate::shared::Shared;
+use crate::store::Store;
 use crate::{Error, Result};
 
 /// How often the reconcile pass runs (silent nodes, stale migrations, drains, pending).

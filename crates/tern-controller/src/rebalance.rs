@@ -11,12 +11,13 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Mutex;
 
+use tern_api::traffic::{WorkloadTraffic, REPORT_INTERVAL_MS};
+use tern_api::{Avoid, MigrateRequest, MigrationKind, MigrationOutcome, PlacementState, Workload};
+
 use crate::history::event;
 use crate::migration::Limits;
 use crate::store::{Store, Tx};
 use crate::Result;
-use tern_api::traffic::{WorkloadTraffic, REPORT_INTERVAL_MS};
-use tern_api::{Avoid, MigrateRequest, MigrationKind, MigrationOutcome, PlacementState, Workload};
 
 /// The gateways' reports of the last minute, per workload (kept by the server).
 pub(crate) type TrafficLog = HashMap<String, VecDeque<(u64, WorkloadTraffic)>>;

@@ -1,13 +1,12 @@
 //! The reconcile pass: mark silent nodes down (their workloads go back to pending), fail
 //! stale migrations, drive drains, and place pending workloads.
 
-use crate::store::Tx;
 use tern_api::unix_ms as now_ms;
-
-use crate::history::event;
 use tern_api::{NodeStatus, WorkloadStatus};
 
+use crate::history::event;
 use crate::shared::Shared;
+use crate::store::Tx;
 use crate::Result;
 
 /// One pass: mark silent nodes down (their workloads go back to pending), then place every

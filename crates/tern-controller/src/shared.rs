@@ -4,9 +4,9 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use crate::store::Store;
-
 use tern_api::GatewayInfo;
+
+use crate::store::Store;
 
 pub(crate) struct Shared {
     pub(crate) store: Store,

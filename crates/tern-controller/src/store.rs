@@ -7,9 +7,9 @@ use std::path::Path;
 use redb::{Database, ReadableTable, TableDefinition};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tern_api::{Migration, Node, StoredLog, Workload};
 
 use crate::{Error, Result};
-use tern_api::{Migration, Node, StoredLog, Workload};
 
 const NODES: TableDefinition<&str, &[u8]> = TableDefinition::new("nodes");
 const WORKLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("workloads");

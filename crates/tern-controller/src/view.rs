@@ -4,9 +4,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use tern_scheduler as sched;
-
 use tern_api::{Migration, MigrationKind, Node, NodeStatus, Workload, WorkloadStatus};
+use tern_scheduler as sched;
 
 /// Every input of one scheduling pass.
 pub(crate) struct Inputs<'a> {

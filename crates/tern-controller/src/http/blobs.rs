@@ -6,7 +6,6 @@ use axum::body::Bytes;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-
 use tern_snapshot::digest;
 
 use super::{bad, blocking, ApiError, ApiResult};

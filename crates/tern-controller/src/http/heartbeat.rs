@@ -7,18 +7,16 @@ use std::time::Duration;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
 use axum::Json;
-
-use crate::store::Tx;
 use tern_api::unix_ms as now_ms;
-
-use crate::history::event;
 use tern_api::{
     Assignment, Endpoint, Heartbeat, HeartbeatReply, InstanceReport, InstanceStatus, NodeStatus,
     Peer, Workload, WorkloadStatus,
 };
 
 use super::{blocking, not_found, ApiError, ApiResult};
+use crate::history::event;
 use crate::shared::Shared;
+use crate::store::Tx;
 use crate::Result;
 
 /// Longest a heartbeat reply is held while nothing changes for its node.

@@ -8,9 +8,7 @@ use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
-
 use tern_api::unix_ms as now_ms;
-
 use tern_api::{
     CommitReply, CommitRequest, MigrateRequest, Migration, MigrationKind, MigrationNews,
     QuiesceReply,

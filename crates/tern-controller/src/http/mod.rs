@@ -9,7 +9,6 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put, MethodRouter};
 use axum::{Json, Router};
-
 use tern_api::ErrorReply;
 
 use crate::shared::Shared;

@@ -5,9 +5,7 @@ use std::sync::Arc;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
 use axum::Json;
-
 use tern_api::unix_ms as now_ms;
-
 use tern_api::{Node, NodeStatus, RegisterRequest, Usage};
 
 use super::{bad, blocking, not_found, valid_name, ApiError, ApiResult};

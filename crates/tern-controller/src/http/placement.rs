@@ -6,16 +6,14 @@ use std::sync::Arc;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
 use axum::Json;
-
+use tern_api::traffic::REPORT_INTERVAL_MS;
 use tern_api::traffic::{TrafficReport, TrafficSummary, WorkloadTraffic};
 use tern_api::unix_ms as now_ms;
-
 use tern_api::{ExplainReply, NetworkReply, NodeLinks, PlacementState};
 
 use super::{blocking, not_found, ApiResult};
 use crate::shared::{Shared, TRAFFIC_WINDOW_MS};
 use crate::Result;
-use tern_api::traffic::REPORT_INTERVAL_MS;
 
 pub(super) async fn report_traffic(
     State(s): State<Arc<Shared>>,

@@ -7,14 +7,12 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::Json;
 use serde::Deserialize;
-
-use crate::store::Store;
 use tern_api::unix_ms as now_ms;
-
 use tern_api::{GatewayInfo, MigrationPhase, Route, RouteTable, WorkloadStatus, ROUTES_REPEAT};
 
 use super::{blocking, ApiResult};
 use crate::shared::Shared;
+use crate::store::Store;
 use crate::Result;
 
 /// The gateways' view: every workload with an `[http]` table, where it runs, and whether a

@@ -6,14 +6,12 @@ use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
-
 use tern_api::unix_ms as now_ms;
-
-use crate::history::event;
 use tern_api::{DeployReply, Event, LogsReply, Workload, WorkloadSpec, WorkloadStatus};
 use tern_snapshot::digest;
 
 use super::{bad, blocking, not_found, valid_name, ApiResult};
+use crate::history::event;
 use crate::reconcile::place_pending;
 use crate::shared::Shared;
 

@@ -7,8 +7,9 @@
 
 use std::collections::HashMap;
 
-use crate::store::Tx;
 use machine::{CommitDecision, Event, Side};
+
+use crate::store::Tx;
 
 mod drain;
 mod machine;
