@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tern_instrument::{
-    Options, FLAG_CAPTURE, FLAG_EXPORT, FLAG_REWIND, STATE_EXPORT, STATE_REWINDING, STATE_UNWINDING,
+    FLAG_CAPTURE, FLAG_EXPORT, FLAG_REWIND, STATE_EXPORT, STATE_REWINDING, STATE_UNWINDING,
 };
 use tern_snapshot::{Meta, Snapshot};
 use tern_wasi::{BlockingHooks, Preopen, ProcExit, WasiConfig, WasiCtx, WasiView};
@@ -164,20 +164,6 @@ pub struct Runtime {
 
 /// Capture attempts refused for live references that are retried at the very next safe point.
 const IMMEDIATE_RETRIES: u32 = 64;
-
-pub(crate) fn instrument_options(
-    locals_in_memory_above: Option<usize>,
-    two_forms_up_to: Option<usize>,
-) -> Options {
-    Options {
-        capturing_imports: tern_wasi::BLOCKING_FUNCTIONS
-            .iter()
-            .map(|n| (tern_wasi::IMPORT_MODULE.to_string(), n.to_string()))
-            .collect(),
-        locals_in_memory_above,
-        two_forms_up_to,
-    }
-}
 
 /// The engine every Tern process uses: compiled code in the cache is only valid for the same
 /// settings, and snapshots need the proposals that real toolchains emit.
