@@ -10,49 +10,18 @@ use tern_instrument::{
     FLAG_CAPTURE, FLAG_EXPORT, FLAG_REWIND, STATE_EXPORT, STATE_REWINDING, STATE_UNWINDING,
 };
 use tern_snapshot::{Meta, Snapshot};
-use tern_wasi::{BlockingHooks, Preopen, ProcExit, WasiConfig, WasiCtx, WasiView};
+use tern_wasi::{BlockingHooks, Preopen, ProcExit, WasiConfig, WasiCtx};
 use wasmtime::{CallHook, Caller, Config, Engine, Linker, Store, Val};
 
 use crate::cache::{Cache, Prepared};
 use crate::control::Control;
+use crate::host::Host;
 use crate::snapfile::{PageCheck, SnapshotFile};
 use crate::state::{self, CaptureError};
 use crate::{Error, Result};
 
-pub(crate) struct Host {
-    pub(crate) wasi: WasiCtx,
-    control: Arc<Control>,
-    limits: wasmtime::StoreLimits,
-}
-
-impl Host {
-    fn new(wasi: WasiCtx, control: Arc<Control>, max_memory: Option<u64>) -> Host {
-        let mut limits = wasmtime::StoreLimitsBuilder::new();
-        if let Some(bytes) = max_memory {
-            limits = limits.memory_size(usize::try_from(bytes).unwrap_or(usize::MAX));
-        }
-        Host {
-            wasi,
-            control,
-            limits: limits.build(),
-        }
-    }
-}
-
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
-}
-
-impl WasiView for Host {
-    fn wasi(&mut self) -> &mut WasiCtx {
-        &mut self.wasi
-    }
-    fn capture_requested(&self) -> bool {
-        self.control.requested()
-    }
-    fn wake_fd(&self) -> Option<std::sync::Arc<std::os::fd::OwnedFd>> {
-        self.control.wake_fd()
-    }
 }
 
 /// How a run begins.

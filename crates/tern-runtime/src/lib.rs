@@ -14,6 +14,7 @@ mod cache;
 mod control;
 mod exec;
 mod fault;
+mod host;
 mod live;
 mod snapfile;
 mod state;
