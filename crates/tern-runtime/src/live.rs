@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use tern_api::{MigrationOutcome, MigrationPhase, MigrationRound, MigrationStep, TransferReport};
 use tern_snapshot::{Snapshot, PAGE};
 
-use crate::control::Control;
+use crate::control::{Control, LiveRequest};
 use crate::fault::{self, Cuttable, Side};
 use crate::{Error, Result};
 
@@ -100,13 +100,6 @@ pub struct Progress {
     pub phase: MigrationPhase,
     pub round: u32,
     pub bytes: u64,
-}
-
-/// What the migration thread hands the program thread, and back.
-#[derive(Debug)]
-pub(crate) struct LiveRequest {
-    pub(crate) paused: mpsc::SyncSender<Snapshot>,
-    pub(crate) verdict: mpsc::Receiver<bool>,
 }
 
 #[derive(Serialize, Deserialize)]
