@@ -9,13 +9,14 @@
 //! By job: `frame` is the wire (framing, checksums, the small messages, I/O errors as causes),
 //! `memory` the pages (finding the written ones, sending and receiving page frames), `files`
 //! the program's directories (`mirror` their destination's half), `source` and `destination`
-//! the two sides.
+//! the two sides, and `policy` when pre-copy stops.
 
 mod destination;
 mod files;
 mod frame;
 mod memory;
 mod mirror;
+mod policy;
 mod source;
 
 pub(crate) use destination::Receiver;

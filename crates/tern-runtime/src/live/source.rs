@@ -1,5 +1,5 @@
 //! The source's side, on its own thread while the program runs: the hello, the files, the
-//! pre-copy rounds until what is left is small, then the program
+//! pre-copy rounds until the [stopping rule](super::policy) says enough, then the program
 //! stopped at a safe point, the last pages, files and state, and the commit. Each step's
 //! failure is charged to it ([`At`]), which is what the report's `failed_step` says.
 
@@ -17,6 +17,7 @@ use super::frame::{
     PROTOCOL_VERSION,
 };
 use super::memory::{send_ranges, SourceMemory};
+use super::policy::PreCopy;
 use crate::control::{Control, LiveInfo, LiveRequest};
 use crate::fault::{self, Cuttable, Side};
 use crate::{Error, MigrationCause};
@@ -269,8 +270,8 @@ impl<S: Read + Write> Source<'_, S> {
         )
     }
 
-    /// Send all of memory, then what was written meanwhile, round after round, until what is
-    /// left is small.
+    /// Send all of memory, then what was written meanwhile, round after round, until the
+    /// stopping rule says enough.
     fn pre_copy(&mut self) -> Caused<()> {
         for &(index, base) in &self.live.memories {
             let m = SourceMemory::start(index, base, self.options.force_hashing)?;
@@ -282,6 +283,11 @@ impl<S: Read + Write> Source<'_, S> {
             .map(|m| m.tracker_name())
             .unwrap_or("none")
             .into();
+        let rule = PreCopy {
+            stop_below: self.options.stop_below,
+            max_rounds: self.options.max_rounds,
+        };
+        let mut sizes = Vec::new();
         loop {
             let t = Instant::now();
             let (mut raw, mut wire) = (0, 0);
@@ -312,14 +318,8 @@ impl<S: Read + Write> Source<'_, S> {
                 self.cut();
             }
             self.round += 1;
-            // Stop when what is left is small, when rounds stop shrinking (the program writes
-            // as fast as we send: more rounds would not shorten the pause), or at the limit.
-            let rounds = &self.report.rounds;
-            let shrinking = rounds.len() < 3 || raw < rounds[rounds.len() - 2].raw_bytes * 9 / 10;
-            if (self.round > 1 && raw <= self.options.stop_below)
-                || !shrinking
-                || self.round >= self.options.max_rounds
-            {
+            sizes.push(raw);
+            if rule.after(&sizes).is_some() {
                 return Ok(());
             }
         }
