@@ -9,8 +9,9 @@
 //! By job: `frame` is the wire (framing, checksums, the small messages, I/O errors as causes),
 //! `memory` the pages (finding the written ones, sending and receiving page frames), `files`
 //! the program's directories (`mirror` their destination's half), `source` and `destination`
-//! the two sides, and `policy` when pre-copy stops.
+//! the two sides, `policy` when pre-copy stops, and `delay` a link's made-up delay.
 
+mod delay;
 mod destination;
 mod files;
 mod frame;

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use tern_api::{MigrationOutcome, MigrationPhase, MigrationRound, MigrationStep, TransferReport};
 use tern_snapshot::Snapshot;
 
+use super::delay::Delayed;
 use super::files;
 use super::frame::{
     io_err, kind, proto, read_answer, read_frame, At, Caused, Failed, FrameWriter, Hello, Reason,
@@ -64,8 +65,8 @@ pub struct Progress {
     pub bytes: u64,
 }
 
-/// The source's connection: cut by a fault.
-type Link<S> = Cuttable<S>;
+/// The source's connection: cut by a fault, delayed by the link.
+type Link<S> = Delayed<Cuttable<S>>;
 
 /// The source's side, run on its own thread while the program runs under `control`.
 /// `quiesce` is called once pre-copy is done, just before the program is stopped: a service's
@@ -129,9 +130,9 @@ fn run<S: Read + Write>(
         .live_info()
         .ok_or(MigrationCause::NotRunning)
         .at(Connect)?;
-    let mut conn = Cuttable::new(conn);
+    let mut conn = Delayed::new(Cuttable::new(conn), options.link_delay);
     let mut rbuf = Vec::new();
-    hello(&mut conn, &live, &mut rbuf, options.link_delay).at(Prepare)?;
+    hello(&mut conn, &live, &mut rbuf).at(Prepare)?;
     let mut src = Source {
         fw: FrameWriter::new(&mut conn, options.bandwidth),
         rbuf,
@@ -163,12 +164,7 @@ fn run<S: Read + Write>(
 }
 
 /// Offer the program; the destination accepts or refuses it.
-fn hello<S: Read + Write>(
-    conn: &mut Link<S>,
-    live: &LiveInfo,
-    rbuf: &mut Vec<u8>,
-    link_delay: Duration,
-) -> Caused<()> {
+fn hello<S: Read + Write>(conn: &mut Link<S>, live: &LiveInfo, rbuf: &mut Vec<u8>) -> Caused<()> {
     let hello = Hello {
         version: PROTOCOL_VERSION,
         module_digest: live.module_digest.clone(),
@@ -189,9 +185,8 @@ fn hello<S: Read + Write>(
         .send(kind::HELLO, &[&body])
         .map_err(io_err("sending hello"))?;
     if fault::at(Side::Source, "prepare") {
-        conn.cut();
+        conn.get_mut().cut();
     }
-    std::thread::sleep(link_delay);
     match read_frame(conn, rbuf)? {
         kind::ACCEPT => Ok(()),
         kind::REFUSE => Err(MigrationCause::Refused(Reason::decode(rbuf)?)),
@@ -244,7 +239,7 @@ struct Source<'a, S: Read + Write> {
 
 impl<S: Read + Write> Source<'_, S> {
     fn cut(&mut self) {
-        self.fw.w.cut();
+        self.fw.w.get_mut().cut();
     }
 
     /// The first pass over the program's files.
@@ -260,14 +255,18 @@ impl<S: Read + Write> Source<'_, S> {
         Ok(())
     }
 
-    /// One pass of the file sync.
+    /// One pass of the file sync. Its two round trips are not charged the link's delay (see
+    /// `delay`).
     fn send_files(&mut self) -> Caused<(u64, u64)> {
-        files::send(
+        self.fw.w.suspend(true);
+        let sent = files::send(
             &mut self.fw,
             &mut self.rbuf,
             &self.live.dirs,
             &mut self.seen,
-        )
+        );
+        self.fw.w.suspend(false);
+        sent
     }
 
     /// Send all of memory, then what was written meanwhile, round after round, until the
@@ -329,7 +328,6 @@ impl<S: Read + Write> Source<'_, S> {
     /// include the destination catching up with what sits in the socket buffers.
     fn sync(&mut self) -> Caused<()> {
         self.fw.send(kind::SYNC, &[]).map_err(io_err("sending"))?;
-        std::thread::sleep(self.options.link_delay);
         read_answer(
             &mut self.fw.w,
             &mut self.rbuf,
@@ -349,7 +347,6 @@ impl<S: Read + Write> Source<'_, S> {
         if fault::at(Side::Source, "resume") {
             self.cut();
         }
-        std::thread::sleep(self.options.link_delay);
         read_answer(
             &mut self.fw.w,
             &mut self.rbuf,
