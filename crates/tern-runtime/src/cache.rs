@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
-use tern_instrument::{GlobalKind, TRANSFORM_VERSION};
+use tern_instrument::{GlobalKind, Options, TRANSFORM_VERSION};
 
 use crate::{Error, Result};
 
@@ -149,7 +149,7 @@ impl Cache {
         let t = Instant::now();
         let inst = tern_instrument::instrument(
             wasm,
-            &crate::exec::instrument_options(locals_in_memory_above, two_forms_up_to),
+            &instrument_options(locals_in_memory_above, two_forms_up_to),
         )?;
         let instrument_ms = t.elapsed().as_secs_f64() * 1e3;
         let t = Instant::now();
@@ -212,6 +212,21 @@ fn remove_other_versions(compiled: &Path, hex: &str) {
         if name.starts_with(&prefix) && !name.starts_with(&ours) {
             let _ = std::fs::remove_file(entry.path());
         }
+    }
+}
+
+/// How Tern instruments a module: the WASI imports that block can be interrupted for a capture.
+fn instrument_options(
+    locals_in_memory_above: Option<usize>,
+    two_forms_up_to: Option<usize>,
+) -> Options {
+    Options {
+        capturing_imports: tern_wasi::BLOCKING_FUNCTIONS
+            .iter()
+            .map(|n| (tern_wasi::IMPORT_MODULE.to_string(), n.to_string()))
+            .collect(),
+        locals_in_memory_above,
+        two_forms_up_to,
     }
 }
 

@@ -2,11 +2,10 @@
 
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 
 use tern_instrument::FLAG_CAPTURE;
-
-use crate::live::LiveRequest;
+use tern_snapshot::Snapshot;
 
 /// A capture request channel shared between the thread running the program and whoever wants
 /// it captured (a timer, a signal handler thread, an agent).
@@ -35,6 +34,15 @@ pub(crate) struct LiveInfo {
     pub(crate) memories: Vec<(u32, usize)>,
     /// Its preopened directories (guest path, host path), whose files move with it.
     pub(crate) dirs: Vec<(String, std::path::PathBuf)>,
+}
+
+/// A live migration's request to the program thread: stop at the next safe point and hand over
+/// the state (`paused`), then wait for the verdict (true: the program moved away and ends here;
+/// false: it continues here).
+#[derive(Debug)]
+pub(crate) struct LiveRequest {
+    pub(crate) paused: mpsc::SyncSender<Snapshot>,
+    pub(crate) verdict: mpsc::Receiver<bool>,
 }
 
 impl Default for Control {

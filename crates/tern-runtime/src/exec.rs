@@ -6,53 +6,23 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use tern_api::MigrationStep;
 use tern_instrument::{
-    Options, FLAG_CAPTURE, FLAG_EXPORT, FLAG_REWIND, STATE_EXPORT, STATE_REWINDING, STATE_UNWINDING,
+    FLAG_CAPTURE, FLAG_EXPORT, FLAG_REWIND, STATE_EXPORT, STATE_REWINDING, STATE_UNWINDING,
 };
 use tern_snapshot::{Meta, Snapshot};
-use tern_wasi::{BlockingHooks, Preopen, ProcExit, WasiConfig, WasiCtx, WasiView};
+use tern_wasi::{BlockingHooks, Preopen, ProcExit, WasiConfig, WasiCtx};
 use wasmtime::{CallHook, Caller, Config, Engine, Linker, Store, Val};
 
 use crate::cache::{Cache, Prepared};
 use crate::control::Control;
+use crate::host::Host;
 use crate::snapfile::{PageCheck, SnapshotFile};
 use crate::state::{self, CaptureError};
-use crate::{Error, Result};
-
-pub(crate) struct Host {
-    pub(crate) wasi: WasiCtx,
-    control: Arc<Control>,
-    limits: wasmtime::StoreLimits,
-}
-
-impl Host {
-    fn new(wasi: WasiCtx, control: Arc<Control>, max_memory: Option<u64>) -> Host {
-        let mut limits = wasmtime::StoreLimitsBuilder::new();
-        if let Some(bytes) = max_memory {
-            limits = limits.memory_size(usize::try_from(bytes).unwrap_or(usize::MAX));
-        }
-        Host {
-            wasi,
-            control,
-            limits: limits.build(),
-        }
-    }
-}
+use crate::{Error, MigrationCause, Result};
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
-}
-
-impl WasiView for Host {
-    fn wasi(&mut self) -> &mut WasiCtx {
-        &mut self.wasi
-    }
-    fn capture_requested(&self) -> bool {
-        self.control.requested()
-    }
-    fn wake_fd(&self) -> Option<std::sync::Arc<std::os::fd::OwnedFd>> {
-        self.control.wake_fd()
-    }
 }
 
 /// How a run begins.
@@ -164,20 +134,6 @@ pub struct Runtime {
 
 /// Capture attempts refused for live references that are retried at the very next safe point.
 const IMMEDIATE_RETRIES: u32 = 64;
-
-pub(crate) fn instrument_options(
-    locals_in_memory_above: Option<usize>,
-    two_forms_up_to: Option<usize>,
-) -> Options {
-    Options {
-        capturing_imports: tern_wasi::BLOCKING_FUNCTIONS
-            .iter()
-            .map(|n| (tern_wasi::IMPORT_MODULE.to_string(), n.to_string()))
-            .collect(),
-        locals_in_memory_above,
-        two_forms_up_to,
-    }
-}
 
 /// The engine every Tern process uses: compiled code in the cache is only valid for the same
 /// settings, and snapshots need the proposals that real toolchains emit.
@@ -340,11 +296,7 @@ impl Runtime {
         if let Some((conn, preopens, listeners, mut decide)) = incoming {
             let _ = conn.set_nodelay(true);
             let mut conn = crate::fault::Cuttable::new(conn);
-            let mut rx = crate::live::Receiver {
-                conn: &mut conn,
-                buf: Vec::new(),
-                dirs: dirs.clone(),
-            };
+            let mut rx = crate::live::Receiver::new(&mut conn, dirs.clone());
             let received = rx
                 .handshake(&prepared.digest, &prepared.meta.memories)
                 .and_then(|sizes| {
@@ -360,7 +312,12 @@ impl Runtime {
                     // hypervisor had or had not backed the 2 MiB blocks yet. Small pages, each
                     // range populated in one call before it is received, are steady.
                     for (&index, &size) in prepared.meta.memories.iter().zip(&sizes) {
-                        crate::live::PageSink::memory(&mut sink, index, size)?;
+                        crate::live::PageSink::memory(&mut sink, index, size).map_err(|cause| {
+                            Error::Migration {
+                                step: MigrationStep::Prepare,
+                                cause,
+                            }
+                        })?;
                     }
                     rx.receive(&mut sink)
                 })
@@ -384,9 +341,10 @@ impl Runtime {
                 },
             };
             if !go {
-                return Err(Error::Migration(
-                    "aborted: the program continues at the source".into(),
-                ));
+                return Err(Error::Migration {
+                    step: MigrationStep::Commit,
+                    cause: MigrationCause::Aborted,
+                });
             }
             crate::sys::fetch_or_word(flag_addr, FLAG_REWIND);
         }
@@ -536,18 +494,21 @@ struct StoreSink<'a> {
 }
 
 impl crate::live::PageSink for StoreSink<'_> {
-    fn memory(&mut self, index: u32, end: u64) -> Result<&mut [u8]> {
+    fn memory(&mut self, index: u32, end: u64) -> crate::live::Caused<&mut [u8]> {
         let name = format!("{}{index}", tern_instrument::MEMORY_EXPORT_PREFIX);
         let mem = self
             .instance
             .get_memory(&mut *self.store, &name)
-            .ok_or_else(|| Error::Migration(format!("module has no memory {index}")))?;
+            .ok_or(MigrationCause::NoMemory(index))?;
         let have = mem.data_size(&*self.store) as u64;
         if end > have {
             let grow = crate::live::pages_for(end) - crate::live::pages_for(have);
-            mem.grow(&mut *self.store, grow).map_err(|e| {
-                Error::Migration(format!("growing memory {index} to {end} bytes: {e:#}"))
-            })?;
+            mem.grow(&mut *self.store, grow)
+                .map_err(|e| MigrationCause::Grow {
+                    index,
+                    end,
+                    reason: format!("{e:#}"),
+                })?;
         }
         Ok(mem.data_mut(&mut *self.store))
     }

@@ -14,6 +14,7 @@ mod cache;
 mod control;
 mod exec;
 mod fault;
+mod host;
 mod live;
 mod snapfile;
 mod state;
@@ -60,8 +61,89 @@ pub enum Error {
     Restore(String),
     #[error("capturing state: {0}")]
     Capture(String),
-    #[error("migration: {0}")]
-    Migration(String),
+    /// A live migration failed, on either side. The step is reported beside the cause (a
+    /// report's `failed_step`), so the message does not repeat it.
+    #[error("migration: {cause}")]
+    Migration {
+        step: tern_api::MigrationStep,
+        cause: MigrationCause,
+    },
+}
+
+/// Why a live migration failed, as the side that reports it saw it.
+#[derive(Debug, thiserror::Error)]
+pub enum MigrationCause {
+    /// The other side closed the connection while this one was `doing` something.
+    #[error("{doing}: the other side closed the connection")]
+    Closed { doing: &'static str },
+    /// Nothing could be read or written for the connection's timeout: a peer that vanished
+    /// without closing.
+    #[error("{doing}: the other side fell silent (connection timed out)")]
+    TimedOut { doing: &'static str },
+    /// Any other failure of the connection, or of this side's memory map or files.
+    #[error("{doing}: {source}")]
+    Io {
+        doing: &'static str,
+        source: std::io::Error,
+    },
+    /// A frame failed its checksum: damaged on the way.
+    #[error("a frame failed its checksum")]
+    Checksum,
+    /// A frame head announced more than a frame may hold.
+    #[error("frame of {0} bytes is larger than allowed")]
+    FrameTooLarge(usize),
+    /// A frame of a kind the protocol does not allow here; `context` says what was expected
+    /// ("instead of ready", "while receiving").
+    #[error("unexpected frame {kind} {context}")]
+    UnexpectedFrame { kind: u8, context: &'static str },
+    /// Any other frame that does not follow the protocol (short, out of bounds, bad data).
+    #[error("{0}")]
+    Protocol(String),
+    /// A path from the other side that would lead outside its directory.
+    #[error(
+        "file path {path:?} {}",
+        if *through_link { "goes through a symbolic link" } else { "is not a plain relative path" }
+    )]
+    UnsafePath { path: String, through_link: bool },
+    /// The source: the destination refused the program (another module, protocol or
+    /// instrumentation version), for this reason.
+    #[error("the destination refused: {0}")]
+    Refused(String),
+    /// The destination: the program the source offers does not fit here, for this reason
+    /// (which the source is told).
+    #[error("refused: {0}")]
+    Incompatible(String),
+    /// The destination: the program has a directory this side was not given.
+    #[error("the program has directory {0:?}, this destination was not given it")]
+    MissingDirectory(String),
+    /// The destination: the program's module lacks a memory the source sends.
+    #[error("module has no memory {0}")]
+    NoMemory(u32),
+    /// The destination: a memory could not grow to the source's size.
+    #[error("growing memory {index} to {end} bytes: {reason}")]
+    Grow {
+        index: u32,
+        end: u64,
+        reason: String,
+    },
+    /// The source: the destination failed, for this reason (its own error's text).
+    #[error("the destination failed: {0}")]
+    DestinationFailed(String),
+    /// The destination: the source gave up before the state was sent.
+    #[error("the source aborted the migration")]
+    SourceAborted,
+    /// The destination: the source decided against the move once this side was ready.
+    #[error("aborted: the program continues at the source")]
+    Aborted,
+    /// The source: no program runs under the control.
+    #[error("no program is running")]
+    NotRunning,
+    /// The source: the program ended on its own before it could be moved.
+    #[error("the program ended during the migration")]
+    ProgramEnded,
+    /// The source: asking for the commit failed (the migration rolls back).
+    #[error("commit: {0}")]
+    Commit(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

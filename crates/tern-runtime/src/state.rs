@@ -16,7 +16,7 @@ use tern_snapshot::{
 use wasmtime::{Instance, Store, Val};
 
 use crate::cache::Prepared;
-use crate::exec::Host;
+use crate::host::Host;
 use crate::snapfile::SnapshotFile;
 use crate::sys;
 use crate::{Error, Result};

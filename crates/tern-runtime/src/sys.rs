@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 /// Set bits in a word of guest memory that wasm code reads concurrently.
 ///
 /// `addr` must be the address of a 4-byte-aligned word inside a live wasm memory that never
-/// moves (Tern's flag memory has min = max = 1 page); [`crate::Control`] guarantees both by
+/// moves (Tern's flag memory has min = max = 1 page); `Control` guarantees both by
 /// clearing the address, under its lock, before the instance is dropped.
 pub(crate) fn fetch_or_word(addr: usize, bits: u32) {
     // SAFETY: per the contract above the word is valid, aligned and outlives this call; wasm
