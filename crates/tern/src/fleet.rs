@@ -17,6 +17,8 @@ use tern_api::{
     Workload, WorkloadSpec, WorkloadStatus,
 };
 
+use tern_profile::format_size;
+
 use crate::cli::tern_home;
 
 /// Where the CLI finds the cluster.
@@ -609,7 +611,7 @@ pub fn nodes(ctx: &ClusterContext, json: bool) -> Result<ExitCode> {
                         .cloned()
                         .unwrap_or_else(|| "-".into()),
                     format!("{:.0}%", n.usage.cpu_load * 100.0),
-                    tern_scheduler::human_bytes(n.usage.memory_free),
+                    format_size(n.usage.memory_free),
                     n.instances.len().to_string(),
                 ]
             })
@@ -712,7 +714,7 @@ pub fn migrate(
                 ".".repeat(width - filled),
                 m.phase,
                 m.round,
-                human_bytes(m.bytes)
+                format_size(m.bytes)
             );
         }
         if m.outcome.is_some() {
@@ -747,19 +749,6 @@ pub fn migrate(
     })
 }
 
-fn human_bytes(b: u64) -> String {
-    let f = b as f64;
-    if f >= (1u64 << 30) as f64 {
-        format!("{:.1} GiB", f / (1u64 << 30) as f64)
-    } else if f >= (1u64 << 20) as f64 {
-        format!("{:.1} MiB", f / (1u64 << 20) as f64)
-    } else if f >= 1024.0 {
-        format!("{:.1} KiB", f / 1024.0)
-    } else {
-        format!("{b} B")
-    }
-}
-
 fn print_migration(m: &Migration) {
     println!(
         "{} {}: {} → {}: {}",
@@ -776,8 +765,8 @@ fn print_migration(m: &Migration) {
         println!(
             "  round {:>2}  {:>10} raw  {:>10} wire  {:>8.1} ms{}",
             i,
-            human_bytes(r.raw_bytes),
-            human_bytes(r.wire_bytes),
+            format_size(r.raw_bytes),
+            format_size(r.wire_bytes),
             r.ms,
             if i + 1 == m.rounds.len() {
                 "  stop-and-copy"
@@ -791,8 +780,8 @@ fn print_migration(m: &Migration) {
             "  pause {:.2} ms, total {:.1} ms, {} on the wire ({} raw) at {:.0} MiB/s; written pages found by {}",
             m.pause_ms,
             m.total_ms,
-            human_bytes(m.bytes),
-            human_bytes(m.bytes_raw),
+            format_size(m.bytes),
+            format_size(m.bytes_raw),
             m.bandwidth_mib_s,
             m.tracker
         );
@@ -819,7 +808,7 @@ pub fn migrations(ctx: &ClusterContext, json: bool) -> Result<ExitCode> {
                     m.state().to_string(),
                     format!("{:.1}ms", m.pause_ms),
                     format!("{:.0}ms", m.total_ms),
-                    human_bytes(m.bytes),
+                    format_size(m.bytes),
                     match (&m.failed_step, &m.reason) {
                         (Some(s), Some(r)) => format!("{s}: {r}"),
                         _ => m.why.clone(),

@@ -430,7 +430,7 @@ pub fn migrate_command(
             } if tty => {
                 eprint!(
                     "\r{phase:<14} round {round:>3}  {:>10}",
-                    tern_scheduler::human_bytes(bytes)
+                    tern_profile::format_size(bytes)
                 );
             }
             InstanceEvent::Done { report } => {
@@ -472,8 +472,8 @@ pub fn print_report(r: &TransferReport) {
         println!(
             "  {:>3}  {:>10} raw  {:>10} wire  {:>8.1} ms{}",
             i,
-            tern_scheduler::human_bytes(round.raw_bytes),
-            tern_scheduler::human_bytes(round.wire_bytes),
+            tern_profile::format_size(round.raw_bytes),
+            tern_profile::format_size(round.wire_bytes),
             round.ms,
             if i + 1 == r.rounds.len() {
                 "  (stop-and-copy)"
@@ -486,7 +486,7 @@ pub fn print_report(r: &TransferReport) {
     println!(
         "total:     {:.1} ms, {} on the wire ({:.0} MiB/s)",
         r.total_ms,
-        tern_scheduler::human_bytes(r.bytes_wire),
+        tern_profile::format_size(r.bytes_wire),
         r.bandwidth_mib_s
     );
 }

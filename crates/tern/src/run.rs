@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use tern_runtime::{Control, Outcome, Resumable, RunOptions, SnapshotFile, Start};
+use tern_profile::format_size;
 use tern_snapshot::{PageEncoding, Snapshot};
 use tern_wasi::{Preopen, WasiConfig};
 
@@ -404,9 +405,9 @@ pub fn inspect(path: &Path, json: bool) -> Result<ExitCode> {
     println!("created:   {}", rfc3339(meta.created_unix_ms));
     println!(
         "memory:    {} ({} in non-zero pages; file {})",
-        human(memory),
-        human(kept),
-        human(bytes.len() as u64)
+        format_size(memory),
+        format_size(kept),
+        format_size(bytes.len() as u64)
     );
     match innermost {
         Some(f) => println!(
@@ -425,17 +426,6 @@ pub fn inspect(path: &Path, json: bool) -> Result<ExitCode> {
         println!("  {:>3}  {}", f.fd, f.description);
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn human(bytes: u64) -> String {
-    let b = bytes as f64;
-    if b >= 1024.0 * 1024.0 {
-        format!("{:.1} MiB", b / 1024.0 / 1024.0)
-    } else if b >= 1024.0 {
-        format!("{:.1} KiB", b / 1024.0)
-    } else {
-        format!("{bytes} B")
-    }
 }
 
 /// UTC timestamp from Unix milliseconds (civil-from-days, proleptic Gregorian).
