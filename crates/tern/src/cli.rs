@@ -467,31 +467,17 @@ pub enum SnapshotCommand {
     },
 }
 
+/// A duration flag, read as a profile's durations are (`1h30m` here means what `cooldown =
+/// "1h30m"` means there).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .ok_or_else(|| format!("{s:?}: give a unit, e.g. 250ms or 2s"))?;
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration"))?;
-    let secs = match unit {
-        "us" | "µs" => n / 1e6,
-        "ms" => n / 1e3,
-        "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => {
-            return Err(format!(
-                "{s:?}: unknown unit {unit:?} (use us, ms, s, m or h)"
-            ))
-        }
-    };
-    if !secs.is_finite() || !(0.0..=1e9).contains(&secs) {
+    let d = tern_profile::parse_duration(s).ok_or_else(|| {
+        format!("{s:?}: expected a duration with a unit, such as 250ms, 2s, 5m or 1h30m")
+    })?;
+    // Timeouts are added to `Instant::now()`, which panics on overflow; nobody means more.
+    if d > Duration::from_secs(1_000_000_000) {
         return Err(format!("{s:?} is out of range"));
     }
-    Ok(Duration::from_secs_f64(secs))
+    Ok(d)
 }
 
 /// Where Tern keeps its state: `$TERN_HOME`, default `~/.tern`.
@@ -818,5 +804,20 @@ mod tests {
         assert!(parse_duration("10").is_err());
         assert!(parse_duration("ms").is_err());
         assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("99999999999d").is_err());
+    }
+
+    /// `tern controller --down-after 1h30m` was refused while a profile's `cooldown = "1h30m"`
+    /// was accepted: the flags now read durations with the profile's parser.
+    #[test]
+    fn durations_read_as_in_a_profile() {
+        for text in ["1h30m", "1d", "90s", "500us", "2m30s"] {
+            assert_eq!(
+                parse_duration(text).ok(),
+                tern_profile::parse_duration(text),
+                "{text}"
+            );
+        }
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
     }
 }
