@@ -213,4 +213,22 @@ mod tests {
             Err("no node has 1 GiB and 1 CPU free".into())
         );
     }
+
+    /// Sizes in reasons are written as the CLI writes every size (`tern_profile::format_size`):
+    /// this one said "1536 MiB" where `tern migrate` said "1.5 GiB".
+    #[test]
+    fn reason_sizes_read_as_the_cli_shows_them() {
+        let n = Node {
+            name: "a".into(),
+            cpus: 1.0,
+            memory: 1 << 30,
+            ..Node::default()
+        };
+        let w = Workload {
+            name: "w".into(),
+            memory: 1536 << 20,
+            ..Workload::default()
+        };
+        assert_eq!(feasible(&w, &n), Err("no node has 1.5 GiB free".into()));
+    }
 }
