@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 pub use delays::{parse_delays, DelayLink, DelayScope, DelayTable, End};
 pub use error::{ErrorKind, ProfileError};
 pub use parse::parse;
-pub use units::{format_duration, parse_duration, parse_size};
+pub use units::{format_duration, format_size, parse_duration, parse_size};
 
 /// A workload profile (`tern.toml`), parsed and validated.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

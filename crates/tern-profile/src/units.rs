@@ -1,5 +1,6 @@
 //! Sizes ("512MiB") and durations ("30s"): parsing, the canonical text a profile is stored with,
-//! and the serde and schema glue that lets plain `u64` and [`Duration`] fields accept them.
+//! the text sizes are shown with, and the serde and schema glue that lets plain `u64` and
+//! [`Duration`] fields accept them.
 //!
 //! Parsing is exact (integer arithmetic on the written digits, no floats), so "1.5GiB" is
 //! 1610612736 bytes and a value that would not be a whole number of bytes or nanoseconds is
@@ -104,6 +105,32 @@ pub fn parse_size(text: &str) -> Option<u64> {
         SIZE_UNITS.iter().find(|(name, _)| *name == unit)?.1
     };
     u64::try_from(number.times(u128::from(factor))?).ok()
+}
+
+// Smallest first; the binary units only, since memory comes in pages and pages in powers of two.
+// GiB is the largest: a memory or a transfer of this tool is well below a TiB, and a limit
+// written "100000GiB" reads back as written.
+const DISPLAY_UNITS: &[(&str, u64)] = &[("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30)];
+
+/// A size for people to read, in the largest binary unit it reaches: "512 MiB", "2 GiB",
+/// "1000 B". A whole number of that unit is shown as such, so that [`parse_size`] gives back
+/// the same value; otherwise one decimal, rounded down ("1.9 GiB" for 1.99 GiB): a free memory
+/// shown never claims more than there is.
+pub fn format_size(bytes: u64) -> String {
+    let Some((unit, factor)) = DISPLAY_UNITS
+        .iter()
+        .rev()
+        .find(|(_, factor)| bytes >= *factor)
+        .copied()
+    else {
+        return format!("{bytes} B");
+    };
+    if bytes.is_multiple_of(factor) {
+        return format!("{} {unit}", bytes / factor);
+    }
+    // In u128, so that ten times the largest u64 does not overflow.
+    let tenths = u128::from(bytes) * 10 / u128::from(factor);
+    format!("{}.{} {unit}", tenths / 10, tenths % 10)
 }
 
 /// Parses "250ms", "30s", "1.5s", "5m", "1h", "1d" and sums like "1h30m". A bare number is
@@ -287,5 +314,47 @@ pub mod duration {
             struct Wrapped(#[serde(deserialize_with = "super::deserialize")] Duration);
             Ok(Option::<Wrapped>::deserialize(deserializer)?.map(|w| w.0))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn format_size_reads_back_for_whole_units() {
+        for bytes in [
+            0,
+            1,
+            1000,
+            1023,
+            1 << 10,
+            64 << 10,
+            1 << 20,
+            512 << 20,
+            1536 << 20,
+            1 << 30,
+            2 << 30,
+            100_000 << 30,
+        ] {
+            let text = format_size(bytes);
+            assert_eq!(parse_size(&text), Some(bytes), "{bytes} shown as {text:?}");
+        }
+    }
+
+    #[test]
+    fn format_size_picks_the_largest_unit_and_rounds_down() {
+        assert_eq!(format_size(0), "0 B");
+        assert_eq!(format_size(1000), "1000 B");
+        assert_eq!(format_size(1536), "1.5 KiB");
+        assert_eq!(format_size(512 << 20), "512 MiB");
+        assert_eq!(format_size(1536 << 20), "1.5 GiB");
+        assert_eq!(format_size(2 << 30), "2 GiB");
+        assert_eq!(format_size(100_000 << 30), "100000 GiB");
+        // Just below 2 GiB is not "2.0 GiB".
+        assert_eq!(format_size((2 << 30) - 1), "1.9 GiB");
+        // Not whole, so it keeps its decimal even when that is 0.
+        assert_eq!(format_size((1 << 20) + 1), "1.0 MiB");
+        assert_eq!(format_size(u64::MAX), "17179869183.9 GiB");
     }
 }

@@ -2,6 +2,8 @@
 //! can act on. The reasons are those of the controller's first placement (`tern ps` shows them and
 //! tests check them), extended with `avoid`.
 
+use tern_profile::format_size;
+
 use crate::view::{amount, Node, Workload};
 
 /// What the reason needs to know about one node. Both the public functions (from strings) and
@@ -146,7 +148,7 @@ pub(crate) fn why_not<'a>(
         } else {
             String::new()
         };
-        format!("no node {with}has {}{cpu} free", human_bytes(w.memory))
+        format!("no node {with}has {}{cpu} free", format_size(w.memory))
     })
 }
 
@@ -183,29 +185,9 @@ pub(crate) fn constraints(w: &Workload) -> String {
     }
 }
 
-/// `512 MiB`, `2 GiB`, `1000 bytes`: whole GiB when exact, else MiB (rounded down).
-pub fn human_bytes(b: u64) -> String {
-    const MIB: u64 = 1 << 20;
-    const GIB: u64 = 1 << 30;
-    if b >= GIB && b.is_multiple_of(GIB) {
-        format!("{} GiB", b / GIB)
-    } else if b >= MIB {
-        format!("{} MiB", b / MIB)
-    } else {
-        format!("{b} bytes")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn human_bytes_prefers_whole_gib() {
-        assert_eq!(human_bytes(2 << 30), "2 GiB");
-        assert_eq!(human_bytes(1536 << 20), "1536 MiB");
-        assert_eq!(human_bytes(1000), "1000 bytes");
-    }
 
     #[test]
     fn own_reservation_does_not_count_where_it_runs() {
@@ -230,5 +212,23 @@ mod tests {
             feasible(&w, &n),
             Err("no node has 1 GiB and 1 CPU free".into())
         );
+    }
+
+    /// Sizes in reasons are written as the CLI writes every size (`tern_profile::format_size`):
+    /// this one said "1536 MiB" where `tern migrate` said "1.5 GiB".
+    #[test]
+    fn reason_sizes_read_as_the_cli_shows_them() {
+        let n = Node {
+            name: "a".into(),
+            cpus: 1.0,
+            memory: 1 << 30,
+            ..Node::default()
+        };
+        let w = Workload {
+            name: "w".into(),
+            memory: 1536 << 20,
+            ..Workload::default()
+        };
+        assert_eq!(feasible(&w, &n), Err("no node has 1.5 GiB free".into()));
     }
 }

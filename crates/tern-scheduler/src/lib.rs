@@ -32,7 +32,7 @@ pub mod sim;
 mod view;
 
 pub use explain::{Explanation, Verdict};
-pub use feasible::{feasible, feasible_nodes, human_bytes};
+pub use feasible::{feasible, feasible_nodes};
 pub use network::{Link, Network};
 pub use rebalance::{Decision, Hysteresis};
 pub use scheduler::{PassStats, Scheduler};

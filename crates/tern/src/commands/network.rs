@@ -1,0 +1,71 @@
+//! `tern network`: the round trips and bandwidths the nodes' probes measured, by region pair
+//! and node to node.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use tern_api::NetworkReply;
+
+use crate::args::{ClusterArgs, Output};
+use crate::table::table;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    out: Output,
+    #[command(flatten)]
+    cluster: ClusterArgs,
+}
+
+pub fn execute(a: Args) -> Result<ExitCode> {
+    let json = a.out.json();
+    let r: NetworkReply = a.cluster.api()?.get("/v1/network")?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mib = |b: f64| {
+        if b > 0.0 {
+            format!("{:.0} MiB/s", b / (1u64 << 20) as f64)
+        } else {
+            "-".into()
+        }
+    };
+    table(
+        &["REGION", "REGION", "RTT", "BANDWIDTH"],
+        r.regions
+            .links
+            .iter()
+            .map(|((a, b), l)| {
+                vec![
+                    a.clone(),
+                    b.clone(),
+                    format!("{:.1}ms", l.rtt_ms),
+                    mib(l.bandwidth),
+                ]
+            })
+            .collect(),
+    );
+    println!();
+    table(
+        &["NODE", "PEER", "RTT", "BANDWIDTH", "AGE"],
+        r.nodes
+            .iter()
+            .flat_map(|n| {
+                n.links.iter().map(|l| {
+                    vec![
+                        n.node.clone(),
+                        l.peer.clone(),
+                        format!("{:.1}ms", l.rtt_ms),
+                        mib(l.bandwidth),
+                        format!(
+                            "{:.0}s",
+                            tern_api::unix_ms().saturating_sub(l.measured_unix_ms) as f64 / 1e3
+                        ),
+                    ]
+                })
+            })
+            .collect(),
+    );
+    Ok(ExitCode::SUCCESS)
+}

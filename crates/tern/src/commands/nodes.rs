@@ -1,0 +1,59 @@
+//! `tern nodes`: the nodes, with their region, load and free memory.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use tern_api::Node;
+use tern_profile::format_size;
+
+use crate::args::{ClusterArgs, Output};
+use crate::table::{table, word};
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    out: Output,
+    #[command(flatten)]
+    cluster: ClusterArgs,
+}
+
+pub fn execute(a: Args) -> Result<ExitCode> {
+    let ns: Vec<Node> = a.cluster.api()?.get("/v1/nodes")?;
+    if a.out.json() {
+        println!("{}", serde_json::to_string_pretty(&ns)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    table(
+        &[
+            "NAME",
+            "STATUS",
+            "REGION",
+            "CPU",
+            "MEMORY FREE",
+            "INSTANCES",
+        ],
+        ns.iter()
+            .map(|n| {
+                vec![
+                    n.name.clone(),
+                    {
+                        let status = word(n.status);
+                        if n.draining {
+                            format!("{status},drained")
+                        } else {
+                            status
+                        }
+                    },
+                    n.labels
+                        .get("region")
+                        .cloned()
+                        .unwrap_or_else(|| "-".into()),
+                    format!("{:.0}%", n.usage.cpu_load * 100.0),
+                    format_size(n.usage.memory_free),
+                    n.instances.len().to_string(),
+                ]
+            })
+            .collect(),
+    );
+    Ok(ExitCode::SUCCESS)
+}
