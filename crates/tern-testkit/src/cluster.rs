@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::ending::{assert_ends_alike, Ending};
 use crate::profile::Profile;
-use crate::tern::{stop, text, wait_for_content, wait_until, Tern};
+use crate::tern::{stop, succeeded, text, wait_for_content, wait_until, Tern};
 
 /// How long a process may take to start (write its address) before a test gives up.
 const START: Duration = Duration::from_secs(30);
@@ -109,42 +109,43 @@ impl Builder {
     /// Start the controller, then the agents, and wait until every node is up; then the
     /// gateways.
     pub fn start(self) -> Cluster {
-        let mut controller_args = self.controller_args.clone();
-        if let Some(d) = &self.down_after {
-            controller_args.extend(["--down-after".to_string(), d.clone()]);
-        }
-        if let Some(b) = self.max_blob_bytes {
-            controller_args.extend(["--max-blob-bytes".to_string(), b.to_string()]);
-        }
-        if self.placement_paused {
-            controller_args.push("--placement-paused".into());
-        }
         let mut c = Cluster {
-            tern: self.tern.clone(),
             dir: tempfile::tempdir().expect("tempdir"),
             controller: None,
             agents: Vec::new(),
             gateways: Vec::new(),
             url: String::new(),
             token: String::new(),
-            controller_args,
-            every_agent_args: self.every_agent_args.clone(),
-            agent_args: self.agent_args.clone(),
-            agent_env: self.agent_env.clone(),
-            fault_files: self.fault_files,
             started: AtomicUsize::new(0),
+            spec: self,
         };
         c.start_controller();
-        for (name, labels) in &self.nodes {
+        let nodes = c.spec.nodes.clone();
+        for (name, labels) in &nodes {
             c.add_node(name, labels);
         }
-        c.wait(|c| c.nodes_up() == self.nodes.len(), "all nodes up");
-        for (region, args) in &self.gateways {
+        c.wait(|c| c.nodes_up() == nodes.len(), "all nodes up");
+        for (region, args) in c.spec.gateways.clone() {
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            let g = c.start_gateway(region, &args);
-            c.gateways.push((region.clone(), g));
+            let g = c.start_gateway(&region, &args);
+            c.gateways.push((region, g));
         }
         c
+    }
+
+    /// The controller's arguments after `--data` and `--listen`.
+    fn controller_command_args(&self) -> Vec<String> {
+        let mut args = self.controller_args.clone();
+        if let Some(d) = &self.down_after {
+            args.extend(["--down-after".to_string(), d.clone()]);
+        }
+        if let Some(b) = self.max_blob_bytes {
+            args.extend(["--max-blob-bytes".to_string(), b.to_string()]);
+        }
+        if self.placement_paused {
+            args.push("--placement-paused".into());
+        }
+        args
     }
 }
 
@@ -157,18 +158,14 @@ struct Agent {
 
 /// A running cluster; see [`Cluster::builder`].
 pub struct Cluster {
-    tern: Tern,
+    /// What it was built of; restarted processes start the same way.
+    spec: Builder,
     dir: tempfile::TempDir,
     controller: Option<Child>,
     agents: Vec<Agent>,
     gateways: Vec<(String, Gateway)>,
     url: String,
     token: String,
-    controller_args: Vec<String>,
-    every_agent_args: Vec<String>,
-    agent_args: Vec<(String, Vec<String>)>,
-    agent_env: Vec<(String, String)>,
-    fault_files: bool,
     /// How many gateways were started, for their file names.
     started: AtomicUsize,
 }
@@ -232,12 +229,13 @@ impl Cluster {
             None => "127.0.0.1:0".to_string(),
         };
         let child = self
+            .spec
             .tern
             .command()
             .args(["controller", "--data"])
             .arg(self.data())
             .args(["--listen", &listen])
-            .args(&self.controller_args)
+            .args(self.spec.controller_command_args())
             .stdout(Stdio::null())
             .stderr(self.log("controller.log"))
             .spawn()
@@ -267,16 +265,17 @@ impl Cluster {
     /// The command that starts node `name`'s agent with `labels` (not started: tests of what
     /// an agent refuses run it themselves).
     pub fn agent_command(&self, name: &str, labels: &str) -> Command {
-        let mut cmd = self.tern.command();
+        let spec = &self.spec;
+        let mut cmd = spec.tern.command();
         cmd.args(["agent", "--controller", &self.url, "--token", &self.token])
             .args(["--name", name, "--labels", labels, "--data"])
             .arg(self.node_dir(name));
-        if self.fault_files {
+        if spec.fault_files {
             cmd.env("TERN_FAULT_FILE", self.fault_file(name));
         }
-        cmd.envs(self.agent_env.iter().map(|(k, v)| (k, v)))
-            .args(&self.every_agent_args);
-        for (n, args) in &self.agent_args {
+        cmd.envs(spec.agent_env.iter().map(|(k, v)| (k, v)))
+            .args(&spec.every_agent_args);
+        for (n, args) in &spec.agent_args {
             if n == name {
                 cmd.args(args);
             }
@@ -344,7 +343,7 @@ impl Cluster {
 
     /// A command for `tern args… --controller <url> --token <token>` (not started).
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = self.tern.command();
+        let mut cmd = self.spec.tern.command();
         cmd.args(args)
             .args(["--controller", &self.url, "--token", &self.token]);
         cmd
@@ -357,14 +356,7 @@ impl Cluster {
 
     /// Run `tern args…`, which must succeed; its standard output.
     pub fn ok(&self, args: &[&str]) -> String {
-        let out = self.tern(args);
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "tern {args:?}: {}",
-            text(&out.stderr)
-        );
-        text(&out.stdout)
+        succeeded(args, &self.tern(args))
     }
 
     /// The JSON that `tern args…` (which must succeed) prints; give `-o json` in `args`.
@@ -379,20 +371,22 @@ impl Cluster {
         serde_json::from_slice(&self.tern(&a).stdout).unwrap_or_default()
     }
 
+    /// `tern <what> -o json`, which lists things.
+    fn list(&self, what: &str) -> Vec<Value> {
+        match self.json(&[what, "-o", "json"]) {
+            Value::Array(a) => a,
+            v => panic!("tern {what} -o json printed {v}, not a list"),
+        }
+    }
+
     /// `tern ps -o json`: every workload.
     pub fn workloads(&self) -> Vec<Value> {
-        self.json(&["ps", "-o", "json"])
-            .as_array()
-            .expect("array")
-            .clone()
+        self.list("ps")
     }
 
     /// Workload `name` as `tern ps -o json` lists it (Null if it is not listed).
     pub fn workload(&self, name: &str) -> Value {
-        self.workloads()
-            .into_iter()
-            .find(|w| w["name"] == name)
-            .unwrap_or(Value::Null)
+        find(self.workloads(), "name", name).unwrap_or_default()
     }
 
     /// The node workload `name` is on, if any.
@@ -402,18 +396,12 @@ impl Cluster {
 
     /// `tern nodes -o json`: every node.
     pub fn nodes(&self) -> Vec<Value> {
-        self.json(&["nodes", "-o", "json"])
-            .as_array()
-            .expect("array")
-            .clone()
+        self.list("nodes")
     }
 
     /// Node `name` as `tern nodes -o json` lists it.
     pub fn node(&self, name: &str) -> Value {
-        self.nodes()
-            .into_iter()
-            .find(|n| n["name"] == name)
-            .unwrap_or_else(|| panic!("node {name} is not listed"))
+        find(self.nodes(), "name", name).unwrap_or_else(|| panic!("node {name} is not listed"))
     }
 
     /// How many nodes are up (0 while the controller does not answer).
@@ -428,18 +416,12 @@ impl Cluster {
 
     /// `tern migrations -o json`: every migration, the first first.
     pub fn migrations(&self) -> Vec<Value> {
-        self.json(&["migrations", "-o", "json"])
-            .as_array()
-            .expect("array")
-            .clone()
+        self.list("migrations")
     }
 
     /// The first migration of workload `name` (Null before there is one).
     pub fn migration_of(&self, name: &str) -> Value {
-        self.migrations()
-            .into_iter()
-            .find(|m| m["workload"] == name)
-            .unwrap_or(Value::Null)
+        find(self.migrations(), "workload", name).unwrap_or_default()
     }
 
     /// `tern migrate <name> --to <to> -o json <extra…>`, whatever its outcome.
@@ -622,6 +604,11 @@ impl Cluster {
             .map(|(_, g)| g.addr())
             .unwrap_or_else(|| panic!("no gateway for {region} in this cluster"))
     }
+}
+
+/// The first of `list` whose `key` is `value`.
+fn find(list: Vec<Value>, key: &str, value: &str) -> Option<Value> {
+    list.into_iter().find(|v| v[key] == value)
 }
 
 impl Drop for Cluster {

@@ -75,11 +75,10 @@ pub fn assert_ends_alike(what: &str, got: &Ending, want: &Ending) {
         ("stdout", &got.stdout, &want.stdout),
         ("stderr", &got.stderr, &want.stderr),
     ];
+    let kept = |name: &str| format!("{what}: the unmoved run's {name} was not kept");
     for (name, got, want) in streams {
         let Some(got) = got else { continue };
-        let want = want
-            .as_ref()
-            .unwrap_or_else(|| panic!("{what}: the unmoved run's {name} was not kept"));
+        let want = want.as_ref().unwrap_or_else(|| panic!("{}", kept(name)));
         assert!(
             got == want,
             "{what}: {name} differs from the unmoved run's: {}",
@@ -91,7 +90,7 @@ pub fn assert_ends_alike(what: &str, got: &Ending, want: &Ending) {
         let want = want
             .files
             .as_ref()
-            .unwrap_or_else(|| panic!("{what}: the unmoved run's files were not kept"));
+            .unwrap_or_else(|| panic!("{}", kept("files")));
         assert!(
             got == want,
             "{what}: files differ from the unmoved run's: {}",

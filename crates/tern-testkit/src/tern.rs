@@ -63,14 +63,7 @@ impl Tern {
 
     /// Run `tern args…`, which must succeed; its standard output.
     pub fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "tern {args:?}: {}",
-            text(&out.stderr)
-        );
-        text(&out.stdout)
+        succeeded(args, &self.run(args))
     }
 
     /// Start `tern up args…` (a whole cluster in the foreground); see [`Up`].
@@ -116,6 +109,17 @@ impl Drop for Up {
             stop(&mut self.child, "-INT", Duration::from_secs(10));
         }
     }
+}
+
+/// The standard output of `tern args…`, which must have succeeded (exit code 0).
+pub(crate) fn succeeded(args: &[&str], out: &Output) -> String {
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "tern {args:?}: {}",
+        text(&out.stderr)
+    );
+    text(&out.stdout)
 }
 
 /// Send a signal (`-TERM`, `-INT`, `-KILL`…) to a process, with `kill(1)`.
