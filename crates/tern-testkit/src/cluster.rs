@@ -241,7 +241,12 @@ impl Cluster {
             .spawn()
             .expect("controller starts");
         self.controller = Some(child);
-        self.url = wait_for_content(&self.data().join("url"), START, "the controller to start");
+        self.url = wait_for_content(
+            &self.data().join("url"),
+            START,
+            "the controller to start",
+            || self.tail("controller.log"),
+        );
         self.token = std::fs::read_to_string(self.data().join("token"))
             .expect("token")
             .trim()
@@ -524,21 +529,26 @@ impl Cluster {
     /// The cluster's recent state, for a failure message: its migrations and the last lines
     /// of the controller's and each agent's log.
     pub fn recent(&self) -> String {
-        const LINES: usize = 30;
         let mut s = String::new();
-        let m = self.tern(&["migrations"]);
-        s.push_str(&format!("\n--- tern migrations ---\n{}", text(&m.stdout)));
+        for what in ["ps", "migrations"] {
+            let out = self.tern(&[what]);
+            s.push_str(&format!("\n--- tern {what} ---\n{}", text(&out.stdout)));
+        }
         let logs = std::iter::once("controller".to_string())
             .chain(self.agents.iter().map(|a| a.name.clone()));
         for name in logs {
-            let log =
-                std::fs::read_to_string(self.dir().join(format!("{name}.log"))).unwrap_or_default();
-            let lines: Vec<&str> = log.lines().collect();
-            let tail = &lines[lines.len().saturating_sub(LINES)..];
-            s.push_str(&format!("\n--- {name}.log (last {LINES} lines) ---\n"));
-            s.push_str(&tail.join("\n"));
+            s.push_str(&self.tail(&format!("{name}.log")));
         }
         s
+    }
+
+    /// The last lines of one of the cluster's logs, under a heading.
+    fn tail(&self, log: &str) -> String {
+        const LINES: usize = 30;
+        let text = std::fs::read_to_string(self.dir().join(log)).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = lines[lines.len().saturating_sub(LINES)..].join("\n");
+        format!("\n--- {log} (last {LINES} lines) ---\n{tail}")
     }
 
     /// The pids of the processes running instances of this cluster (`tern run` or `tern
@@ -592,7 +602,9 @@ impl Cluster {
             child,
             addr: String::new(),
         };
-        g.addr = wait_for_content(&addr_file, START, "the gateway to start");
+        g.addr = wait_for_content(&addr_file, START, "the gateway to start", || {
+            self.tail(&format!("gateway-{n}.log"))
+        });
         g
     }
 

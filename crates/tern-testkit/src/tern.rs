@@ -206,8 +206,14 @@ pub fn wait_until(
 }
 
 /// The content of a file that another process writes once it is ready (an address, a URL),
-/// trimmed; waits until it is there and not empty.
-pub fn wait_for_content(path: &Path, timeout: Duration, what: &str) -> String {
+/// trimmed; waits until it is there and not empty. Past `timeout`, panics with `context` (such
+/// as the end of that process's log).
+pub fn wait_for_content(
+    path: &Path,
+    timeout: Duration,
+    what: &str,
+    context: impl FnOnce() -> String,
+) -> String {
     let mut content = String::new();
     wait_until(
         timeout,
@@ -217,7 +223,7 @@ pub fn wait_for_content(path: &Path, timeout: Duration, what: &str) -> String {
             content = std::fs::read_to_string(path).unwrap_or_default();
             !content.trim().is_empty()
         },
-        || format!(" ({} never appeared)", path.display()),
+        || format!(" ({} never appeared){}", path.display(), context()),
     );
     content.trim().to_string()
 }
