@@ -8,15 +8,9 @@
 //! - density: idle instances (blocked in `poll_oneoff`) on one agent, and the resident memory of
 //!   the agent with all its instance processes.
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn tern(home: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_tern"));
-    c.env("TERN_HOME", home);
-    c
-}
+use tern_testkit::{Cluster, Tern};
 
 /// A program that sleeps forever (an hour at a time), with `data` bytes of initialised memory.
 fn idle_module(data: usize, seed: u32) -> Vec<u8> {
@@ -49,62 +43,32 @@ fn idle_module(data: usize, seed: u32) -> Vec<u8> {
     wat::parse_str(&text).expect("valid module")
 }
 
+/// The cluster, driven through its HTTP API: a deploy's time to running is not to include
+/// the start of a `tern` process.
 struct Fleet {
-    _dir: tempfile::TempDir,
-    children: Vec<Child>,
-    url: String,
-    token: String,
+    cluster: Cluster,
     http: reqwest::blocking::Client,
-    agent_pid: u32,
 }
 
 impl Fleet {
-    fn start(home: &Path) -> Fleet {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let data = dir.path().join("controller");
-        let controller = tern(home)
-            .args(["controller", "--data"])
-            .arg(&data)
-            .args(["--listen", "127.0.0.1:0"])
-            // Only the moves the bench makes: the scheduler would add its own.
-            .arg("--placement-paused")
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("controller");
-        let started = Instant::now();
-        while !data.join("url").exists() {
-            assert!(started.elapsed() < Duration::from_secs(20));
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-        let url = std::fs::read_to_string(data.join("url")).expect("url");
-        let token = std::fs::read_to_string(data.join("token")).expect("token");
-        let agent = tern(home)
-            .args(["agent", "--controller", url.trim(), "--token", token.trim()])
-            .args(["--name", "bench", "--labels", "region=eu-west", "--data"])
-            .arg(dir.path().join("agent"))
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("agent");
-        let agent_pid = agent.id();
-        let f = Fleet {
-            _dir: dir,
-            children: vec![controller, agent],
-            url: url.trim().into(),
-            token: token.trim().into(),
+    fn start(home: &std::path::Path) -> Fleet {
+        let cluster = Cluster::builder(Tern::new(env!("CARGO_BIN_EXE_tern"), home))
+            .node("bench", "region=eu-west")
+            .start();
+        Fleet {
+            cluster,
             http: reqwest::blocking::Client::new(),
-            agent_pid,
-        };
-        while f.get("/v1/nodes").as_array().is_none_or(|a| a.is_empty()) {
-            std::thread::sleep(Duration::from_millis(20));
         }
-        f
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.cluster.url())
     }
 
     fn get(&self, path: &str) -> serde_json::Value {
         self.http
-            .get(format!("{}{path}", self.url))
-            .bearer_auth(&self.token)
+            .get(self.url(path))
+            .bearer_auth(self.cluster.token())
             .send()
             .and_then(|r| r.json())
             .unwrap_or(serde_json::Value::Null)
@@ -114,8 +78,8 @@ impl Fleet {
         let d = tern_snapshot::digest(&bytes);
         let r = self
             .http
-            .put(format!("{}/v1/blobs/{d}", self.url))
-            .bearer_auth(&self.token)
+            .put(self.url(&format!("/v1/blobs/{d}")))
+            .bearer_auth(self.cluster.token())
             .body(bytes)
             .send()
             .expect("upload");
@@ -136,8 +100,8 @@ impl Fleet {
         };
         let r = self
             .http
-            .post(format!("{}/v1/workloads", self.url))
-            .bearer_auth(&self.token)
+            .post(self.url("/v1/workloads"))
+            .bearer_auth(self.cluster.token())
             .json(&spec)
             .send()
             .expect("deploy");
@@ -153,7 +117,8 @@ impl Fleet {
             }
             assert!(
                 started.elapsed() < Duration::from_secs(120),
-                "{name} never ran: {w}"
+                "{name} never ran: {w}{}",
+                self.cluster.recent()
             );
             std::thread::sleep(Duration::from_millis(2));
         }
@@ -163,7 +128,8 @@ impl Fleet {
     /// RSS counts shared pages (the `tern` executable, the compiled module in the page cache)
     /// once per process; PSS divides them among the processes that share them.
     fn agent_tree_memory(&self) -> (u64, u64) {
-        let mut total = memory(self.agent_pid);
+        let agent_pid = self.cluster.agent_pid("bench");
+        let mut total = memory(agent_pid);
         for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
             let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
                 continue;
@@ -174,24 +140,13 @@ impl Fleet {
                     let rest = s[s.rfind(')')? + 2..].to_string();
                     rest.split_whitespace().nth(1)?.parse::<u32>().ok()
                 });
-            if parent == Some(self.agent_pid) {
+            if parent == Some(agent_pid) {
                 let m = memory(pid);
                 total.0 += m.0;
                 total.1 += m.1;
             }
         }
         total
-    }
-}
-
-impl Drop for Fleet {
-    fn drop(&mut self) {
-        for c in self.children.iter_mut().rev() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &c.id().to_string()])
-                .status();
-            let _ = c.wait();
-        }
     }
 }
 

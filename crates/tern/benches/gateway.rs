@@ -12,14 +12,10 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn tern(home: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_tern"));
-    c.env("TERN_HOME", home);
-    c
-}
+use tern_testkit::{signal_pid, Cluster, Profile, Tern};
 
 fn env_num(var: &str, default: u64) -> u64 {
     std::env::var(var)
@@ -28,67 +24,13 @@ fn env_num(var: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-fn wait_file(p: &Path) -> String {
-    let t = Instant::now();
-    loop {
-        if let Ok(s) = std::fs::read_to_string(p) {
-            if !s.trim().is_empty() {
-                return s.trim().to_string();
-            }
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(30),
-            "{} never appeared",
-            p.display()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+/// nginx, stopped (SIGTERM) when dropped.
+struct Nginx(Child);
 
-struct Bench {
-    dir: tempfile::TempDir,
-    children: Vec<Child>,
-    url: String,
-    token: String,
-}
-
-impl Bench {
-    fn run(&self, args: &[&str]) -> Output {
-        tern(&self.dir.path().join("home"))
-            .args(args)
-            .args(["--controller", &self.url, "--token", &self.token])
-            .output()
-            .expect("tern")
-    }
-
-    fn json(&self, args: &[&str]) -> serde_json::Value {
-        let mut a = args.to_vec();
-        a.extend(["-o", "json"]);
-        serde_json::from_slice(&self.run(&a).stdout).unwrap_or_default()
-    }
-
-    fn workload(&self) -> serde_json::Value {
-        self.json(&["ps"])
-            .as_array()
-            .and_then(|a| a.iter().find(|w| w["name"] == "counter").cloned())
-            .unwrap_or_default()
-    }
-
-    fn spawn(&mut self, name: &str, mut cmd: Command) {
-        let log = std::fs::File::create(self.dir.path().join(format!("{name}.log"))).expect("log");
-        self.children
-            .push(cmd.stdout(Stdio::null()).stderr(log).spawn().expect(name));
-    }
-}
-
-impl Drop for Bench {
+impl Drop for Nginx {
     fn drop(&mut self) {
-        for c in self.children.iter_mut().rev() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &c.id().to_string()])
-                .status();
-            let _ = c.wait();
-        }
+        signal_pid(self.0.id(), "-TERM");
+        let _ = self.0.wait();
     }
 }
 
@@ -191,73 +133,31 @@ fn main() {
     let secs = env_num("TERN_BENCH_SECS", 5);
     let moves = env_num("TERN_BENCH_MOVES", 10);
     let nginx = nginx();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let home = dir.path().join("home");
-    let data = dir.path().join("controller");
-    let mut b = Bench {
-        dir,
-        children: Vec::new(),
-        url: String::new(),
-        token: String::new(),
-    };
-    let mut c = tern(&home);
-    c.args(["controller", "--data"])
-        .arg(&data)
-        .args(["--listen", "127.0.0.1:0"])
-        // Only the moves the bench makes: the scheduler would add its own.
-        .arg("--placement-paused");
-    b.spawn("controller", c);
-    b.url = wait_file(&data.join("url"));
-    b.token = wait_file(&data.join("token"));
-    for name in ["alpha", "beta"] {
-        let mut a = tern(&home);
-        a.args(["agent", "--controller", &b.url, "--token", &b.token])
-            .args(["--name", name, "--labels", "region=eu-west", "--data"])
-            .arg(b.dir.path().join(name));
-        b.spawn(name, a);
-    }
-    while b.json(&["nodes"]).as_array().is_none_or(|a| a.len() < 2) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let gw_file = b.dir.path().join("gateway.addr");
-    let mut g = tern(&home);
-    g.args(["gateway", "--listen", "127.0.0.1:0", "--region", "eu-west"])
-        .args(["--controller", &b.url, "--token", &b.token, "--addr-file"])
-        .arg(&gw_file);
-    b.spawn("gateway", g);
-    let gateway = wait_file(&gw_file);
+    let home = tempfile::tempdir().expect("home");
+    let b = Cluster::builder(Tern::new(env!("CARGO_BIN_EXE_tern"), home.path()))
+        .node("alpha", "region=eu-west")
+        .node("beta", "region=eu-west")
+        .gateway("eu-west", &[])
+        .start();
+    let gateway = b.gateway_addr("eu-west").to_string();
 
-    let svc = b.dir.path().join("counter");
-    std::fs::create_dir_all(&svc).expect("mkdir");
-    std::fs::copy(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/counter.wasm"),
-        svc.join("counter.wasm"),
-    )
-    .expect("fixture");
-    std::fs::write(
-        svc.join("tern.toml"),
-        "name = \"counter\"\nmodule = \"counter.wasm\"\nports = [8080]\n\
-         [http]\nhost = \"counter.example\"\n",
-    )
-    .expect("profile");
-    let out = b.run(&["deploy", &svc.join("tern.toml").display().to_string()]);
-    assert!(
-        out.status.success(),
-        "deploy: {}",
-        String::from_utf8_lossy(&out.stderr)
+    b.deploy(
+        &Profile::new("counter", "counter")
+            .top("ports = [8080]\n")
+            .toml("[http]\nhost = \"counter.example\"\n"),
     );
-    let endpoint = loop {
-        let w = b.workload();
-        if let Some(e) = w["endpoints"][0]["address"].as_str() {
-            if w["status"] == "running" {
-                break e.to_string();
-            }
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    let endpoint = |c: &Cluster| {
+        let w = c.workload("counter");
+        let e = w["endpoints"][0]["address"].as_str().map(str::to_string);
+        e.filter(|_| w["status"] == "running")
     };
+    b.wait_for(Duration::from_secs(120), "the counter's endpoint", |c| {
+        endpoint(c).is_some()
+    });
+    let endpoint = endpoint(&b).expect("endpoint");
 
     // nginx in front of the very same instance.
-    let ngx = b.dir.path().join("nginx");
+    let ngx = b.dir().join("nginx");
     std::fs::create_dir_all(ngx.join("tmp")).expect("mkdir");
     let port = free_port();
     let d = ngx.display();
@@ -273,10 +173,19 @@ fn main() {
         ),
     )
     .expect("nginx.conf");
-    let mut n = Command::new(&nginx);
-    n.arg("-p").arg(&ngx).arg("-c").arg(ngx.join("nginx.conf"));
-    n.args(["-g", "daemon off;"]);
-    b.spawn("nginx", n);
+    let log = std::fs::File::create(ngx.join("nginx.log")).expect("log");
+    let _nginx = Nginx(
+        Command::new(&nginx)
+            .arg("-p")
+            .arg(&ngx)
+            .arg("-c")
+            .arg(ngx.join("nginx.conf"))
+            .args(["-g", "daemon off;"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("nginx"),
+    );
     let nginx_addr = format!("127.0.0.1:{port}");
     let t = Instant::now();
     while std::net::TcpStream::connect(&nginx_addr).is_err() {
@@ -336,10 +245,10 @@ fn main() {
     let mut windows = Vec::new();
     for _ in 0..moves {
         std::thread::sleep(Duration::from_millis(300));
-        let from = b.workload()["node"].as_str().unwrap_or("alpha").to_string();
+        let from = b.node_of("counter").unwrap_or_else(|| "alpha".into());
         let to = nodes.iter().find(|n| **n != from).expect("other");
         let t0 = Instant::now();
-        let m = b.json(&["migrate", "counter", "--to", to]);
+        let m = b.try_json(&["migrate", "counter", "--to", to]);
         let t1 = Instant::now();
         windows.push((
             t0,

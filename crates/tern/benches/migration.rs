@@ -9,99 +9,9 @@
 //! `0,10,100`) and `TERN_BENCH_MOVES` (default 10) change the grid.
 
 use std::io::{Read, Write};
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-fn tern(home: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_tern"));
-    c.env("TERN_HOME", home);
-    c
-}
-
-struct Fleet {
-    dir: tempfile::TempDir,
-    children: Vec<Child>,
-    url: String,
-    token: String,
-}
-
-impl Fleet {
-    fn start() -> Fleet {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let home = dir.path().join("home");
-        let data = dir.path().join("controller");
-        let controller = tern(&home)
-            .args(["controller", "--data"])
-            .arg(&data)
-            .args(["--listen", "127.0.0.1:0"])
-            // Only the moves the bench makes: the scheduler would add its own.
-            .arg("--placement-paused")
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("controller");
-        let started = Instant::now();
-        while !data.join("url").exists() {
-            assert!(started.elapsed() < Duration::from_secs(20));
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-        let url = std::fs::read_to_string(data.join("url")).expect("url");
-        let token = std::fs::read_to_string(data.join("token")).expect("token");
-        let mut f = Fleet {
-            children: vec![controller],
-            url: url.trim().into(),
-            token: token.trim().into(),
-            dir,
-        };
-        for name in ["alpha", "beta"] {
-            let agent = tern(&home)
-                .args(["agent", "--controller", &f.url, "--token", &f.token])
-                .args(["--name", name, "--labels", "region=eu-west", "--data"])
-                .arg(f.dir.path().join(name))
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("agent");
-            f.children.push(agent);
-        }
-        while f.json(&["nodes"]).as_array().is_none_or(|a| a.len() < 2) {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        f
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        tern(&self.dir.path().join("home"))
-            .args(args)
-            .args(["--controller", &self.url, "--token", &self.token])
-            .output()
-            .expect("tern")
-    }
-
-    fn json(&self, args: &[&str]) -> serde_json::Value {
-        let mut a = args.to_vec();
-        a.extend(["-o", "json"]);
-        serde_json::from_slice(&self.run(&a).stdout).unwrap_or_default()
-    }
-
-    fn workload(&self, name: &str) -> serde_json::Value {
-        self.json(&["ps"])
-            .as_array()
-            .and_then(|a| a.iter().find(|w| w["name"] == name).cloned())
-            .unwrap_or_default()
-    }
-}
-
-impl Drop for Fleet {
-    fn drop(&mut self) {
-        for c in self.children.iter_mut().rev() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &c.id().to_string()])
-                .status();
-            let _ = c.wait();
-        }
-    }
-}
+use tern_testkit::{Cluster, Profile, Tern};
 
 /// MiB/s through a TCP connection on 127.0.0.1, one thread writing and one reading: the best of
 /// three runs (the limit is what the machine can do, so noise must not lower it).
@@ -157,14 +67,11 @@ fn main() {
         .first()
         .copied()
         .unwrap_or(10) as usize;
-    let fleet = Fleet::start();
-    let work = tempfile::tempdir().expect("tempdir");
-    let module = work.path().join("m.wasm");
-    std::fs::copy(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/dirtier.wasm"),
-        &module,
-    )
-    .expect("fixture");
+    let home = tempfile::tempdir().expect("home");
+    let fleet = Cluster::builder(Tern::new(env!("CARGO_BIN_EXE_tern"), home.path()))
+        .node("alpha", "region=eu-west")
+        .node("beta", "region=eu-west")
+        .start();
     let bw = loopback_bandwidth();
     println!("loopback bandwidth: {bw:.0} MiB/s (1 GiB through one TCP connection, best of 3)");
     println!(
@@ -183,37 +90,23 @@ fn main() {
     for &size in &sizes {
         for &rate in &rates {
             let name = format!("d{size}r{rate}");
-            let p = work.path().join(format!("{name}.toml"));
-            std::fs::write(
-                &p,
-                format!(
-                    "name = \"{name}\"\nmodule = \"m.wasm\"\nargs = [\"{size}\", \"{rate}\", \"3600\"]\n[restart]\npolicy = \"never\"\n"
-                ),
-            )
-            .expect("profile");
-            let out = fleet.run(&["deploy", &p.display().to_string()]);
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
+            let (s, r) = (size.to_string(), rate.to_string());
+            fleet.deploy(
+                &Profile::new(&name, "dirtier")
+                    .args(&[&s, &r, "3600"])
+                    .restart_never(),
             );
-            let started = Instant::now();
             // Running and with its memory filled.
-            while !String::from_utf8_lossy(&fleet.run(&["logs", &name]).stdout).contains("ready") {
-                assert!(
-                    started.elapsed() < Duration::from_secs(120),
-                    "{name} never got ready"
-                );
-                std::thread::sleep(Duration::from_millis(50));
-            }
+            fleet.wait_for(
+                Duration::from_secs(120),
+                &format!("{name} to get ready"),
+                |c| c.logs(&name).contains("ready"),
+            );
             let (mut pauses, mut totals, mut wires, mut rounds) = (vec![], vec![], vec![], vec![]);
             for _ in 0..moves {
-                let here = fleet.workload(&name)["node"]
-                    .as_str()
-                    .unwrap_or("")
-                    .to_string();
+                let here = fleet.node_of(&name).unwrap_or_default();
                 let to = if here == "alpha" { "beta" } else { "alpha" };
-                let m = fleet.json(&["migrate", &name, "--to", to]);
+                let m = fleet.try_json(&["migrate", &name, "--to", to]);
                 if m["outcome"] != "committed" {
                     eprintln!("{name}: move failed: {m}");
                     continue;
@@ -224,7 +117,7 @@ fn main() {
                 rounds.push(m["rounds"].as_array().map(|r| r.len()).unwrap_or(0) as f64);
                 std::thread::sleep(Duration::from_millis(200));
             }
-            let _ = fleet.run(&["rm", &name]);
+            let _ = fleet.tern(&["rm", &name]);
             let wire = percentile(&wires, 0.5);
             let limit_ms = wire / (1u64 << 20) as f64 / bw * 1e3;
             let total = percentile(&totals, 0.5);

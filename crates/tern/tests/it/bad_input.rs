@@ -1,10 +1,10 @@
 //! Bad input gets a clear error and the documented exit code, never a panic.
 
-use crate::harness::{fixture, tern, text};
+use crate::harness::{assert_ends_alike, fixture, tern, text, Ending};
 
 fn snapshot_of_printer(dir: &std::path::Path) -> std::path::PathBuf {
     let snap = dir.join("p.snap");
-    let out = tern(&[
+    let out = tern().run(&[
         "run",
         "--checkpoint-after",
         "50ms",
@@ -20,7 +20,7 @@ fn snapshot_of_printer(dir: &std::path::Path) -> std::path::PathBuf {
 }
 
 fn refused(args: &[&str], code: i32, needle: &str) {
-    let out = tern(args);
+    let out = tern().run(args);
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(code), "stderr: {err}");
     assert!(err.contains(needle), "expected {needle:?} in: {err}");
@@ -46,7 +46,7 @@ fn damaged_snapshots_are_refused_with_exit_code_2() {
     flipped[at] ^= 1;
     std::fs::write(&bad, &flipped).expect("write");
     refused(&["resume", &bad_s], 2, "checksum");
-    assert!(tern(&["resume", &bad_s]).stdout.is_empty());
+    assert!(tern().run(&["resume", &bad_s]).stdout.is_empty());
     refused(&["snapshot", "inspect", &bad_s], 2, "checksum");
     // And in the header, which is checked before anything runs.
     let mut flipped = bytes.clone();
@@ -79,8 +79,8 @@ fn snapshot_is_immutable_and_resumes_twice() {
     let dir = tempfile::tempdir().expect("tempdir");
     let snap = snapshot_of_printer(dir.path());
     let s = snap.display().to_string();
-    let a = tern(&["resume", &s]);
-    let b = tern(&["resume", &s]);
+    let a = tern().run(&["resume", &s]);
+    let b = tern().run(&["resume", &s]);
     assert_eq!(a.status.code(), Some(3));
     assert_eq!(a.stdout, b.stdout);
     assert!(!a.stdout.is_empty());
@@ -90,7 +90,7 @@ fn snapshot_is_immutable_and_resumes_twice() {
 fn inspect_shows_module_memory_and_function() {
     let dir = tempfile::tempdir().expect("tempdir");
     let snap = snapshot_of_printer(dir.path());
-    let out = tern(&["snapshot", "inspect", "--json", &snap.display().to_string()]);
+    let out = tern().run(&["snapshot", "inspect", "--json", &snap.display().to_string()]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert!(v["module_digest"]
@@ -152,7 +152,7 @@ fn trap_gives_message_and_nonzero_code() {
 fn program_that_ends_before_the_deadline_writes_no_file() {
     let dir = tempfile::tempdir().expect("tempdir");
     let snap = dir.path().join("never.snap");
-    let out = tern(&[
+    let out = tern().run(&[
         "run",
         "--checkpoint-after",
         "30s",
@@ -170,10 +170,10 @@ fn program_that_ends_before_the_deadline_writes_no_file() {
 fn embedded_module_resumes_where_the_cache_has_never_seen_it() {
     let dir = tempfile::tempdir().expect("tempdir");
     let printer = fixture("printer").display().to_string();
-    let reference = tern(&["run", &printer, "--", "3000"]);
+    let reference = tern().unmoved("printer", &["3000"]);
     let snap = dir.path().join("e.snap");
     let s = snap.display().to_string();
-    let first = tern(&[
+    let first = tern().run(&[
         "run",
         "--checkpoint-after",
         "50ms",
@@ -185,21 +185,24 @@ fn embedded_module_resumes_where_the_cache_has_never_seen_it() {
         "3000",
     ]);
     assert_eq!(first.status.code(), Some(0), "{}", text(&first.stderr));
-    let out = tern(&["snapshot", "inspect", "--json", &s]);
+    let out = tern().run(&["snapshot", "inspect", "--json", &s]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(v["module_embedded"], true);
 
     let elsewhere = dir.path().join("other-home");
-    let second = crate::harness::tern_in(&elsewhere, &["resume", &s]);
-    assert_eq!(
-        second.status.code(),
-        reference.status.code(),
-        "{}",
-        text(&second.stderr)
-    );
+    let second = tern().with_home(&elsewhere).run(&["resume", &s]);
     let mut stdout = first.stdout;
     stdout.extend_from_slice(&second.stdout);
-    assert_eq!(text(&stdout), text(&reference.stdout));
+    let got = Ending {
+        code: second.status.code(),
+        stdout: Some(stdout),
+        ..Ending::default()
+    };
+    assert_ends_alike(
+        &format!("resumed in a new home: {}", text(&second.stderr)),
+        &got,
+        &reference,
+    );
 }
 
 #[test]
@@ -207,7 +210,9 @@ fn module_missing_from_cache_is_refused_with_exit_code_2() {
     let dir = tempfile::tempdir().expect("tempdir");
     let snap = snapshot_of_printer(dir.path());
     let elsewhere = dir.path().join("other-home");
-    let out = crate::harness::tern_in(&elsewhere, &["resume", &snap.display().to_string()]);
+    let out = tern()
+        .with_home(&elsewhere)
+        .run(&["resume", &snap.display().to_string()]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     assert!(
         text(&out.stderr).contains("not in the local cache"),
@@ -215,27 +220,24 @@ fn module_missing_from_cache_is_refused_with_exit_code_2() {
         text(&out.stderr)
     );
     // Given explicitly, the same module works.
-    let out = crate::harness::tern_in(
-        &elsewhere,
-        &[
-            "resume",
-            "--module",
-            &fixture("printer").display().to_string(),
-            &snap.display().to_string(),
-        ],
-    );
+    let out = tern().with_home(&elsewhere).run(&[
+        "resume",
+        "--module",
+        &fixture("printer").display().to_string(),
+        &snap.display().to_string(),
+    ]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
 }
 
 #[test]
 fn max_memory_makes_growing_beyond_it_fail() {
     let bigmem = fixture("bigmem").display().to_string();
-    let out = tern(&["run", "--max-memory", "32MiB", &bigmem, "--", "64", "1"]);
+    let out = tern().run(&["run", "--max-memory", "32MiB", &bigmem, "--", "64", "1"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("out of memory"));
-    let out = tern(&["run", "--max-memory", "128MiB", &bigmem, "--", "64", "1"]);
+    let out = tern().run(&["run", "--max-memory", "128MiB", &bigmem, "--", "64", "1"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let out = tern(&["run", "--max-memory", "lots", &bigmem]);
+    let out = tern().run(&["run", "--max-memory", "lots", &bigmem]);
     assert_eq!(
         out.status.code(),
         Some(2),

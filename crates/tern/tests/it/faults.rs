@@ -6,12 +6,14 @@
 //! things settle, and its output and exit code equal an unmoved run's — no tick lost,
 //! repeated or rolled back, memory intact.
 
-use std::path::Path;
+use std::cell::RefCell;
+use std::path::PathBuf;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::fleet::{cluster, deploy_running, fixture_profile, other, stdout_of, unmoved, Cluster};
-use crate::harness::text;
+use tern_testkit::{signal_pid, wait_until, Migrated};
+
+use crate::harness::{once, other, tern, two_regions, Cluster, Ending};
 
 const ARGS: [&str; 3] = ["120", "20", "8"];
 
@@ -38,72 +40,24 @@ enum Fault {
     Crash,
 }
 
-fn labels(node: &str) -> &'static str {
-    if node == "alpha" {
-        "region=eu-west"
-    } else {
-        "region=us-east"
-    }
-}
-
 /// The processes running instances of this cluster (`tern run` or `tern receive` with a
 /// control socket below its directory).
 fn instance_processes(c: &Cluster) -> usize {
-    instance_pids(c, "").len()
+    c.instance_pids("").len()
 }
 
-/// The pids of those whose control socket is below `<cluster>/<under>`.
-pub(crate) fn instance_pids(c: &Cluster, under: &str) -> Vec<u32> {
-    let dir = c.dir.path().join(under).to_string_lossy().into_owned();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let pid = e.file_name().to_str()?.parse::<u32>().ok()?;
-            let raw = std::fs::read(e.path().join("cmdline")).ok()?;
-            Some((pid, raw))
-        })
-        .filter(|(_, raw)| {
-            let args: Vec<String> = raw
-                .split(|&b| b == 0)
-                .map(|a| String::from_utf8_lossy(a).into_owned())
-                .collect();
-            args.iter().any(|a| a == "run" || a == "receive")
-                && args
-                    .windows(2)
-                    .any(|w| w[0] == "--control" && w[1].starts_with(&dir))
-        })
-        .map(|(pid, _)| pid)
-        .collect()
-}
-
-fn migration_of(c: &Cluster, workload: &str) -> serde_json::Value {
-    c.json(&["migrations", "-o", "json"])
-        .as_array()
-        .and_then(|a| a.iter().find(|m| m["workload"] == workload).cloned())
-        .unwrap_or(serde_json::Value::Null)
-}
-
-fn wait_for_file(path: &Path, present: bool, what: &str) {
-    let started = Instant::now();
-    while path.exists() != present {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+/// The file an instance held at its fault's step writes, and waits for the test to remove.
+fn held(armed: &std::path::Path) -> PathBuf {
+    let mut held = armed.to_path_buf().into_os_string();
+    held.push(".held");
+    PathBuf::from(held)
 }
 
 /// One migration with one fault; checks exactly-once and the output.
-fn case(c: &mut Cluster, fault: Fault, side: &str, step: &str, want: &(String, Option<i32>)) {
+fn case(c: &mut Cluster, fault: Fault, side: &str, step: &str, want: &Ending) {
     let what = format!("{fault:?} at the {side}'s {step}");
     let name = format!("t-{}-{side}-{step}", format!("{fault:?}").to_lowercase());
-    let work = c.dir.path().join("profiles");
-    let p = fixture_profile(&work, &name, "ticker", &ARGS, "");
-    deploy_running(c, &p, &name);
+    c.deploy_running(&once(&name, "ticker", &ARGS));
     let before = c.workload(&name);
     let from = before["node"].as_str().expect("node").to_string();
     let to = other(&from);
@@ -112,40 +66,41 @@ fn case(c: &mut Cluster, fault: Fault, side: &str, step: &str, want: &(String, O
     let action = if fault == Fault::Cut { "cut" } else { "hold" };
     std::fs::write(&armed, format!("{side}:{step}:{action}")).expect("arm");
 
-    let migrating = crate::fleet::tern_cmd()
-        .args(["migrate", &name, "--to", to, "-o", "json"])
-        .args(["--controller", &c.url, "--token", &c.token])
+    let migrating = c
+        .command(&["migrate", &name, "--to", to, "-o", "json"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("tern runs");
     if fault != Fault::Cut {
-        let mut held = armed.clone().into_os_string();
-        held.push(".held");
-        let held = std::path::PathBuf::from(held);
-        wait_for_file(&held, true, &format!("{what}: the hold"));
+        let held = held(&armed);
+        wait_until(
+            Duration::from_secs(30),
+            Duration::from_millis(5),
+            &format!("{what}: the hold"),
+            || held.exists(),
+            || c.recent(),
+        );
         c.kill_agent(faulty);
         if fault == Fault::Crash {
-            let pids = instance_pids(c, faulty);
+            let pids = c.instance_pids(faulty);
             assert_eq!(pids.len(), 1, "{what}: the held instance");
             for pid in pids {
-                let _ = std::process::Command::new("kill")
-                    .args(["-KILL", &pid.to_string()])
-                    .status();
+                signal_pid(pid, "-KILL");
             }
         }
         std::thread::sleep(Duration::from_millis(100));
-        c.start_agent(faulty, labels(faulty));
+        c.restart_agent(faulty);
         std::thread::sleep(Duration::from_millis(200));
         std::fs::remove_file(&held).expect("release");
     }
-    let out = migrating.wait_with_output().expect("wait");
+    let out = Migrated::of(&migrating.wait_with_output().expect("wait"));
     assert!(!armed.exists(), "{what}: the fault never fired");
     c.wait(
-        |c| !migration_of(c, &name)["outcome"].is_null(),
+        |c| !c.migration_of(&name)["outcome"].is_null(),
         &format!("{what}: the migration's outcome"),
     );
-    let m = migration_of(c, &name);
+    let m = c.migration_of(&name);
     let committed = m["outcome"] == "committed";
     let expected = match (fault, side, step) {
         // Once the destination has said ready, the controller's record alone decides: the
@@ -163,11 +118,11 @@ fn case(c: &mut Cluster, fault: Fault, side: &str, step: &str, want: &(String, O
         assert_eq!(committed, e, "{what}: {m}");
     }
     assert_eq!(
-        out.status.code(),
+        out.code,
         Some(if committed { 0 } else { 1 }),
         "{what}: tern migrate: {} {}",
-        text(&out.stdout),
-        text(&out.stderr)
+        out.report,
+        out.stderr
     );
     if !committed {
         assert!(
@@ -176,39 +131,26 @@ fn case(c: &mut Cluster, fault: Fault, side: &str, step: &str, want: &(String, O
         );
     }
     // Where the outcome says, and in one process only.
-    let started = Instant::now();
-    loop {
-        let w = c.workload(&name);
-        let settled = w["status"] != "running" || instance_processes(c) == 1;
-        let placed = w["node"] == if committed { to } else { from.as_str() };
-        if settled && placed {
-            if !committed && w["status"] == "running" {
-                assert_eq!(w["instance"], before["instance"], "{what}: {w}");
-            }
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "{what}: not settled where the outcome ({}) says: {w}, {} instance processes",
-            m["outcome"],
-            instance_processes(c)
-        );
-        std::thread::sleep(Duration::from_millis(50));
+    let settled = RefCell::new(serde_json::Value::Null);
+    c.wait_for(
+        Duration::from_secs(20),
+        &format!(
+            "{what}: settled where the outcome ({}) says, in one process",
+            m["outcome"]
+        ),
+        |c| {
+            let w = c.workload(&name);
+            let one = w["status"] != "running" || instance_processes(c) == 1;
+            let placed = w["node"] == if committed { to } else { from.as_str() };
+            *settled.borrow_mut() = w;
+            one && placed
+        },
+    );
+    let w = settled.into_inner();
+    if !committed && w["status"] == "running" {
+        assert_eq!(w["instance"], before["instance"], "{what}: {w}");
     }
-    c.wait(
-        |c| c.workload(&name)["status"] != "running",
-        &format!("{what}: the workload to end"),
-    );
-    c.wait(
-        |c| stdout_of(c, &name).len() >= want.0.len(),
-        &format!("{what}: all output"),
-    );
-    assert_eq!(stdout_of(c, &name), want.0, "{what}: output");
-    assert_eq!(
-        c.workload(&name)["exit_code"],
-        want.1.expect("exit code"),
-        "{what}"
-    );
+    c.assert_ends_like(&name, want);
     assert_eq!(
         instance_processes(c),
         0,
@@ -217,11 +159,8 @@ fn case(c: &mut Cluster, fault: Fault, side: &str, step: &str, want: &(String, O
 }
 
 fn run_all(fault: Fault, sides: &[&str], only: Option<&[&str]>) {
-    let mut c = cluster()
-        .node("alpha", labels("alpha"))
-        .node("beta", labels("beta"))
-        .start();
-    let want = unmoved("ticker", &ARGS);
+    let mut c = two_regions().start();
+    let want = tern().unmoved("ticker", &ARGS);
     for side in sides {
         let steps: &[&str] = if *side == "source" {
             &SOURCE_STEPS
@@ -266,23 +205,22 @@ fn a_destination_node_crashing_before_it_is_ready_leaves_the_workload_at_the_sou
 /// on; the destination, once it wakes, finds the connection gone and ends.
 #[test]
 fn a_silent_destination_times_out_and_the_workload_goes_on_at_the_source() {
-    let c = cluster()
-        .node("alpha", labels("alpha"))
-        .node("beta", labels("beta"))
+    let c = two_regions()
         .agent_env("TERN_MIGRATION_TIMEOUT_MS", "1500")
         .start();
-    let want = unmoved("ticker", &ARGS);
-    let work = c.dir.path().join("profiles");
-    let p = fixture_profile(&work, "quiet", "ticker", &ARGS, "");
-    deploy_running(&c, &p, "quiet");
+    let want = tern().unmoved("ticker", &ARGS);
+    c.deploy_running(&once("quiet", "ticker", &ARGS));
     let before = c.workload("quiet");
     let from = before["node"].as_str().expect("node").to_string();
     let to = other(&from);
     let armed = c.fault_file(to);
     std::fs::write(&armed, "destination:pre-copy:hold").expect("arm");
-    let out = c.tern(&["migrate", "quiet", "--to", to, "-o", "json"]);
-    let m: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    assert_eq!(out.status.code(), Some(1), "{m} {}", text(&out.stderr));
+    let Migrated {
+        code,
+        report: m,
+        stderr,
+    } = c.migrate("quiet", to, &[]);
+    assert_eq!(code, Some(1), "{m} {stderr}");
     assert_eq!(m["outcome"], "failed", "{m}");
     assert!(
         m["reason"].as_str().unwrap_or("").contains("fell silent"),
@@ -292,25 +230,11 @@ fn a_silent_destination_times_out_and_the_workload_goes_on_at_the_source() {
     assert_eq!(w["node"], from.as_str(), "{w}");
     assert_eq!(w["instance"], before["instance"], "{w}");
     // The destination wakes up to a closed connection and ends; one instance is left.
-    let mut held = armed.into_os_string();
-    held.push(".held");
-    std::fs::remove_file(std::path::PathBuf::from(held)).expect("release");
-    let started = Instant::now();
-    while instance_processes(&c) > 1 {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "the woken destination did not end"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    c.wait(
-        |c| c.workload("quiet")["status"] != "running",
-        "the workload to end",
+    std::fs::remove_file(held(&armed)).expect("release");
+    c.wait_for(
+        Duration::from_secs(20),
+        "the woken destination to end",
+        |c| instance_processes(c) <= 1,
     );
-    c.wait(
-        |c| stdout_of(c, "quiet").len() >= want.0.len(),
-        "all output",
-    );
-    assert_eq!(stdout_of(&c, "quiet"), want.0);
-    assert_eq!(c.workload("quiet")["exit_code"], want.1.expect("code"));
+    c.assert_ends_like("quiet", &want);
 }

@@ -1,281 +1,27 @@
 //! A real controller and real agents (separate processes on 127.0.0.1), driven through the
 //! `tern` CLI as users drive them.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::net::TcpStream;
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::harness::{fixture, tern_home, text};
+use tern_testkit::{files_in, http, signal_pid, wait_until, Migrated};
 
-/// A cluster for one test; everything stops when it is dropped.
-pub(crate) struct Cluster {
-    pub(crate) dir: tempfile::TempDir,
-    controller: Option<Child>,
-    agents: Vec<(String, Child)>,
-    pub(crate) url: String,
-    pub(crate) token: String,
-    down_after: &'static str,
-    max_blob: usize,
-    controller_args: Vec<String>,
-    agent_env: Vec<(String, String)>,
-    /// Extra arguments of each agent (by node name), also when it is restarted.
-    agent_args: Vec<(String, Vec<String>)>,
+use crate::harness::{
+    assert_ends_alike, cluster, counter, deploy_service, endpoint, once, other, tern, text,
+    three_regions, two_regions, Cluster, Ending, Profile,
+};
+
+/// `tern` said `needle` on its standard error.
+fn says(out: &Output, needle: &str) {
+    let err = text(&out.stderr);
+    assert!(err.contains(needle), "{err}");
 }
 
-pub(crate) struct Builder {
-    nodes: Vec<(String, String)>,
-    down_after: &'static str,
-    max_blob: usize,
-    controller_args: Vec<String>,
-    agent_env: Vec<(String, String)>,
-    agent_args: Vec<(String, Vec<String>)>,
-}
-
-impl Builder {
-    pub(crate) fn node(mut self, name: &str, labels: &str) -> Builder {
-        self.nodes.push((name.into(), labels.into()));
-        self
-    }
-    fn max_blob(mut self, bytes: usize) -> Builder {
-        self.max_blob = bytes;
-        self
-    }
-    /// An environment variable for every agent (and so for the instances it starts).
-    pub(crate) fn agent_env(mut self, key: &str, value: &str) -> Builder {
-        self.agent_env.push((key.into(), value.into()));
-        self
-    }
-    pub(crate) fn controller_arg(mut self, arg: &str) -> Builder {
-        self.controller_args.push(arg.into());
-        self
-    }
-    /// Extra arguments for the agent of node `name` (such as `--cpus 1`).
-    pub(crate) fn agent_args(mut self, name: &str, args: &[&str]) -> Builder {
-        self.agent_args
-            .push((name.into(), args.iter().map(|a| a.to_string()).collect()));
-        self
-    }
-
-    pub(crate) fn start(self) -> Cluster {
-        let mut c = Cluster {
-            dir: tempfile::tempdir().expect("tempdir"),
-            controller: None,
-            agents: Vec::new(),
-            url: String::new(),
-            token: String::new(),
-            down_after: self.down_after,
-            max_blob: self.max_blob,
-            // Tests move workloads themselves, and those that test automatic placement say
-            // `tern placement resume` when the stage is set: nothing else moves them meanwhile.
-            controller_args: {
-                let mut a = self.controller_args.clone();
-                a.push("--placement-paused".into());
-                a
-            },
-            agent_env: self.agent_env.clone(),
-            agent_args: self.agent_args.clone(),
-        };
-        c.start_controller();
-        for (name, labels) in &self.nodes {
-            c.start_agent(name, labels);
-        }
-        c.wait(|c| c.nodes_up() == self.nodes.len(), "all nodes up");
-        c
-    }
-}
-
-pub(crate) fn cluster() -> Builder {
-    Builder {
-        nodes: Vec::new(),
-        down_after: "1s",
-        max_blob: 64 << 20,
-        controller_args: Vec::new(),
-        agent_env: Vec::new(),
-        agent_args: Vec::new(),
-    }
-}
-
-pub(crate) fn tern_cmd() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tern"));
-    cmd.env("TERN_HOME", tern_home());
-    cmd
-}
-
-impl Cluster {
-    fn data(&self) -> PathBuf {
-        self.dir.path().join("controller")
-    }
-
-    fn start_controller(&mut self) {
-        let _ = std::fs::remove_file(self.data().join("url"));
-        // A restarted controller comes back on the same address, where the agents look for it.
-        let listen = match self.url.strip_prefix("http://") {
-            Some(addr) => addr.to_string(),
-            None => "127.0.0.1:0".to_string(),
-        };
-        let log = std::fs::File::create(self.dir.path().join("controller.log")).expect("log");
-        let child = tern_cmd()
-            .args(["controller", "--data"])
-            .arg(self.data())
-            .args(["--listen", &listen, "--down-after", self.down_after])
-            .args(["--max-blob-bytes", &self.max_blob.to_string()])
-            .args(&self.controller_args)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("controller starts");
-        self.controller = Some(child);
-        let url_file = self.data().join("url");
-        let started = Instant::now();
-        while !url_file.exists() {
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "controller did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-        self.url = std::fs::read_to_string(&url_file)
-            .expect("url")
-            .trim()
-            .into();
-        self.token = std::fs::read_to_string(self.data().join("token"))
-            .expect("token")
-            .trim()
-            .into();
-    }
-
-    /// Where a fault for the instances of agent `name` is armed (see tern-runtime's fault.rs).
-    pub(crate) fn fault_file(&self, name: &str) -> PathBuf {
-        self.dir.path().join(format!("{name}.fault"))
-    }
-
-    fn agent_command(&self, name: &str, labels: &str) -> Command {
-        let mut cmd = tern_cmd();
-        cmd.args(["agent", "--controller", &self.url, "--token", &self.token])
-            .args(["--name", name, "--labels", labels, "--data"])
-            .arg(self.dir.path().join(name))
-            // Armed only by the fault-injection tests, which write this file.
-            .env("TERN_FAULT_FILE", self.fault_file(name))
-            .envs(self.agent_env.iter().map(|(k, v)| (k, v)))
-            // The nodes share this machine: each counts its own instances' CPU.
-            .args(["--cpu-measure", "instances"]);
-        for (n, args) in &self.agent_args {
-            if n == name {
-                cmd.args(args);
-            }
-        }
-        cmd
-    }
-
-    pub(crate) fn start_agent(&mut self, name: &str, labels: &str) {
-        let log = std::fs::File::create(self.dir.path().join(format!("{name}.log"))).expect("log");
-        let child = self
-            .agent_command(name, labels)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("agent starts");
-        self.agents.push((name.into(), child));
-    }
-
-    pub(crate) fn kill_agent(&mut self, name: &str) {
-        let i = self
-            .agents
-            .iter()
-            .position(|(n, _)| n == name)
-            .expect("agent");
-        let (_, mut child) = self.agents.remove(i);
-        // A crash, not a shutdown: its instances are orphaned with it.
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-
-    fn kill_controller(&mut self) {
-        if let Some(mut c) = self.controller.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    pub(crate) fn tern(&self, args: &[&str]) -> Output {
-        tern_cmd()
-            .args(args)
-            .args(["--controller", &self.url, "--token", &self.token])
-            .output()
-            .expect("tern runs")
-    }
-
-    pub(crate) fn ok(&self, args: &[&str]) -> String {
-        let out = self.tern(args);
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "tern {args:?}: {}",
-            text(&out.stderr)
-        );
-        text(&out.stdout)
-    }
-
-    pub(crate) fn json(&self, args: &[&str]) -> serde_json::Value {
-        serde_json::from_str(&self.ok(args)).expect("json output")
-    }
-
-    pub(crate) fn workload(&self, name: &str) -> serde_json::Value {
-        self.json(&["ps", "-o", "json"])
-            .as_array()
-            .expect("array")
-            .iter()
-            .find(|w| w["name"] == name)
-            .cloned()
-            .unwrap_or(serde_json::Value::Null)
-    }
-
-    fn nodes_up(&self) -> usize {
-        let out = self.tern(&["nodes", "-o", "json"]);
-        serde_json::from_slice::<serde_json::Value>(&out.stdout)
-            .ok()
-            .and_then(|v| v.as_array().cloned())
-            .map(|a| a.iter().filter(|n| n["status"] == "up").count())
-            .unwrap_or(0)
-    }
-
-    pub(crate) fn wait(&self, cond: impl Fn(&Cluster) -> bool, what: &str) {
-        let started = Instant::now();
-        while !cond(self) {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "timed out waiting for {what}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        for (_, a) in &mut self.agents {
-            let _ = Command::new("kill")
-                .args(["-TERM", &a.id().to_string()])
-                .status();
-            let _ = a.wait();
-        }
-        self.kill_controller();
-    }
-}
-
-/// A profile for the printer fixture in its own directory.
-fn profile(dir: &Path, name: &str, lines: u32, extra: &str) -> PathBuf {
-    let d = dir.join(name);
-    std::fs::create_dir_all(&d).expect("mkdir");
-    std::fs::copy(fixture("printer"), d.join("printer.wasm")).expect("copy");
-    let p = d.join("tern.toml");
-    std::fs::write(
-        &p,
-        format!("name = \"{name}\"\nmodule = \"printer.wasm\"\nargs = [\"{lines}\"]\n{extra}"),
-    )
-    .expect("write");
-    p
+/// The printer fixture printing `lines` lines (then exiting with code 3), restarted per the
+/// default policy.
+fn printer(name: &str, lines: u32) -> Profile {
+    Profile::new(name, "printer").args(&[&lines.to_string()])
 }
 
 #[test]
@@ -284,10 +30,8 @@ fn deploy_ps_logs_stop_rm() {
         .node("alpha", "region=eu-west,cost=0.1")
         .node("beta", "region=us-east,cost=0.2")
         .start();
-    let work = tempfile::tempdir().expect("tempdir");
-    let p = profile(work.path(), "short", 40, "[restart]\npolicy = \"never\"\n");
-    let ps = p.display().to_string();
-    assert!(c.ok(&["deploy", &ps]).contains("short"));
+    let short = printer("short", 40).restart_never();
+    assert!(c.deploy(&short).contains("short"));
     c.wait(
         |c| c.workload("short")["status"] == "failed",
         "the program to end",
@@ -303,32 +47,19 @@ fn deploy_ps_logs_stop_rm() {
     assert!(logs.starts_with("line 0 "), "{logs}");
     assert!(logs.lines().last().expect("line").starts_with("line 39 "));
     // Same profile again: nothing changes.
-    assert!(c.ok(&["deploy", &ps]).contains("unchanged"));
+    assert!(c.deploy(&short).contains("unchanged"));
     assert_eq!(c.workload("short")["generation"], 1);
 
     // A long one: running on one of the nodes, listed with its node.
-    let p = profile(work.path(), "long", 10_000_000, "");
-    let lp = p.display().to_string();
-    c.ok(&["deploy", &lp]);
-    c.wait(
-        |c| c.workload("long")["status"] == "running",
-        "long running",
-    );
+    c.deploy(&printer("long", 10_000_000));
+    c.wait_status("long", "running");
     let table = c.ok(&["ps"]);
     assert!(table.lines().next().expect("header").starts_with("NAME"));
     assert!(table.lines().all(|l| l.len() <= 80), "{table}");
-    let node = c.workload("long")["node"]
-        .as_str()
-        .expect("node")
-        .to_string();
+    let node = c.node_of("long").expect("node");
     assert!(node == "alpha" || node == "beta");
     // A changed profile replaces the instance.
-    std::fs::write(
-        &p,
-        "name = \"long\"\nmodule = \"printer.wasm\"\nargs = [\"10000001\"]\n",
-    )
-    .expect("write");
-    c.ok(&["deploy", &lp]);
+    c.deploy(&printer("long", 10_000_001));
     c.wait(
         |c| c.workload("long")["status"] == "running" && c.workload("long")["generation"] == 2,
         "the replacement running",
@@ -348,44 +79,23 @@ fn deploy_ps_logs_stop_rm() {
     assert!(c.workload("long").is_null());
     let out = c.tern(&["logs", "long"]);
     assert_ne!(out.status.code(), Some(0));
-    assert!(text(&out.stderr).contains("no workload named \"long\""));
+    says(&out, "no workload named \"long\"");
 }
 
 #[test]
 fn constraints_and_pending_reasons() {
-    let c = cluster()
-        .node("alpha", "region=eu-west")
-        .node("beta", "region=us-east")
-        .start();
-    let work = tempfile::tempdir().expect("tempdir");
-    let p = profile(
-        work.path(),
-        "pinned",
-        10_000_000,
-        "[placement]\nrequire = { region = [\"us-east\"] }\n",
-    );
-    deploy_running(&c, &p, "pinned");
+    let c = two_regions().start();
+    let require = |region: &str| format!("[placement]\nrequire = {{ region = [\"{region}\"] }}\n");
+    c.deploy_running(&printer("pinned", 10_000_000).toml(&require("us-east")));
     assert_eq!(c.workload("pinned")["node"], "beta");
 
-    let p = profile(
-        work.path(),
-        "nowhere",
-        10,
-        "[placement]\nrequire = { region = [\"mars\"] }\n",
-    );
-    c.ok(&["deploy", &p.display().to_string()]);
+    c.deploy(&printer("nowhere", 10).toml(&require("mars")));
     let w = c.workload("nowhere");
     assert_eq!(w["status"], "pending");
     assert_eq!(w["reason"], "no node is up with region=mars");
     assert!(c.ok(&["ps"]).contains("no node is up with region=mars"));
 
-    let p = profile(
-        work.path(),
-        "huge",
-        10,
-        "[limits]\nmemory = \"100000GiB\"\n",
-    );
-    c.ok(&["deploy", &p.display().to_string()]);
+    c.deploy(&printer("huge", 10).toml("[limits]\nmemory = \"100000GiB\"\n"));
     let reason = c.workload("huge")["reason"]
         .as_str()
         .unwrap_or("")
@@ -397,17 +107,11 @@ fn constraints_and_pending_reasons() {
 fn a_cpu_limit_holds_a_busy_program_to_its_share() {
     // A node name no other test uses: its cgroups are the machine's, not the test's.
     let c = cluster().node("cpu-limited", "region=eu-west").start();
-    let work = tempfile::tempdir().expect("tempdir");
-    let d = work.path().join("spin");
-    std::fs::create_dir_all(&d).expect("mkdir");
-    std::fs::copy(fixture("compute"), d.join("compute.wasm")).expect("copy");
-    let p = d.join("tern.toml");
-    std::fs::write(
-        &p,
-        "name = \"spin\"\nmodule = \"compute.wasm\"\nargs = [\"100000000000\"]\n[limits]\ncpu = 0.25\n",
-    )
-    .expect("write");
-    c.ok(&["deploy", &p.display().to_string()]);
+    c.deploy(
+        &Profile::new("spin", "compute")
+            .args(&["100000000000"])
+            .toml("[limits]\ncpu = 0.25\n"),
+    );
     let node = c.json(&["inspect", "cpu-limited"]);
     if node["capabilities"]["cpu_limit"] != true {
         // Without a writable cgroup cpu controller the limit cannot be kept, and the workload
@@ -423,10 +127,7 @@ fn a_cpu_limit_holds_a_busy_program_to_its_share() {
         assert_eq!(c.workload("spin")["status"], "pending");
         return;
     }
-    c.wait(
-        |c| c.workload("spin")["status"] == "running",
-        "spin running",
-    );
+    c.wait_status("spin", "running");
     let cpu_ms = |c: &Cluster| {
         c.json(&["inspect", "cpu-limited"])["instances"]
             .as_array()
@@ -453,13 +154,8 @@ fn a_lost_node_s_workloads_start_elsewhere() {
         .node("alpha", "region=eu-west")
         .node("beta", "region=eu-west")
         .start();
-    let work = tempfile::tempdir().expect("tempdir");
-    let p = profile(work.path(), "svc", 10_000_000, "");
-    deploy_running(&c, &p, "svc");
-    let first = c.workload("svc")["node"]
-        .as_str()
-        .expect("node")
-        .to_string();
+    c.deploy_running(&printer("svc", 10_000_000));
+    let first = c.node_of("svc").expect("node");
     c.kill_agent(&first);
     c.wait(
         |c| {
@@ -468,22 +164,13 @@ fn a_lost_node_s_workloads_start_elsewhere() {
         },
         "svc running on the other node",
     );
-    let nodes = c.json(&["nodes", "-o", "json"]);
-    let lost = nodes
-        .as_array()
-        .expect("array")
-        .iter()
-        .find(|n| n["name"] == first.as_str())
-        .expect("lost node listed");
-    assert_eq!(lost["status"], "down");
+    assert_eq!(c.node(&first)["status"], "down");
 }
 
 #[test]
 fn a_restarted_controller_has_lost_nothing() {
     let mut c = cluster().node("alpha", "region=eu-west").start();
-    let work = tempfile::tempdir().expect("tempdir");
-    let p = profile(work.path(), "svc", 10_000_000, "");
-    deploy_running(&c, &p, "svc");
+    c.deploy_running(&printer("svc", 10_000_000));
     let before = c.workload("svc");
     c.kill_controller();
     std::thread::sleep(Duration::from_millis(1500));
@@ -504,19 +191,21 @@ fn a_restarted_controller_has_lost_nothing() {
 fn bad_input_gets_a_clear_error_and_changes_nothing() {
     let c = cluster()
         .node("alpha", "region=eu-west")
-        .max_blob(1 << 20)
+        .max_blob_bytes(1 << 20)
         .start();
-    let work = tempfile::tempdir().expect("tempdir");
+    let refused = |args: &[&str], code: i32, needle: &str| {
+        let out = c.tern(args);
+        assert_eq!(out.status.code(), Some(code), "{args:?}");
+        let err = text(&out.stderr);
+        assert!(err.contains(needle), "{args:?}: {err}");
+        err
+    };
     // A malformed profile: file, line and field.
-    let p = profile(work.path(), "bad", 10, "[limits]\nmemory = \"lots\"\n");
-    let out = c.tern(&["deploy", &p.display().to_string()]);
-    assert_eq!(out.status.code(), Some(1));
-    let err = text(&out.stderr);
-    assert!(
-        err.contains("tern.toml:5:") && err.contains("limits.memory"),
-        "{err}"
-    );
+    let p = c.write(&printer("bad", 10).toml("[limits]\nmemory = \"lots\"\n"));
+    let err = refused(&["deploy", &p.display().to_string()], 1, "tern.toml:5:");
+    assert!(err.contains("limits.memory"), "{err}");
     // A missing module.
+    let work = tempfile::tempdir().expect("tempdir");
     let d = work.path().join("nomodule");
     std::fs::create_dir_all(&d).expect("mkdir");
     std::fs::write(
@@ -524,44 +213,31 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
         "name = \"x\"\nmodule = \"missing.wasm\"\n",
     )
     .expect("write");
-    let out = c.tern(&["deploy", &d.join("tern.toml").display().to_string()]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out.stderr).contains("missing.wasm"),
-        "{}",
-        text(&out.stderr)
-    );
+    let p = d.join("tern.toml").display().to_string();
+    refused(&["deploy", &p], 1, "missing.wasm");
     // An oversized upload.
     std::fs::write(d.join("missing.wasm"), vec![0u8; 2 << 20]).expect("write");
-    let out = c.tern(&["deploy", &d.join("tern.toml").display().to_string()]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("413"), "{}", text(&out.stderr));
+    refused(&["deploy", &p], 1, "413");
     // A wrong token.
-    let out = tern_cmd()
-        .args(["ps", "--controller", &c.url, "--token", "nope"])
-        .output()
-        .expect("tern runs");
+    let out = tern().run(&["ps", "--controller", c.url(), "--token", "nope"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("401"), "{}", text(&out.stderr));
+    says(&out, "401");
     // An unknown workload.
     let out = c.tern(&["stop", "ghost"]);
-    assert!(text(&out.stderr).contains("no workload named \"ghost\""));
+    says(&out, "no workload named \"ghost\"");
     // Nothing was created by any of it.
     assert_eq!(c.json(&["ps", "-o", "json"]), serde_json::json!([]));
     // A second agent with a name that is taken and up is refused.
-    let elsewhere = c.dir.path().join("another-machine");
-    let out = tern_cmd()
-        .args(["agent", "--controller", &c.url, "--token", &c.token])
+    let elsewhere = c.dir().join("another-machine");
+    let out = tern()
+        .command()
+        .args(["agent", "--controller", c.url(), "--token", c.token()])
         .args(["--name", "alpha", "--labels", "region=us-east", "--data"])
         .arg(&elsewhere)
         .output()
         .expect("agent runs");
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out.stderr).contains("already registered"),
-        "{}",
-        text(&out.stderr)
-    );
+    says(&out, "already registered");
     assert_eq!(
         c.json(&["inspect", "alpha"])["labels"]["region"],
         "eu-west",
@@ -573,25 +249,16 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
         .output()
         .expect("agent runs");
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out.stderr).contains("another agent uses"),
-        "{}",
-        text(&out.stderr)
-    );
+    says(&out, "another agent uses");
 }
 
 #[test]
 fn crashed_instances_restart_per_policy() {
     let c = cluster().node("alpha", "region=eu-west").start();
-    let work = tempfile::tempdir().expect("tempdir");
     // The printer exits with code 3: a failure, so on-failure restarts it, with backoff.
-    let p = profile(
-        work.path(),
-        "flaky",
-        5,
+    c.deploy(&printer("flaky", 5).toml(
         "[restart]\npolicy = \"on-failure\"\nbackoff = \"100ms\"\nmax_backoff = \"200ms\"\n",
-    );
-    c.ok(&["deploy", &p.display().to_string()]);
+    ));
     c.wait(
         |c| c.workload("flaky")["generation"].as_u64().unwrap_or(0) >= 3,
         "a third start",
@@ -609,9 +276,8 @@ fn crashed_instances_restart_per_policy() {
         "{history:?}"
     );
     // never: it stays down.
-    let p = profile(work.path(), "once", 5, "[restart]\npolicy = \"never\"\n");
-    c.ok(&["deploy", &p.display().to_string()]);
-    c.wait(|c| c.workload("once")["status"] == "failed", "once ended");
+    c.deploy(&printer("once", 5).restart_never());
+    c.wait_status("once", "failed");
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(c.workload("once")["restarts"], 0);
     assert_eq!(c.workload("once")["generation"], 1);
@@ -620,24 +286,16 @@ fn crashed_instances_restart_per_policy() {
 #[test]
 fn files_are_shipped_and_volumes_persist() {
     let c = cluster().node("alpha", "region=eu-west").start();
-    let work = tempfile::tempdir().expect("tempdir");
-    let d = work.path().join("files");
-    std::fs::create_dir_all(&d).expect("mkdir");
-    std::fs::copy(fixture("files"), d.join("files.wasm")).expect("copy");
-    std::fs::write(d.join("notes.txt"), "shipped\n").expect("write");
     // The fixture works in the directory it is given and lists it at the end: the shipped
     // file is there.
-    let p = d.join("tern.toml");
-    std::fs::write(
-        &p,
-        "name = \"shipped\"\nmodule = \"files.wasm\"\nargs = [\"/etc\", \"5\"]\nfiles = [{ host = \"notes.txt\", guest = \"/etc/notes.txt\" }]\n[restart]\npolicy = \"never\"\n",
-    )
-    .expect("write");
+    let shipped = Profile::new("shipped", "files")
+        .args(&["/etc", "5"])
+        .top("files = [{ host = \"notes.txt\", guest = \"/etc/notes.txt\" }]\n")
+        .restart_never();
+    let p = c.write(&shipped);
+    std::fs::write(p.with_file_name("notes.txt"), "shipped\n").expect("write");
     c.ok(&["deploy", &p.display().to_string()]);
-    c.wait(
-        |c| c.workload("shipped")["status"] == "exited",
-        "shipped ended",
-    );
+    c.wait_status("shipped", "exited");
     c.wait(
         |c| c.ok(&["logs", "shipped"]).contains("done "),
         "its output",
@@ -645,22 +303,20 @@ fn files_are_shipped_and_volumes_persist() {
     assert!(c.ok(&["logs", "shipped"]).contains("entry notes.txt"));
 
     // A volume outlives the instance: a second run appends to the first one's log.
-    let profile = |steps: u32| {
-        format!("name = \"vol\"\nmodule = \"files.wasm\"\nargs = [\"/data\", \"{steps}\"]\nvolumes = [{{ name = \"data\", guest = \"/data\" }}]\n[restart]\npolicy = \"never\"\n")
+    let vol = |steps: &str| {
+        Profile::new("vol", "files")
+            .args(&["/data", steps])
+            .top("volumes = [{ name = \"data\", guest = \"/data\" }]\n")
+            .restart_never()
     };
-    std::fs::write(&p, profile(20)).expect("write");
-    c.ok(&["deploy", &p.display().to_string()]);
-    c.wait(
-        |c| c.workload("vol")["status"] == "exited",
-        "first run ended",
-    );
-    std::fs::write(&p, profile(21)).expect("write");
-    c.ok(&["deploy", &p.display().to_string()]);
+    c.deploy(&vol("20"));
+    c.wait_status("vol", "exited");
+    c.deploy(&vol("21"));
     c.wait(
         |c| c.workload("vol")["status"] == "exited" && c.workload("vol")["generation"] == 2,
         "second run ended",
     );
-    let log = std::fs::read_to_string(c.dir.path().join("alpha/volumes/vol/data/log.txt"))
+    let log = std::fs::read_to_string(c.node_dir("alpha").join("volumes/vol/data/log.txt"))
         .expect("volume log");
     assert_eq!(log.lines().count(), 41, "{log}");
 }
@@ -674,102 +330,85 @@ fn tern_up_runs_a_cluster_that_ctrl_c_stops() {
         "[[link]]\nbetween = [\"eu-west\", \"us-east\"]\ndelay = \"40ms\"\n",
     )
     .expect("write");
-    let mut up = Command::new(env!("CARGO_BIN_EXE_tern"))
-        .args(["up", "--nodes", "2", "--delays"])
-        .arg(&delays)
-        .env("TERN_HOME", home.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("tern up");
+    let t = tern().with_home(home.path());
+    let mut up = t.up(&["--nodes", "2", "--delays", &delays.display().to_string()]);
     let context = home.path().join("context.json");
-    let started = Instant::now();
-    let with_home = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_tern"))
-            .args(args)
-            .env("TERN_HOME", home.path())
-            .output()
-            .expect("tern runs")
+    let json = |args: &[&str]| -> serde_json::Value {
+        serde_json::from_slice(&t.run(args).stdout).unwrap_or_default()
     };
+    let poll = Duration::from_millis(100);
     // Every other command finds the cluster through the context file.
-    loop {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "no cluster came up"
-        );
-        if context.exists() {
-            let out = with_home(&["nodes", "-o", "json"]);
-            let nodes: serde_json::Value =
-                serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
-            if nodes.as_array().is_some_and(|a| a.len() == 2) {
-                let regions: Vec<&str> = nodes
+    wait_until(
+        Duration::from_secs(30),
+        poll,
+        "a cluster to come up",
+        || {
+            context.exists()
+                && json(&["nodes", "-o", "json"])
                     .as_array()
-                    .expect("array")
-                    .iter()
-                    .filter_map(|n| n["labels"]["region"].as_str())
-                    .collect();
-                assert_eq!(regions.len(), 2);
-                assert_ne!(regions[0], regions[1], "different regions");
-                // One gateway per region.
-                let started = Instant::now();
-                loop {
-                    let out = with_home(&["gateways", "-o", "json"]);
-                    let gws: serde_json::Value =
-                        serde_json::from_slice(&out.stdout).unwrap_or_default();
-                    let mut got: Vec<&str> = gws
-                        .as_array()
-                        .map(|a| a.iter().filter_map(|g| g["region"].as_str()).collect())
-                        .unwrap_or_default();
-                    got.sort();
-                    let mut want = regions.clone();
-                    want.sort();
-                    if got == want {
-                        break;
-                    }
-                    assert!(
-                        started.elapsed() < Duration::from_secs(20),
-                        "gateways {gws} for regions {want:?}"
-                    );
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-                // The agents' probes see the delay table's geography.
-                let started = Instant::now();
-                loop {
-                    let out = with_home(&["network", "-o", "json"]);
-                    let net: serde_json::Value =
-                        serde_json::from_slice(&out.stdout).unwrap_or_default();
-                    let rtt = net["regions"]["links"]
-                        .as_array()
-                        .and_then(|l| l.iter().find(|x| x["a"] != x["b"]))
-                        .and_then(|l| l["rtt_ms"].as_f64());
-                    if rtt.is_some_and(|r| r >= 40.0) {
-                        assert!(rtt < Some(80.0), "{net}");
-                        break;
-                    }
-                    assert!(
-                        started.elapsed() < Duration::from_secs(20),
-                        "no link measured: {net}"
-                    );
-                    std::thread::sleep(Duration::from_millis(200));
-                }
-                break;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let _ = Command::new("kill")
-        .args(["-INT", &up.id().to_string()])
-        .status();
-    let status = up.wait().expect("tern up exits");
+                    .is_some_and(|a| a.len() == 2)
+        },
+        String::new,
+    );
+    let nodes = json(&["nodes", "-o", "json"]);
+    let mut regions: Vec<&str> = nodes
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|n| n["labels"]["region"].as_str())
+        .collect();
+    assert_eq!(regions.len(), 2);
+    assert_ne!(regions[0], regions[1], "different regions");
+    regions.sort();
+    // One gateway per region.
+    let gateway_regions = || {
+        let gws = json(&["gateways", "-o", "json"]);
+        let mut got: Vec<String> = gws
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|g| g["region"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        got.sort();
+        (got, gws)
+    };
+    wait_until(
+        Duration::from_secs(20),
+        poll,
+        &format!("gateways for regions {regions:?}"),
+        || gateway_regions().0 == regions,
+        || format!(": {}", gateway_regions().1),
+    );
+    // The agents' probes see the delay table's geography.
+    let rtt = || {
+        let net = json(&["network", "-o", "json"]);
+        let rtt = net["regions"]["links"]
+            .as_array()
+            .and_then(|l| l.iter().find(|x| x["a"] != x["b"]))
+            .and_then(|l| l["rtt_ms"].as_f64());
+        (rtt, net)
+    };
+    let mut seen = (None, serde_json::Value::Null);
+    wait_until(
+        Duration::from_secs(20),
+        Duration::from_millis(200),
+        "a link measured",
+        || {
+            seen = rtt();
+            seen.0.is_some_and(|r| r >= 40.0)
+        },
+        || format!(": {}", rtt().1),
+    );
+    let (measured, net) = seen;
+    assert!(measured < Some(80.0), "{net}");
+    let status = up.interrupt();
     assert_eq!(status.code(), Some(0));
     assert!(!context.exists(), "the context is removed with the cluster");
-    let out = with_home(&["ps"]);
+    let out = t.run(&["ps"]);
     assert_ne!(out.status.code(), Some(0));
-    assert!(
-        text(&out.stderr).contains("tern up"),
-        "{}",
-        text(&out.stderr)
-    );
+    says(&out, "tern up");
 }
 
 #[test]
@@ -777,7 +416,7 @@ fn the_api_is_described_and_guarded() {
     let c = cluster().start();
     let http = reqwest::blocking::Client::new();
     let get = |path: &str, token: Option<&str>| {
-        let mut r = http.get(format!("{}{path}", c.url));
+        let mut r = http.get(format!("{}{path}", c.url()));
         if let Some(t) = token {
             r = r.bearer_auth(t);
         }
@@ -785,7 +424,7 @@ fn the_api_is_described_and_guarded() {
     };
     assert_eq!(get("/openapi.json", None).status(), 401);
     assert_eq!(get("/v1/workloads", Some("wrong")).status(), 401);
-    let doc: serde_json::Value = get("/openapi.json", Some(&c.token)).json().expect("json");
+    let doc: serde_json::Value = get("/openapi.json", Some(c.token())).json().expect("json");
     for path in [
         "/v1/workloads",
         "/v1/nodes/{name}/heartbeat",
@@ -796,7 +435,7 @@ fn the_api_is_described_and_guarded() {
             "{path} missing from the OpenAPI document"
         );
     }
-    let schema: serde_json::Value = get("/v1/profile-schema", Some(&c.token))
+    let schema: serde_json::Value = get("/v1/profile-schema", Some(c.token()))
         .json()
         .expect("json");
     for field in [
@@ -816,115 +455,44 @@ fn the_api_is_described_and_guarded() {
     // A blob whose bytes do not match its name is refused and not stored.
     let wrong = format!("sha256:{}", "0".repeat(64));
     let r = http
-        .put(format!("{}/v1/blobs/{wrong}", c.url))
-        .bearer_auth(&c.token)
+        .put(format!("{}/v1/blobs/{wrong}", c.url()))
+        .bearer_auth(c.token())
         .body(b"hello".to_vec())
         .send()
         .expect("put");
     assert_eq!(r.status(), 400);
     assert_eq!(
-        get(&format!("/v1/blobs/{wrong}"), Some(&c.token)).status(),
+        get(&format!("/v1/blobs/{wrong}"), Some(c.token())).status(),
         404
     );
     // Unauthenticated writes change nothing either.
     let r = http
-        .post(format!("{}/v1/workloads/x/stop", c.url))
+        .post(format!("{}/v1/workloads/x/stop", c.url()))
         .send()
         .expect("post");
     assert_eq!(r.status(), 401);
 }
 
-/// A profile for any fixture, in its own directory.
-pub(crate) fn fixture_profile(
-    dir: &Path,
-    name: &str,
-    fixture_name: &str,
-    args: &[&str],
-    extra: &str,
-) -> PathBuf {
-    let d = dir.join(name);
-    std::fs::create_dir_all(&d).expect("mkdir");
-    std::fs::copy(fixture(fixture_name), d.join("m.wasm")).expect("copy");
-    let p = d.join("tern.toml");
-    let args: Vec<String> = args.iter().map(|a| format!("{a:?}")).collect();
-    std::fs::write(
-        &p,
-        format!(
-            "name = \"{name}\"\nmodule = \"m.wasm\"\nargs = [{}]\n[restart]\npolicy = \"never\"\n{extra}",
-            args.join(", ")
-        ),
-    )
-    .expect("write");
-    p
-}
-
-/// What the program prints when nothing moves it.
-pub(crate) fn unmoved(fixture_name: &str, args: &[&str]) -> (String, Option<i32>) {
-    let mut a = vec![
-        "run".to_string(),
-        fixture(fixture_name).display().to_string(),
-        "--".into(),
-    ];
-    a.extend(args.iter().map(|s| s.to_string()));
-    let a: Vec<&str> = a.iter().map(String::as_str).collect();
-    let out = crate::harness::tern(&a);
-    (text(&out.stdout), out.status.code())
-}
-
-/// Deploy the profile at `p` and wait until its workload `name` runs.
-pub(crate) fn deploy_running(c: &Cluster, p: &Path, name: &str) {
-    c.ok(&["deploy", &p.display().to_string()]);
-    c.wait(
-        |c| c.workload(name)["status"] == "running",
-        &format!("{name} running"),
-    );
-}
-
-/// The other node of a two-node cluster of alpha and beta.
-pub(crate) fn other(node: &str) -> &'static str {
-    if node == "alpha" {
-        "beta"
-    } else {
-        "alpha"
-    }
-}
-
-/// The cluster's first migration (Null before there is one).
-pub(crate) fn first_migration(c: &Cluster) -> serde_json::Value {
-    c.json(&["migrations", "-o", "json"])[0].clone()
-}
-
-pub(crate) fn stdout_of(c: &Cluster, workload: &str) -> String {
-    let out = c.tern(&["logs", workload]);
-    text(&out.stdout)
-}
-
 #[test]
 fn migrate_moves_a_running_workload_and_its_output_stays_one_stream() {
-    let c = cluster()
-        .node("alpha", "region=eu-west")
-        .node("beta", "region=us-east")
-        .node("gamma", "region=ap-south")
-        .start();
-    let work = tempfile::tempdir().expect("tempdir");
+    let c = three_regions().start();
     let args = ["9000"];
-    let p = fixture_profile(work.path(), "talk", "printer", &args, "");
-    deploy_running(&c, &p, "talk");
-    let mut node = c.workload("talk")["node"]
-        .as_str()
-        .expect("node")
-        .to_string();
+    c.deploy_running(&once("talk", "printer", &args));
+    let mut node = c.node_of("talk").expect("node");
     let mut moves = 0;
     for to in ["alpha", "beta", "gamma", "alpha", "beta", "gamma"] {
         if to == node {
             continue;
         }
-        let out = c.tern(&["migrate", "talk", "--to", to, "-o", "json"]);
-        let m: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let Migrated {
+            code,
+            report: m,
+            stderr,
+        } = c.migrate("talk", to, &[]);
         if m["outcome"] != "committed" && c.workload("talk")["status"] != "running" {
             break; // the program ended first
         }
-        assert_eq!(out.status.code(), Some(0), "{m} {}", text(&out.stderr));
+        assert_eq!(code, Some(0), "{m} {stderr}");
         for field in [
             "workload", "from", "to", "outcome", "pause_ms", "total_ms", "bytes", "rounds",
         ] {
@@ -940,46 +508,28 @@ fn migrate_moves_a_running_workload_and_its_output_stays_one_stream() {
     }
     assert!(moves >= 3, "only {moves} moves before the program ended");
     c.wait(|c| c.workload("talk")["status"] == "failed", "talk to end");
-    let (want, code) = unmoved("printer", &args);
-    assert_eq!(c.workload("talk")["exit_code"], code.expect("code"));
     // Every line exactly once, in order, across all the nodes it ran on.
-    c.wait(
-        |c| stdout_of(c, "talk").len() >= want.len(),
-        "all output in the logs",
-    );
-    assert_eq!(stdout_of(&c, "talk"), want);
-    let list = c.json(&["migrations", "-o", "json"]);
-    assert_eq!(
-        list.as_array()
-            .expect("array")
-            .iter()
-            .filter(|m| m["outcome"] == "committed")
-            .count(),
-        moves
-    );
+    c.assert_ends_like("talk", &tern().unmoved("printer", &args));
+    let committed = c
+        .migrations()
+        .iter()
+        .filter(|m| m["outcome"] == "committed")
+        .count();
+    assert_eq!(committed, moves);
 }
 
 #[test]
 fn a_workload_ping_pongs_twenty_times_and_computes_the_same_result() {
-    let c = cluster()
-        .node("alpha", "region=eu-west")
-        .node("beta", "region=us-east")
-        .node("gamma", "region=ap-south")
-        .start();
-    let work = tempfile::tempdir().expect("tempdir");
+    let c = three_regions().start();
     let args = ["1500000000"];
-    let p = fixture_profile(work.path(), "pong", "compute", &args, "");
-    deploy_running(&c, &p, "pong");
+    c.deploy_running(&once("pong", "compute", &args));
     let nodes = ["alpha", "beta", "gamma"];
     let mut moves = 0;
     for i in 0..60 {
         if moves == 20 {
             break;
         }
-        let here = c.workload("pong")["node"]
-            .as_str()
-            .unwrap_or("")
-            .to_string();
+        let here = c.node_of("pong").unwrap_or_default();
         let others: Vec<&str> = nodes.iter().copied().filter(|n| *n != here).collect();
         let to = others[(i / 2) % others.len()];
         let out = c.tern(&["migrate", "pong", "--to", to]);
@@ -995,31 +545,16 @@ fn a_workload_ping_pongs_twenty_times_and_computes_the_same_result() {
         }
     }
     assert_eq!(moves, 20, "20 moves before the program ended");
-    c.wait(|c| c.workload("pong")["status"] != "running", "pong to end");
-    let (want, code) = unmoved("compute", &args);
-    assert_eq!(c.workload("pong")["exit_code"], code.expect("code"));
-    c.wait(
-        |c| !stdout_of(c, "pong").is_empty(),
-        "the result in the logs",
-    );
-    assert_eq!(stdout_of(&c, "pong"), want);
+    c.assert_ends_like("pong", &tern().unmoved("compute", &args));
 }
 
 #[test]
 fn a_migration_that_cannot_happen_is_refused_and_changes_nothing() {
-    let c = cluster()
-        .node("alpha", "region=eu-west")
-        .node("beta", "region=us-east")
-        .start();
-    let work = tempfile::tempdir().expect("tempdir");
-    let p = fixture_profile(
-        work.path(),
-        "pinned",
-        "compute",
-        &["100000000000"],
-        "[placement]\nrequire = { region = [\"eu-west\"] }\n",
+    let c = two_regions().start();
+    c.deploy_running(
+        &once("pinned", "compute", &["100000000000"])
+            .toml("[placement]\nrequire = { region = [\"eu-west\"] }\n"),
     );
-    deploy_running(&c, &p, "pinned");
     let before = c.workload("pinned");
     for (args, why) in [
         (vec!["migrate", "pinned", "--to", "beta"], "region=eu-west"),
@@ -1047,92 +582,80 @@ fn a_migration_that_cannot_happen_is_refused_and_changes_nothing() {
     assert_eq!(after["status"], "running");
 }
 
+/// Wait until the first migration of `workload` has moved bytes.
+fn wait_for_transfer(c: &Cluster, workload: &str) {
+    c.wait(
+        |c| c.migration_of(workload)["bytes"].as_u64().unwrap_or(0) > 0,
+        "the transfer to start",
+    );
+}
+
+/// Start moving `workload` to the other node at 60 MiB/s, without waiting, and wait until the
+/// bytes flow; where it was and where it goes.
+fn start_slow_migration(c: &Cluster, workload: &str) -> (String, &'static str) {
+    let from = c.node_of(workload).expect("node");
+    let to = other(&from);
+    let out = c.tern(&[
+        "migrate",
+        workload,
+        "--to",
+        to,
+        "--bandwidth",
+        "60MiB",
+        "--no-wait",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    wait_for_transfer(c, workload);
+    (from, to)
+}
+
 #[test]
 fn a_destination_lost_mid_transfer_leaves_the_workload_running_at_the_source() {
-    let mut c = cluster()
-        .node("alpha", "region=eu-west")
-        .node("beta", "region=us-east")
-        .start();
-    let work = tempfile::tempdir().expect("tempdir");
+    let mut c = two_regions().start();
     let args = ["128", "300"];
-    let p = fixture_profile(work.path(), "heavy", "bigmem", &args, "");
-    deploy_running(&c, &p, "heavy");
+    c.deploy_running(&once("heavy", "bigmem", &args));
     let instance = c.workload("heavy")["instance"].clone();
-    let from = c.workload("heavy")["node"]
-        .as_str()
-        .expect("node")
-        .to_string();
+    let from = c.node_of("heavy").expect("node");
     let to = other(&from);
     // Slow enough that the transfer is under way when the destination dies.
-    let migrating = tern_cmd()
-        .args([
-            "migrate",
-            "heavy",
-            "--to",
-            to,
-            "--bandwidth",
-            "100MiB",
-            "-o",
-            "json",
-        ])
-        .args(["--controller", &c.url, "--token", &c.token])
+    let migrating = c
+        .command(&["migrate", "heavy", "--to", to, "--bandwidth", "100MiB"])
+        .args(["-o", "json"])
         .stdout(Stdio::piped())
         .spawn()
         .expect("tern runs");
-    c.wait(
-        |c| first_migration(c)["bytes"].as_u64().unwrap_or(0) > 0,
-        "the transfer to start",
-    );
+    wait_for_transfer(&c, "heavy");
     c.kill_agent(to);
-    let out = migrating.wait_with_output().expect("wait");
-    let m: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    assert_eq!(out.status.code(), Some(1), "{m}");
-    assert_eq!(m["outcome"], "failed", "{m}");
+    let m = Migrated::of(&migrating.wait_with_output().expect("wait"));
+    let r = &m.report;
+    assert_eq!(m.code, Some(1), "{r}");
+    assert_eq!(r["outcome"], "failed", "{r}");
     assert!(
-        m["failed_step"].is_string() && m["reason"].is_string(),
-        "{m}"
+        r["failed_step"].is_string() && r["reason"].is_string(),
+        "{r}"
     );
     // Still the same instance on the source, and it finishes as if nothing had happened.
     let w = c.workload("heavy");
     assert_eq!(w["node"], from.as_str(), "{w}");
     assert_eq!(w["instance"], instance);
-    c.wait(
-        |c| c.workload("heavy")["status"] != "running",
-        "heavy to end",
-    );
-    let (want, code) = unmoved("bigmem", &args);
-    assert_eq!(c.workload("heavy")["exit_code"], code.expect("code"));
-    c.wait(|c| stdout_of(c, "heavy").len() >= want.len(), "all output");
-    assert_eq!(stdout_of(&c, "heavy"), want);
+    c.assert_ends_like("heavy", &tern().unmoved("bigmem", &args));
 }
 
 #[test]
 fn clone_forks_a_running_workload() {
-    let c = cluster()
-        .node("alpha", "region=eu-west")
-        .node("beta", "region=us-east")
-        .start();
-    let work = tempfile::tempdir().expect("tempdir");
+    let c = two_regions().start();
     let args = ["1000000000"];
-    let p = fixture_profile(work.path(), "orig", "compute", &args, "");
-    deploy_running(&c, &p, "orig");
-    let from = c.workload("orig")["node"]
-        .as_str()
-        .expect("node")
-        .to_string();
+    c.deploy_running(&once("orig", "compute", &args));
+    let from = c.node_of("orig").expect("node");
     let to = other(&from);
     let out = c.tern(&["clone", "orig", "--to", to, "--name", "copy", "-o", "json"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(c.workload("copy")["node"], to);
     assert_eq!(c.workload("orig")["node"], from.as_str());
     // Both continue from the same state to the same result.
-    c.wait(|c| c.workload("orig")["status"] != "running", "orig to end");
-    c.wait(|c| c.workload("copy")["status"] != "running", "copy to end");
-    let (want, code) = unmoved("compute", &args);
+    let want = tern().unmoved("compute", &args);
     for w in ["orig", "copy"] {
-        assert_eq!(c.workload(w)["exit_code"], code.expect("code"), "{w}");
-        c.wait(|c| !stdout_of(c, w).is_empty(), "the result in the logs");
-        assert_eq!(stdout_of(&c, w), want, "{w}");
+        c.assert_ends_like(w, &want);
     }
 }
 
@@ -1140,20 +663,18 @@ fn clone_forks_a_running_workload() {
 fn drain_moves_every_workload_off_within_the_limits_and_undrain_reverses_it() {
     let mut c = cluster()
         .node("alpha", "region=eu-west")
-        .controller_arg("--max-migrations-per-node=1")
+        .controller_args(&["--max-migrations-per-node=1"])
         .start();
-    let work = tempfile::tempdir().expect("tempdir");
     let names = ["w1", "w2", "w3"];
     for n in names {
-        let p = fixture_profile(work.path(), n, "compute", &["100000000000"], "");
-        c.ok(&["deploy", &p.display().to_string()]);
+        c.deploy(&once(n, "compute", &["100000000000"]));
     }
     c.wait(
         |c| names.iter().all(|n| c.workload(n)["status"] == "running"),
         "all running on alpha",
     );
-    c.start_agent("beta", "region=us-east");
-    c.start_agent("gamma", "region=ap-south");
+    c.add_node("beta", "region=us-east");
+    c.add_node("gamma", "region=ap-south");
     c.wait(|c| c.nodes_up() == 3, "three nodes");
     let out = c.ok(&["drain", "alpha"]);
     assert!(out.contains("empty"), "{out}");
@@ -1162,10 +683,9 @@ fn drain_moves_every_workload_off_within_the_limits_and_undrain_reverses_it() {
         assert_eq!(w["status"], "running", "{w}");
         assert_ne!(w["node"], "alpha", "{w}");
     }
-    let ms = c.json(&["migrations", "-o", "json"]);
-    let ms = ms.as_array().expect("array");
+    let ms = c.migrations();
     assert_eq!(ms.len(), 3, "{ms:?}");
-    for m in ms {
+    for m in &ms {
         assert_eq!(m["outcome"], "committed", "{m}");
         assert_eq!(m["why"], "drain of alpha", "{m}");
     }
@@ -1184,20 +704,11 @@ fn drain_moves_every_workload_off_within_the_limits_and_undrain_reverses_it() {
         assert!(w[0].1 <= w[1].0, "overlapping migrations: {spans:?}");
     }
     // Nothing new lands on a drained node.
-    let nodes = c.json(&["nodes", "-o", "json"]);
-    let alpha = nodes
-        .as_array()
-        .and_then(|a| a.iter().find(|n| n["name"] == "alpha").cloned())
-        .expect("alpha");
-    assert_eq!(alpha["schedulable"], false);
-    let p = fixture_profile(
-        work.path(),
-        "late",
-        "compute",
-        &["100000000000"],
-        "[placement]\nrequire = { region = [\"eu-west\"] }\n",
+    assert_eq!(c.node("alpha")["schedulable"], false);
+    c.deploy(
+        &once("late", "compute", &["100000000000"])
+            .toml("[placement]\nrequire = { region = [\"eu-west\"] }\n"),
     );
-    c.ok(&["deploy", &p.display().to_string()]);
     c.wait(
         |c| {
             c.workload("late")["reason"]
@@ -1207,81 +718,36 @@ fn drain_moves_every_workload_off_within_the_limits_and_undrain_reverses_it() {
         "late to wait, with the reason",
     );
     c.ok(&["undrain", "alpha"]);
-    c.wait(
-        |c| c.workload("late")["status"] == "running",
-        "late runs on alpha",
-    );
+    c.wait_status("late", "running");
     assert_eq!(c.workload("late")["node"], "alpha");
 }
 
 #[test]
 fn volumes_move_with_the_workload_and_a_move_back_sends_only_the_delta() {
-    let c = cluster()
-        .node("alpha", "region=eu-west")
-        .node("beta", "region=us-east")
-        .start();
-    let work = tempfile::tempdir().expect("tempdir");
+    let c = two_regions().start();
     let args = ["/data", "150000"];
-    let p = fixture_profile(
-        work.path(),
-        "writer",
-        "files",
-        &args,
-        "volumes = [{ name = \"state\", guest = \"/data\" }]\n",
+    c.deploy_running(
+        &once("writer", "files", &args)
+            .top("volumes = [{ name = \"state\", guest = \"/data\" }]\n"),
     );
-    // `volumes` is a top-level key: put it before the tables.
-    let text_now = std::fs::read_to_string(&p).expect("read");
-    let (head, tables) = text_now.split_once("[restart]").expect("tables");
-    let vol = "volumes = [{ name = \"state\", guest = \"/data\" }]\n";
-    std::fs::write(
-        &p,
-        format!("{head}{vol}[restart]{}", tables.replace(vol, "")),
-    )
-    .expect("write");
-    deploy_running(&c, &p, "writer");
-    let first = c.workload("writer")["node"]
-        .as_str()
-        .expect("node")
-        .to_string();
-    let second = if first == "alpha" { "beta" } else { "alpha" };
+    let first = c.node_of("writer").expect("node");
     std::thread::sleep(Duration::from_millis(400));
-    let m1 = c.json(&["migrate", "writer", "--to", second, "-o", "json"]);
-    assert_eq!(m1["outcome"], "committed", "{m1}");
+    let m1 = c.migrate_committed("writer", other(&first));
     std::thread::sleep(Duration::from_millis(200));
-    let m2 = c.json(&["migrate", "writer", "--to", &first, "-o", "json"]);
-    assert_eq!(m2["outcome"], "committed", "{m2}");
+    let m2 = c.migrate_committed("writer", &first);
     // What the volume held when it moved back (the program goes on writing).
-    let volume = c.dir.path().join(&first).join("volumes/writer/state");
-    let held: usize = crate::harness::files_in(&volume)
-        .iter()
-        .map(|(_, b)| b.len())
-        .sum();
-    c.wait(
-        |c| c.workload("writer")["status"] != "running",
-        "writer to end",
-    );
+    let volume = c.node_dir(&first).join("volumes/writer/state");
+    let held: usize = files_in(&volume).iter().map(|(_, b)| b.len()).sum();
+    c.wait_ended("writer");
     // The files, wherever the program ended, are those of an unmoved run.
-    let reference = work.path().join("reference");
-    std::fs::create_dir_all(&reference).expect("mkdir");
-    let out = crate::harness::tern(&[
-        "run",
-        "--dir",
-        &format!("{}::/data", reference.display()),
-        &fixture("files").display().to_string(),
-        "--",
-        args[0],
-        args[1],
-    ]);
-    assert_eq!(
-        c.workload("writer")["exit_code"],
-        out.status.code().expect("code")
-    );
-    let got = crate::harness::files_in(&volume);
-    let want = crate::harness::files_in(&reference);
-    assert!(
-        got == want,
-        "the volume differs from an unmoved run's directory"
-    );
+    let reference = tempfile::tempdir().expect("tempdir");
+    let want = tern().unmoved_in(reference.path(), "/data", "files", &args);
+    let got = Ending {
+        code: c.exit_code("writer"),
+        files: Some(files_in(&volume)),
+        ..Ending::default()
+    };
+    assert_ends_alike("the volume after two moves", &got, &want);
     // Moving back to a node that holds an earlier copy sends only what changed.
     let (b1, b2) = (
         m1["files_bytes"].as_u64().expect("files_bytes"),
@@ -1297,42 +763,19 @@ fn volumes_move_with_the_workload_and_a_move_back_sends_only_the_delta() {
 
 #[test]
 fn a_controller_restarted_mid_migration_leaves_the_workload_in_exactly_one_place() {
-    let mut c = cluster()
-        .node("alpha", "region=eu-west")
-        .node("beta", "region=us-east")
-        .start();
-    let work = tempfile::tempdir().expect("tempdir");
+    let mut c = two_regions().start();
     let args = ["96", "600"];
-    let p = fixture_profile(work.path(), "steady", "bigmem", &args, "");
-    deploy_running(&c, &p, "steady");
-    let from = c.workload("steady")["node"]
-        .as_str()
-        .expect("node")
-        .to_string();
-    let to = other(&from);
-    let out = c.tern(&[
-        "migrate",
-        "steady",
-        "--to",
-        to,
-        "--bandwidth",
-        "60MiB",
-        "--no-wait",
-    ]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    c.wait(
-        |c| first_migration(c)["bytes"].as_u64().unwrap_or(0) > 0,
-        "the transfer to start",
-    );
+    c.deploy_running(&once("steady", "bigmem", &args));
+    let (from, to) = start_slow_migration(&c, "steady");
     // The controller goes away while the bytes flow and comes back a moment later.
     c.kill_controller();
     std::thread::sleep(Duration::from_millis(700));
     c.start_controller();
     c.wait(
-        |c| !first_migration(c)["outcome"].is_null(),
+        |c| !c.migration_of("steady")["outcome"].is_null(),
         "the migration to end",
     );
-    let m = first_migration(&c);
+    let m = c.migration_of("steady");
     let w = c.workload("steady");
     let expected_node = if m["outcome"] == "committed" {
         to
@@ -1343,11 +786,9 @@ fn a_controller_restarted_mid_migration_leaves_the_workload_in_exactly_one_place
     // Exactly one instance of it runs, on that node.
     c.wait(
         |c| {
-            let nodes = c.json(&["nodes", "-o", "json"]);
-            let running: Vec<String> = nodes
-                .as_array()
-                .into_iter()
-                .flatten()
+            let running: Vec<String> = c
+                .nodes()
+                .iter()
                 .flat_map(|n| {
                     n["instances"]
                         .as_array()
@@ -1362,286 +803,152 @@ fn a_controller_restarted_mid_migration_leaves_the_workload_in_exactly_one_place
         },
         "one instance, where the controller says",
     );
-    c.wait(
-        |c| c.workload("steady")["status"] != "running",
-        "steady to end",
-    );
-    let (want, code) = unmoved("bigmem", &args);
-    assert_eq!(c.workload("steady")["exit_code"], code.expect("code"));
-    c.wait(|c| stdout_of(c, "steady").len() >= want.len(), "all output");
-    assert_eq!(stdout_of(&c, "steady"), want);
+    c.assert_ends_like("steady", &tern().unmoved("bigmem", &args));
 }
 
 #[test]
 fn a_program_that_ends_during_its_migration_ends_normally_where_it_ran() {
-    let c = cluster()
-        .node("alpha", "region=eu-west")
-        .node("beta", "region=us-east")
-        .start();
-    let work = tempfile::tempdir().expect("tempdir");
+    let c = two_regions().start();
     let args = ["128", "12"];
-    let p = fixture_profile(work.path(), "brief", "bigmem", &args, "");
-    deploy_running(&c, &p, "brief");
-    let from = c.workload("brief")["node"]
-        .as_str()
-        .expect("node")
-        .to_string();
-    let to = other(&from);
+    c.deploy_running(&once("brief", "bigmem", &args));
+    let from = c.node_of("brief").expect("node");
     // At 20 MiB/s the first round alone outlasts the program.
-    let out = c.tern(&[
-        "migrate",
-        "brief",
-        "--to",
-        to,
-        "--bandwidth",
-        "20MiB",
-        "-o",
-        "json",
-    ]);
-    let m: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    assert_eq!(out.status.code(), Some(1), "{m}");
-    assert_eq!(m["outcome"], "failed", "{m}");
-    c.wait(
-        |c| c.workload("brief")["status"] != "running",
-        "brief to end",
-    );
+    let m = c.migrate("brief", other(&from), &["--bandwidth", "20MiB"]);
+    assert_eq!(m.code, Some(1), "{}", m.report);
+    assert_eq!(m.report["outcome"], "failed", "{}", m.report);
+    c.wait_ended("brief");
     let w = c.workload("brief");
     assert_eq!(w["node"], from.as_str(), "{w}");
-    let (want, code) = unmoved("bigmem", &args);
-    assert_eq!(w["exit_code"], code.expect("code"));
-    c.wait(|c| stdout_of(c, "brief").len() >= want.len(), "all output");
-    assert_eq!(stdout_of(&c, "brief"), want);
+    c.assert_ends_like("brief", &tern().unmoved("bigmem", &args));
 }
 
 #[test]
 fn an_agent_killed_and_restarted_adopts_its_running_instances() {
     let mut c = cluster().node("alpha", "region=eu-west").start();
-    let work = tempfile::tempdir().expect("tempdir");
     let args = ["6000"];
-    let p = fixture_profile(work.path(), "keep", "printer", &args, "");
-    deploy_running(&c, &p, "keep");
+    c.deploy_running(&once("keep", "printer", &args));
     let before = c.workload("keep");
     // A crash of the agent, not of the node: it comes back before the node is declared down.
     c.kill_agent("alpha");
     std::thread::sleep(Duration::from_millis(200));
-    c.start_agent("alpha", "region=eu-west");
+    c.restart_agent("alpha");
     std::thread::sleep(Duration::from_millis(300));
     let after = c.workload("keep");
     assert_eq!(after["instance"], before["instance"], "{after}");
     assert_eq!(after["restarts"], 0, "{after}");
-    c.wait(|c| c.workload("keep")["status"] != "running", "keep to end");
-    let (want, code) = unmoved("printer", &args);
+    // Its output is whole and appears once, though the new agent read the files from the start.
+    c.assert_ends_like("keep", &tern().unmoved("printer", &args));
     let w = c.workload("keep");
     assert_eq!(w["instance"], before["instance"], "{w}");
-    assert_eq!(w["exit_code"], code.expect("code"), "{w}");
-    // Its output is whole and appears once, though the new agent read the files from the start.
-    c.wait(|c| stdout_of(c, "keep").len() >= want.len(), "all output");
-    assert_eq!(stdout_of(&c, "keep"), want);
 }
 
 #[test]
 fn a_source_agent_killed_mid_transfer_and_restarted_takes_the_migration_over() {
-    let mut c = cluster()
-        .node("alpha", "region=eu-west")
-        .node("beta", "region=us-east")
-        .start();
-    let work = tempfile::tempdir().expect("tempdir");
+    let mut c = two_regions().start();
     let args = ["96", "500"];
-    let p = fixture_profile(work.path(), "survivor", "bigmem", &args, "");
-    deploy_running(&c, &p, "survivor");
+    c.deploy_running(&once("survivor", "bigmem", &args));
     let before = c.workload("survivor");
-    let from = before["node"].as_str().expect("node").to_string();
-    let to = other(&from);
-    let labels = if from == "alpha" {
-        "region=eu-west"
-    } else {
-        "region=us-east"
-    };
-    let out = c.tern(&[
-        "migrate",
-        "survivor",
-        "--to",
-        to,
-        "--bandwidth",
-        "60MiB",
-        "--no-wait",
-    ]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    c.wait(
-        |c| first_migration(c)["bytes"].as_u64().unwrap_or(0) > 0,
-        "the transfer to start",
-    );
+    let (from, to) = start_slow_migration(&c, "survivor");
     // The source's agent crashes mid-transfer and comes back.
     c.kill_agent(&from);
     std::thread::sleep(Duration::from_millis(150));
-    c.start_agent(&from, labels);
+    c.restart_agent(&from);
     c.wait(
-        |c| !first_migration(c)["outcome"].is_null(),
+        |c| !c.migration_of("survivor")["outcome"].is_null(),
         "the migration to end",
     );
     // The instance kept moving while its agent was away; the restarted agent asked for the
     // same migration again, took it over and saw it committed.
-    let m = first_migration(&c);
+    let m = c.migration_of("survivor");
     assert_eq!(m["outcome"], "committed", "{m}");
     let w = c.workload("survivor");
     assert_eq!(w["node"], to, "{w}");
     assert_ne!(w["instance"], before["instance"], "{w}");
-    c.wait(
-        |c| c.workload("survivor")["status"] != "running",
-        "survivor to end",
-    );
-    let (want, code) = unmoved("bigmem", &args);
-    let w = c.workload("survivor");
-    assert_eq!(w["exit_code"], code.expect("code"), "{w}");
-    c.wait(
-        |c| stdout_of(c, "survivor").len() >= want.len(),
-        "all output",
-    );
-    assert_eq!(stdout_of(&c, "survivor"), want);
+    c.assert_ends_like("survivor", &tern().unmoved("bigmem", &args));
 }
 
 /// One request to the counter on a kept-alive connection; the response's status and body.
-fn http(conn: &mut std::net::TcpStream, method: &str, path: &str) -> (u16, String) {
-    let (status, body, _) = http_to(conn, "counter", method, path);
+fn to_counter(conn: &mut TcpStream, method: &str, path: &str) -> (u16, String) {
+    let (status, body, _) = http::request(conn, "counter", method, path);
     (status, body)
-}
-
-fn endpoint(c: &Cluster, workload: &str) -> Option<String> {
-    c.workload(workload)["endpoints"][0]["address"]
-        .as_str()
-        .map(str::to_string)
 }
 
 #[test]
 fn a_service_moves_with_its_state_and_answers_at_its_new_endpoint() {
-    let c = cluster()
-        .node("alpha", "region=eu-west")
-        .node("beta", "region=us-east")
-        .start();
-    let work = tempfile::tempdir().expect("tempdir");
-    deploy_counter(&c, work.path());
+    let c = two_regions().start();
+    deploy_service(&c, &counter());
     let first = endpoint(&c, "counter").expect("endpoint");
-    let mut conn = std::net::TcpStream::connect(&first).expect("connect");
+    let mut conn = TcpStream::connect(&first).expect("connect");
     for i in 1..=50 {
-        assert_eq!(http(&mut conn, "POST", "/inc/k"), (200, format!("{i}\n")));
+        assert_eq!(
+            to_counter(&mut conn, "POST", "/inc/k"),
+            (200, format!("{i}\n"))
+        );
     }
     assert_eq!(
-        http(&mut conn, "GET", "/nothing"),
+        to_counter(&mut conn, "GET", "/nothing"),
         (404, "no such thing\n".into())
     );
-    let from = c.workload("counter")["node"]
-        .as_str()
-        .expect("node")
-        .to_string();
+    let from = c.node_of("counter").expect("node");
     // The connection stays open across the move: it cannot follow the program, which sees
     // its client go away and carries on.
-    let m = c.json(&["migrate", "counter", "--to", other(&from), "-o", "json"]);
-    assert_eq!(m["outcome"], "committed", "{m}");
+    c.migrate_committed("counter", other(&from));
     c.wait(
         |c| endpoint(c, "counter").is_some_and(|e| e != first),
         "the new endpoint",
     );
     let second = endpoint(&c, "counter").expect("endpoint");
-    let mut conn2 = std::net::TcpStream::connect(&second).expect("connect");
-    assert_eq!(http(&mut conn2, "GET", "/count/k"), (200, "50\n".into()));
-    assert_eq!(http(&mut conn2, "POST", "/inc/k"), (200, "51\n".into()));
-    assert_eq!(http(&mut conn2, "GET", "/total"), (200, "51\n".into()));
+    let mut conn2 = TcpStream::connect(&second).expect("connect");
+    assert_eq!(
+        to_counter(&mut conn2, "GET", "/count/k"),
+        (200, "50\n".into())
+    );
+    assert_eq!(
+        to_counter(&mut conn2, "POST", "/inc/k"),
+        (200, "51\n".into())
+    );
+    assert_eq!(
+        to_counter(&mut conn2, "GET", "/total"),
+        (200, "51\n".into())
+    );
     // Where it was, nothing answers any more.
     let mut rest = Vec::new();
     let _ = std::io::Read::read_to_end(&mut conn, &mut rest);
     assert!(
-        std::net::TcpStream::connect(&first).is_err(),
+        TcpStream::connect(&first).is_err(),
         "the old endpoint still listens"
     );
     // And back, with the connection to the second place open during that move too.
-    let m = c.json(&["migrate", "counter", "--to", &from, "-o", "json"]);
-    assert_eq!(m["outcome"], "committed", "{m}");
+    c.migrate_committed("counter", &from);
     c.wait(
         |c| endpoint(c, "counter").is_some_and(|e| e != second),
         "the endpoint back home",
     );
     let mut conn3 =
-        std::net::TcpStream::connect(endpoint(&c, "counter").expect("endpoint")).expect("connect");
-    assert_eq!(http(&mut conn3, "POST", "/inc/k"), (200, "52\n".into()));
-    assert_eq!(http(&mut conn3, "GET", "/count/other"), (200, "0\n".into()));
-}
-
-/// A request through the gateway on a kept-alive connection, for `host`.
-pub(crate) fn http_to(
-    conn: &mut std::net::TcpStream,
-    host: &str,
-    method: &str,
-    path: &str,
-) -> (u16, String, String) {
-    use std::io::{Read, Write};
-    conn.write_all(format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes())
-        .expect("send");
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        let n = conn.read(&mut byte).expect("receive");
-        assert_eq!(n, 1, "connection ended mid-response: {}", text(&head));
-        head.push(byte[0]);
-    }
-    let head = text(&head);
-    let status = head[9..12].parse().expect("status");
-    let len: usize = head
-        .lines()
-        .find_map(|l| {
-            l.to_ascii_lowercase()
-                .strip_prefix("content-length:")
-                .map(|v| v.trim().to_string())
-        })
-        .and_then(|v| v.parse().ok())
-        .expect("content-length");
-    let mut body = vec![0u8; len];
-    conn.read_exact(&mut body).expect("body");
-    (status, text(&body), head)
+        TcpStream::connect(endpoint(&c, "counter").expect("endpoint")).expect("connect");
+    assert_eq!(
+        to_counter(&mut conn3, "POST", "/inc/k"),
+        (200, "52\n".into())
+    );
+    assert_eq!(
+        to_counter(&mut conn3, "GET", "/count/other"),
+        (200, "0\n".into())
+    );
 }
 
 #[test]
 fn the_gateway_routes_by_host_follows_a_move_and_says_404_or_503() {
-    let c = cluster()
-        .node("alpha", "region=eu-west")
-        .node("beta", "region=us-east")
-        .start();
-    let addr_file = c.dir.path().join("gateway.addr");
-    let mut gateway = tern_cmd()
-        .args(["gateway", "--listen", "127.0.0.1:0", "--region", "eu-west"])
-        .args([
-            "--controller",
-            &c.url,
-            "--token",
-            &c.token,
-            "--hold-timeout",
-            "1s",
-        ])
-        .arg("--addr-file")
-        .arg(&addr_file)
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("gateway starts")
-        .reaped();
-    let started = Instant::now();
-    while !addr_file.exists() {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "gateway did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let gw = std::fs::read_to_string(&addr_file).expect("addr");
-    let connect = || std::net::TcpStream::connect(gw.trim()).expect("connect to the gateway");
-
-    let work = tempfile::tempdir().expect("tempdir");
-    deploy_counter(&c, work.path());
+    let c = two_regions().start();
+    let gateway = c.start_gateway("eu-west", &["--hold-timeout", "1s"]);
+    let connect = || TcpStream::connect(gateway.addr()).expect("connect to the gateway");
+    deploy_service(&c, &counter());
 
     let mut conn = connect();
     for i in 1..=20 {
-        let (status, body, _) = http_to(&mut conn, "counter.example", "POST", "/inc/k");
+        let (status, body, _) = http::request(&mut conn, "counter.example", "POST", "/inc/k");
         assert_eq!((status, body), (200, format!("{i}\n")));
     }
-    let (status, body, _) = http_to(&mut conn, "elsewhere.example", "GET", "/total");
+    let (status, body, _) = http::request(&mut conn, "elsewhere.example", "GET", "/total");
     assert_eq!(status, 404);
     assert!(
         body.contains("no workload serves elsewhere.example/total"),
@@ -1649,14 +956,10 @@ fn the_gateway_routes_by_host_follows_a_move_and_says_404_or_503() {
     );
 
     // Moved: the same gateway connection reaches it where it is now, with its counts.
-    let from = c.workload("counter")["node"]
-        .as_str()
-        .expect("node")
-        .to_string();
-    let m = c.json(&["migrate", "counter", "--to", other(&from), "-o", "json"]);
-    assert_eq!(m["outcome"], "committed", "{m}");
+    let from = c.node_of("counter").expect("node");
+    c.migrate_committed("counter", other(&from));
     for i in 21..=30 {
-        let (status, body, _) = http_to(&mut conn, "COUNTER.example:80", "POST", "/inc/k");
+        let (status, body, _) = http::request(&mut conn, "COUNTER.example:80", "POST", "/inc/k");
         assert_eq!((status, body), (200, format!("{i}\n")));
     }
 
@@ -1678,7 +981,7 @@ fn the_gateway_routes_by_host_follows_a_move_and_says_404_or_503() {
         let _ = huge.read_to_string(&mut answer);
         assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
     }
-    let (status, body, _) = http_to(&mut conn, "counter.example", "GET", "/total");
+    let (status, body, _) = http::request(&mut conn, "counter.example", "GET", "/total");
     assert_eq!((status, body), (200, "30\n".into()));
 
     // Stopped: nothing runs it, so after the hold a 503 that says so, with Retry-After.
@@ -1689,7 +992,7 @@ fn the_gateway_routes_by_host_follows_a_move_and_says_404_or_503() {
     );
     let mut conn = connect();
     let t = Instant::now();
-    let (status, body, head) = http_to(&mut conn, "counter.example", "GET", "/total");
+    let (status, body, head) = http::request(&mut conn, "counter.example", "GET", "/total");
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("counter has no running instance"), "{body}");
     assert!(
@@ -1700,77 +1003,14 @@ fn the_gateway_routes_by_host_follows_a_move_and_says_404_or_503() {
         t.elapsed() < Duration::from_secs(10),
         "held past its deadline"
     );
-    let _ = gateway.kill();
-    let _ = gateway.wait();
-}
-
-/// A gateway process for the cluster; returns it and the address it listens on.
-/// A process that is killed when dropped, also when a test fails half-way.
-pub(crate) struct Reaped(Child);
-
-pub(crate) trait Reap {
-    fn reaped(self) -> Reaped;
-}
-
-impl Reap for Child {
-    fn reaped(self) -> Reaped {
-        Reaped(self)
-    }
-}
-
-impl std::ops::Deref for Reaped {
-    type Target = Child;
-    fn deref(&self) -> &Child {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Reaped {
-    fn deref_mut(&mut self) -> &mut Child {
-        &mut self.0
-    }
-}
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_gateway(c: &Cluster, region: &str) -> (Reaped, String) {
-    let addr_file = c.dir.path().join(format!("gateway-{region}.addr"));
-    let child = tern_cmd()
-        .args(["gateway", "--listen", "127.0.0.1:0", "--region", region])
-        .args(["--controller", &c.url, "--token", &c.token])
-        .arg("--addr-file")
-        .arg(&addr_file)
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("gateway starts")
-        .reaped();
-    let started = Instant::now();
-    while !addr_file.exists() {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "gateway did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let addr = std::fs::read_to_string(&addr_file).expect("addr");
-    (child, addr.trim().to_string())
 }
 
 #[test]
 fn a_service_under_load_moves_twenty_times_and_no_request_fails_or_counts_twice() {
-    let c = cluster()
-        .node("alpha", "region=eu-west")
-        .node("beta", "region=us-east")
-        .node("gamma", "region=ap-south")
-        .start();
-    let (mut gateway, gw) = start_gateway(&c, "eu-west");
-    let work = tempfile::tempdir().expect("tempdir");
-    deploy_counter(&c, work.path());
+    let c = three_regions().start();
+    let gateway = c.start_gateway("eu-west", &[]);
+    let gw = gateway.addr().to_string();
+    deploy_service(&c, &counter());
     let gateways = c.json(&["gateways", "-o", "json"]);
     assert_eq!(gateways[0]["region"], "eu-west", "{gateways}");
     assert_eq!(gateways[0]["address"], gw.as_str(), "{gateways}");
@@ -1782,11 +1022,11 @@ fn a_service_under_load_moves_twenty_times_and_no_request_fails_or_counts_twice(
             let gw = gw.clone();
             let stop = stop.clone();
             std::thread::spawn(move || {
-                let mut conn = std::net::TcpStream::connect(&gw).expect("connect");
+                let mut conn = TcpStream::connect(&gw).expect("connect");
                 let mut ok = 0u64;
                 while !stop.load(std::sync::atomic::Ordering::SeqCst) {
                     let (status, body, _) =
-                        http_to(&mut conn, "counter.example", "POST", &format!("/inc/c{k}"));
+                        http::request(&mut conn, "counter.example", "POST", &format!("/inc/c{k}"));
                     assert_eq!(status, 200, "client {k}, request {}: {body}", ok + 1);
                     ok += 1;
                     // Each answer is the count so far: none lost, none counted twice.
@@ -1800,10 +1040,7 @@ fn a_service_under_load_moves_twenty_times_and_no_request_fails_or_counts_twice(
     let mut pauses = Vec::new();
     for i in 0..20 {
         std::thread::sleep(Duration::from_millis(150));
-        let from = c.workload("counter")["node"]
-            .as_str()
-            .expect("node")
-            .to_string();
+        let from = c.node_of("counter").expect("node");
         let at = nodes.iter().position(|n| *n == from).expect("a node");
         let to = nodes[(at + 1 + i % 2) % 3];
         let m = c.json(&["migrate", "counter", "--to", to, "-o", "json"]);
@@ -1816,64 +1053,43 @@ fn a_service_under_load_moves_twenty_times_and_no_request_fails_or_counts_twice(
         .into_iter()
         .map(|t| t.join().expect("a client failed"))
         .sum();
-    let mut conn = std::net::TcpStream::connect(&gw).expect("connect");
-    let (status, total, _) = http_to(&mut conn, "counter.example", "GET", "/total");
+    let mut conn = TcpStream::connect(&gw).expect("connect");
+    let (status, total, _) = http::request(&mut conn, "counter.example", "GET", "/total");
     assert_eq!((status, total), (200, format!("{answered}\n")));
     assert!(answered > 1000, "only {answered} requests in 20 moves");
     eprintln!("{answered} requests, 20 moves, pauses {pauses:?} ms");
-    let _ = gateway.kill();
-    let _ = gateway.wait();
-}
-
-/// Deploy the counter service (host counter.example) and wait for its endpoint.
-fn deploy_counter(c: &Cluster, work: &Path) {
-    let d = work.join("counter");
-    std::fs::create_dir_all(&d).expect("mkdir");
-    std::fs::copy(fixture("counter"), d.join("counter.wasm")).expect("copy");
-    let p = d.join("tern.toml");
-    std::fs::write(
-        &p,
-        "name = \"counter\"\nmodule = \"counter.wasm\"\nports = [8080]\n\
-         [http]\nhost = \"counter.example\"\n",
-    )
-    .expect("write");
-    deploy_running(c, &p, "counter");
-    c.wait(
-        |c| endpoint(c, "counter").is_some(),
-        "the counter's endpoint",
-    );
 }
 
 #[test]
 fn gateways_count_demand_by_client_region_and_inspect_shows_it() {
     let c = cluster().node("alpha", "region=eu-west").start();
-    let work = tempfile::tempdir().expect("tempdir");
-    deploy_counter(&c, work.path());
-    let (mut eu, eu_addr) = start_gateway(&c, "eu-west");
+    deploy_service(&c, &counter());
+    let eu = c.start_gateway("eu-west", &[]);
     // This one trusts a CDN's header, and maps loopback clients to us-east otherwise.
-    let cidrs = work.path().join("cidrs");
+    let cidrs = c.dir().join("cidrs");
     std::fs::write(&cidrs, "127.0.0.0/8 us-east\n").expect("write");
-    let addr_file = c.dir.path().join("gateway-ap.addr");
-    let mut ap = tern_cmd()
-        .args(["gateway", "--listen", "127.0.0.1:0", "--region", "ap-south"])
-        .args(["--controller", &c.url, "--token", &c.token])
-        .args(["--region-header", "X-Client-Region", "--region-cidrs"])
-        .arg(&cidrs)
-        .arg("--addr-file")
-        .arg(&addr_file)
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("gateway starts")
-        .reaped();
-    c.wait(|_| addr_file.exists(), "the second gateway");
-    let ap_addr = std::fs::read_to_string(&addr_file).expect("addr");
-    let mut a = std::net::TcpStream::connect(&eu_addr).expect("connect");
+    let ap = c.start_gateway(
+        "ap-south",
+        &[
+            "--region-header",
+            "X-Client-Region",
+            "--region-cidrs",
+            &cidrs.display().to_string(),
+        ],
+    );
+    let mut a = TcpStream::connect(eu.addr()).expect("connect");
     for _ in 0..30 {
-        assert_eq!(http_to(&mut a, "counter.example", "POST", "/inc/x").0, 200);
+        assert_eq!(
+            http::request(&mut a, "counter.example", "POST", "/inc/x").0,
+            200
+        );
     }
-    let mut b = std::net::TcpStream::connect(ap_addr.trim()).expect("connect");
+    let mut b = TcpStream::connect(ap.addr()).expect("connect");
     for _ in 0..20 {
-        assert_eq!(http_to(&mut b, "counter.example", "GET", "/total").0, 200);
+        assert_eq!(
+            http::request(&mut b, "counter.example", "GET", "/total").0,
+            200
+        );
     }
     {
         use std::io::Write;
@@ -1882,12 +1098,7 @@ fn gateways_count_demand_by_client_region_and_inspect_shows_it() {
                 b"GET /total HTTP/1.1\r\nHost: counter.example\r\nX-Client-Region: sa-east\r\n\r\n",
             )
             .expect("send");
-            let mut head = Vec::new();
-            let mut byte = [0u8; 1];
-            while !head.ends_with(b"\r\n\r\n") {
-                assert_eq!(std::io::Read::read(&mut b, &mut byte).expect("read"), 1);
-                head.push(byte[0]);
-            }
+            http::read_head(&mut b);
             let mut body = [0u8; 3];
             std::io::Read::read_exact(&mut b, &mut body).expect("body");
         }
@@ -1909,70 +1120,40 @@ fn gateways_count_demand_by_client_region_and_inspect_shows_it() {
         t["p50_ms"].as_f64().is_some() && t["p99_ms"].as_f64().is_some(),
         "{t}"
     );
-    let _ = eu.kill();
-    let _ = ap.kill();
-    let _ = eu.wait();
-    let _ = ap.wait();
 }
 
 #[test]
 fn a_restarted_gateway_and_a_lost_node_leave_no_request_hanging() {
     let mut c = cluster().node("alpha", "region=eu-west").start();
-    let work = tempfile::tempdir().expect("tempdir");
-    deploy_counter(&c, work.path());
-    let (mut g, addr) = start_gateway(&c, "eu-west");
-    let mut conn = std::net::TcpStream::connect(&addr).expect("connect");
+    deploy_service(&c, &counter());
+    let mut g = c.start_gateway("eu-west", &[]);
+    let addr = g.addr().to_string();
+    let mut conn = TcpStream::connect(&addr).expect("connect");
     assert_eq!(
-        http_to(&mut conn, "counter.example", "POST", "/inc/k").1,
+        http::request(&mut conn, "counter.example", "POST", "/inc/k").1,
         "1\n"
     );
     // A gateway restarted on the same address picks the routes up again.
-    let _ = g.kill();
-    let _ = g.wait();
-    let restarted = tern_cmd()
-        .args(["gateway", "--listen", &addr, "--region", "eu-west"])
-        .args([
-            "--controller",
-            &c.url,
-            "--token",
-            &c.token,
-            "--hold-timeout",
-            "2s",
-        ])
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("gateway starts")
-        .reaped();
-    let mut g = restarted;
-    let started = Instant::now();
-    let mut conn = loop {
-        if let Ok(s) = std::net::TcpStream::connect(&addr) {
-            break s;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "gateway not back"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    g.kill();
+    let _g = c.start_gateway_on(&addr, "eu-west", &["--hold-timeout", "2s"]);
+    let mut conn = TcpStream::connect(&addr).expect("connect");
     assert_eq!(
-        http_to(&mut conn, "counter.example", "POST", "/inc/k").1,
+        http::request(&mut conn, "counter.example", "POST", "/inc/k").1,
         "2\n"
     );
     // The node is lost with the instance: held requests end with a 503 by their deadline.
     c.kill_agent("alpha");
-    for pid in crate::faults::instance_pids(&c, "alpha") {
-        let _ = Command::new("kill")
-            .args(["-KILL", &pid.to_string()])
-            .status();
+    for pid in c.instance_pids("alpha") {
+        signal_pid(pid, "-KILL");
     }
     let clients: Vec<_> = (0..3)
         .map(|_| {
             let addr = addr.clone();
             std::thread::spawn(move || {
-                let mut s = std::net::TcpStream::connect(&addr).expect("connect");
+                let mut s = TcpStream::connect(&addr).expect("connect");
                 let t = Instant::now();
-                let (status, body, head) = http_to(&mut s, "counter.example", "GET", "/total");
+                let (status, body, head) =
+                    http::request(&mut s, "counter.example", "GET", "/total");
                 (status, body, head, t.elapsed())
             })
         })
@@ -1989,46 +1170,25 @@ fn a_restarted_gateway_and_a_lost_node_leave_no_request_hanging() {
         }
         assert!(took < Duration::from_secs(8), "held {took:?}");
     }
-    let _ = g.kill();
-    let _ = g.wait();
 }
 
 #[test]
 fn a_slow_client_is_cut_off_without_holding_up_the_others() {
     let c = cluster().node("alpha", "region=eu-west").start();
-    let work = tempfile::tempdir().expect("tempdir");
-    deploy_counter(&c, work.path());
-    let addr_file = c.dir.path().join("gateway.addr");
-    let mut g = tern_cmd()
-        .args(["gateway", "--listen", "127.0.0.1:0", "--region", "eu-west"])
-        .args([
-            "--controller",
-            &c.url,
-            "--token",
-            &c.token,
-            "--header-timeout",
-            "1s",
-        ])
-        .arg("--addr-file")
-        .arg(&addr_file)
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("gateway starts")
-        .reaped();
-    c.wait(|_| addr_file.exists(), "the gateway");
-    let addr = std::fs::read_to_string(&addr_file).expect("addr");
-    let addr = addr.trim();
+    deploy_service(&c, &counter());
+    let g = c.start_gateway("eu-west", &["--header-timeout", "1s"]);
+    let addr = g.addr();
     // Slowloris: a request head dribbled out a byte at a time, never finished.
-    let mut slow: Vec<std::net::TcpStream> = (0..20)
+    let mut slow: Vec<TcpStream> = (0..20)
         .map(|_| {
             use std::io::Write;
-            let mut s = std::net::TcpStream::connect(addr).expect("connect");
+            let mut s = TcpStream::connect(addr).expect("connect");
             s.write_all(b"GET /total HTTP/1.1\r\nHost: counter.example\r\nX-Slow: ")
                 .expect("send");
             s
         })
         .collect();
-    let mut fast = std::net::TcpStream::connect(addr).expect("connect");
+    let mut fast = TcpStream::connect(addr).expect("connect");
     let started = Instant::now();
     let mut answered = 0;
     while started.elapsed() < Duration::from_millis(2500) {
@@ -2037,7 +1197,7 @@ fn a_slow_client_is_cut_off_without_holding_up_the_others() {
             let _ = s.write_all(b"a");
         }
         assert_eq!(
-            http_to(&mut fast, "counter.example", "POST", "/inc/k").0,
+            http::request(&mut fast, "counter.example", "POST", "/inc/k").0,
             200
         );
         answered += 1;
@@ -2065,52 +1225,36 @@ fn a_slow_client_is_cut_off_without_holding_up_the_others() {
             ),
         }
     }
-    let _ = g.kill();
-    let _ = g.wait();
 }
 
 #[test]
 fn a_hung_service_gets_a_504_in_time_and_answers_again_once_it_runs() {
     let c = cluster().node("alpha", "region=eu-west").start();
-    let work = tempfile::tempdir().expect("tempdir");
-    deploy_counter(&c, work.path());
-    let addr_file = c.dir.path().join("gateway.addr");
-    let _g = tern_cmd()
-        .args(["gateway", "--listen", "127.0.0.1:0", "--region", "eu-west"])
-        .args(["--controller", &c.url, "--token", &c.token])
-        .args(["--upstream-timeout", "1s", "--hold-timeout", "5s"])
-        .arg("--addr-file")
-        .arg(&addr_file)
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("gateway starts")
-        .reaped();
-    c.wait(|_| addr_file.exists(), "the gateway");
-    let addr = std::fs::read_to_string(&addr_file).expect("addr");
-    let addr = addr.trim().to_string();
-    let mut conn = std::net::TcpStream::connect(&addr).expect("connect");
+    deploy_service(&c, &counter());
+    let g = c.start_gateway(
+        "eu-west",
+        &["--upstream-timeout", "1s", "--hold-timeout", "5s"],
+    );
+    let addr = g.addr().to_string();
+    let mut conn = TcpStream::connect(&addr).expect("connect");
     assert_eq!(
-        http_to(&mut conn, "counter.example", "POST", "/inc/k").1,
+        http::request(&mut conn, "counter.example", "POST", "/inc/k").1,
         "1\n"
     );
-    let pids = crate::faults::instance_pids(&c, "alpha");
+    let pids = c.instance_pids("alpha");
     assert_eq!(pids.len(), 1);
-    let signal = |sig: &str| {
-        let _ = Command::new("kill")
-            .args([sig, &pids[0].to_string()])
-            .status();
-    };
+    let signal = |sig: &str| signal_pid(pids[0], sig);
     // Hung: the kernel still accepts, nobody answers.
     signal("-STOP");
     let t = Instant::now();
-    let (status, body, _) = http_to(&mut conn, "counter.example", "GET", "/total");
+    let (status, body, _) = http::request(&mut conn, "counter.example", "GET", "/total");
     assert_eq!(status, 504, "{body}");
     assert!(body.contains("counter did not answer"), "{body}");
     assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
     signal("-CONT");
-    let mut conn = std::net::TcpStream::connect(&addr).expect("connect");
+    let mut conn = TcpStream::connect(&addr).expect("connect");
     assert_eq!(
-        http_to(&mut conn, "counter.example", "GET", "/count/k").1,
+        http::request(&mut conn, "counter.example", "GET", "/count/k").1,
         "1\n"
     );
     // Gone (it crashed; its node restarts it): its endpoint refuses, so it leaves routing,
@@ -2124,8 +1268,8 @@ fn a_hung_service_gets_a_504_in_time_and_answers_again_once_it_runs() {
         .map(|_| {
             let addr = addr.clone();
             std::thread::spawn(move || {
-                let mut s = std::net::TcpStream::connect(&addr).expect("connect");
-                http_to(&mut s, "counter.example", "GET", "/count/k")
+                let mut s = TcpStream::connect(&addr).expect("connect");
+                http::request(&mut s, "counter.example", "GET", "/count/k")
             })
         })
         .collect();
@@ -2152,13 +1296,12 @@ fn peak_rss(pid: u32) -> u64 {
 fn large_bodies_stream_through_the_gateway_both_ways() {
     use std::io::{Read, Write};
     let c = cluster().node("alpha", "region=eu-west").start();
-    let work = tempfile::tempdir().expect("tempdir");
-    deploy_counter(&c, work.path());
-    let (g, addr) = start_gateway(&c, "eu-west");
+    deploy_service(&c, &counter());
+    let g = c.start_gateway("eu-west", &[]);
     const SIZE: u64 = 64 << 20;
     let byte = |i: u64| (i.wrapping_mul(2654435761) >> 13) as u8;
     // Up: 64 MiB sent in pieces; the service answers its length and checksum.
-    let mut s = std::net::TcpStream::connect(&addr).expect("connect");
+    let mut s = TcpStream::connect(g.addr()).expect("connect");
     s.write_all(
         format!("POST /sum HTTP/1.1\r\nHost: counter.example\r\nContent-Length: {SIZE}\r\n\r\n")
             .as_bytes(),
@@ -2173,34 +1316,17 @@ fn large_bodies_stream_through_the_gateway_both_ways() {
         }
         s.write_all(&chunk).expect("body");
     }
-    let mut head = Vec::new();
-    let mut one = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        assert_eq!(s.read(&mut one).expect("answer"), 1);
-        head.push(one[0]);
-    }
-    let mut answer = String::new();
+    let head = http::read_head(&mut s);
     let want = format!("{SIZE} {sum}\n");
-    let mut rest = vec![0u8; want.len()];
-    s.read_exact(&mut rest).expect("answer body");
-    answer.push_str(&text(&rest));
-    assert!(text(&head).starts_with("HTTP/1.1 200"), "{}", text(&head));
-    assert_eq!(answer, want);
+    let mut answer = vec![0u8; want.len()];
+    s.read_exact(&mut answer).expect("answer body");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(text(&answer), want);
     // Down: 64 MiB, checked as they come.
-    let (status, _, head) = {
-        s.write_all(
-            format!("GET /bytes/{SIZE} HTTP/1.1\r\nHost: counter.example\r\n\r\n").as_bytes(),
-        )
+    s.write_all(format!("GET /bytes/{SIZE} HTTP/1.1\r\nHost: counter.example\r\n\r\n").as_bytes())
         .expect("send");
-        let mut h = Vec::new();
-        while !h.ends_with(b"\r\n\r\n") {
-            assert_eq!(s.read(&mut one).expect("answer"), 1);
-            h.push(one[0]);
-        }
-        let h = text(&h);
-        (h[9..12].to_string(), (), h)
-    };
-    assert_eq!(status, "200", "{head}");
+    let head = http::read_head(&mut s);
+    assert_eq!(&head[9..12], "200", "{head}");
     let mut got = 0u64;
     let mut buf = vec![0u8; 1 << 16];
     while got < SIZE {
@@ -2217,17 +1343,14 @@ fn large_bodies_stream_through_the_gateway_both_ways() {
         got += n as u64;
     }
     // Neither body was held whole by the gateway.
-    let peak = peak_rss(g.id());
+    let peak = peak_rss(g.pid());
     assert!(peak < 48 << 20, "the gateway peaked at {} MiB", peak >> 20);
 }
 
 #[test]
 fn only_workloads_the_gateways_route_to_are_quiesced_before_they_stop() {
-    let c = cluster()
-        .node("alpha", "region=eu-west")
-        .node("beta", "region=us-east")
-        .start();
-    let (_g, _addr) = start_gateway(&c, "eu-west");
+    let c = two_regions().start();
+    let _g = c.start_gateway("eu-west", &[]);
     c.wait(
         |c| {
             c.json(&["gateways", "-o", "json"])
@@ -2236,21 +1359,22 @@ fn only_workloads_the_gateways_route_to_are_quiesced_before_they_stop() {
         },
         "the gateway to follow the controller",
     );
-    let work = tempfile::tempdir().expect("tempdir");
-    deploy_counter(&c, work.path());
-    let p = fixture_profile(work.path(), "plain", "ticker", &["400", "20", "1"], "");
-    deploy_running(&c, &p, "plain");
+    deploy_service(&c, &counter());
+    c.deploy_running(&once("plain", "ticker", &["400", "20", "1"]));
     for name in ["counter", "plain"] {
-        let from = c.workload(name)["node"].as_str().expect("node").to_string();
-        let m = c.json(&["migrate", name, "--to", other(&from), "-o", "json"]);
-        assert_eq!(m["outcome"], "committed", "{m}");
+        let from = c.node_of(name).expect("node");
+        c.migrate_committed(name, other(&from));
     }
-    let all = c.json(&["migrations", "-o", "json"]);
+    let all = c.migrations();
     let quiesced = |name: &str| {
-        all.as_array()
-            .and_then(|a| a.iter().find(|m| m["workload"] == name))
+        all.iter()
+            .find(|m| m["workload"] == name)
             .map(|m| m["quiesce"].clone())
     };
-    assert_eq!(quiesced("counter"), Some(serde_json::json!(true)), "{all}");
-    assert_eq!(quiesced("plain"), Some(serde_json::json!(false)), "{all}");
+    assert_eq!(
+        quiesced("counter"),
+        Some(serde_json::json!(true)),
+        "{all:?}"
+    );
+    assert_eq!(quiesced("plain"), Some(serde_json::json!(false)), "{all:?}");
 }

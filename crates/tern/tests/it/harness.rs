@@ -1,62 +1,78 @@
-//! Running `tern` as a separate process, the way users and scripts do.
+//! This crate's way into tern-testkit's harness: the `tern` binary that cargo built for these
+//! tests, and the cluster every fleet test starts from.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::PathBuf;
 
-/// All tests share one Tern home so that each fixture is instrumented and compiled once.
+pub use tern_testkit::{assert_ends_alike, fixture, text, Cluster, Ending, Profile, Tern};
+
+/// `tern` with the Tern home that all tests share, so that each fixture is instrumented and
+/// compiled once.
+pub fn tern() -> Tern {
+    Tern::new(env!("CARGO_BIN_EXE_tern"), tern_home())
+}
+
 pub fn tern_home() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("tern-home")
 }
 
-pub fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../fixtures")
-        .join(format!("{name}.wasm"))
+/// A cluster as the fleet tests want it: nodes declared down after a second without a
+/// heartbeat, uploads up to 64 MiB, each agent counting its own instances' CPU (the nodes
+/// share this machine) and ready for the fault-injection tests' faults. Placement is paused:
+/// tests move workloads themselves, and those that test automatic placement say `tern
+/// placement resume` when the stage is set.
+pub fn cluster() -> tern_testkit::Builder {
+    Cluster::builder(tern())
+        .down_after("1s")
+        .max_blob_bytes(64 << 20)
+        .every_agent_args(&["--cpu-measure", "instances"])
+        .fault_files()
 }
 
-pub fn tern(args: &[&str]) -> Output {
-    tern_in(&tern_home(), args)
+/// Two nodes in two regions: alpha in eu-west, beta in us-east.
+pub fn two_regions() -> tern_testkit::Builder {
+    cluster()
+        .node("alpha", "region=eu-west")
+        .node("beta", "region=us-east")
 }
 
-/// Run `tern` with another Tern home, as on a machine that has never seen the module.
-pub fn tern_in(home: &Path, args: &[&str]) -> Output {
-    tern_with(home, args, &[])
+/// Those and gamma in ap-south.
+pub fn three_regions() -> tern_testkit::Builder {
+    two_regions().node("gamma", "region=ap-south")
 }
 
-/// Run `tern` with extra environment variables.
-pub fn tern_with(home: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tern"))
-        .args(args)
-        .env("TERN_HOME", home)
-        .envs(env.iter().copied())
-        .output()
-        .expect("tern runs")
+/// A profile for `fixture` that runs once (`[restart] policy = "never"`), as an unmoved run.
+pub fn once(name: &str, fixture: &str, args: &[&str]) -> Profile {
+    Profile::new(name, fixture).args(args).restart_never()
 }
 
-/// What a run leaves behind that must match between runs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Result {
-    pub stdout: Vec<u8>,
-    pub stderr: Vec<u8>,
-    pub code: Option<i32>,
-    pub files: Vec<(String, Vec<u8>)>,
+/// The counter service (`fixtures/counter.wasm`), for host `counter.example` on port 8080.
+pub fn counter() -> Profile {
+    Profile::new("counter", "counter")
+        .top("ports = [8080]\n")
+        .toml("[http]\nhost = \"counter.example\"\n")
 }
 
-pub fn files_in(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
-        .expect("read dir")
-        .map(|e| {
-            let e = e.expect("entry");
-            (
-                e.file_name().to_string_lossy().into_owned(),
-                std::fs::read(e.path()).expect("read file"),
-            )
-        })
-        .collect();
-    out.sort();
-    out
+/// Deploy a service and wait until it runs and has an endpoint.
+pub fn deploy_service(c: &Cluster, profile: &Profile) {
+    c.deploy_running(profile);
+    c.wait(
+        |c| endpoint(c, profile.name()).is_some(),
+        &format!("{}'s endpoint", profile.name()),
+    );
 }
 
-pub fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
+/// The address of a service's first endpoint.
+pub fn endpoint(c: &Cluster, workload: &str) -> Option<String> {
+    c.workload(workload)["endpoints"][0]["address"]
+        .as_str()
+        .map(str::to_string)
+}
+
+/// The other node of a two-node cluster of alpha and beta.
+pub fn other(node: &str) -> &'static str {
+    if node == "alpha" {
+        "beta"
+    } else {
+        "alpha"
+    }
 }

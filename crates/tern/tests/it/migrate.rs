@@ -3,10 +3,12 @@
 //! an unmoved run. And a migration that fails leaves the program running where it was.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Stdio};
+use std::time::Duration;
 
-use crate::harness::{files_in, fixture, tern_home, text, Result};
+use tern_testkit::{wait_until, Migrated};
+
+use crate::harness::{assert_ends_alike, fixture, tern, Ending};
 
 struct Case<'a> {
     fixture: &'a str,
@@ -15,18 +17,21 @@ struct Case<'a> {
     dir: Option<&'a str>,
 }
 
+/// `fixture` run with `args`, granted no directory.
+fn case<'a>(fixture: &'a str, args: &'a [&'a str]) -> Case<'a> {
+    Case {
+        fixture,
+        args,
+        dir: None,
+    }
+}
+
 /// Where each place keeps the program's directory: one shared by all (same machine), or one
 /// of its own (as on different machines: the files must move with the program).
 #[derive(Clone, Copy, PartialEq)]
 enum Dirs {
     Shared,
     Own,
-}
-
-fn tern_cmd() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_tern"));
-    c.env("TERN_HOME", tern_home());
-    c
 }
 
 /// One process the program runs in: the first `tern run`, then each `tern receive`.
@@ -42,7 +47,7 @@ fn spawn(case: &Case<'_>, work: &Path, dir: &Path, n: usize, receive: bool) -> (
     let err = work.join(format!("{n}.err"));
     let socket = work.join(format!("{n}.sock"));
     let port = work.join(format!("{n}.port"));
-    let mut c = tern_cmd();
+    let mut c = tern().command();
     if receive {
         c.arg("receive").arg("--port-file").arg(&port);
     } else {
@@ -73,48 +78,38 @@ fn spawn(case: &Case<'_>, work: &Path, dir: &Path, n: usize, receive: bool) -> (
 }
 
 fn wait_for(path: &Path) {
-    let started = Instant::now();
-    while !path.exists() {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "{} never appeared",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_until(
+        Duration::from_secs(60),
+        Duration::from_millis(5),
+        &format!("{} to appear", path.display()),
+        || path.exists(),
+        String::new,
+    );
 }
 
-fn migrate(socket: &Path, to: &str, extra: &[&str]) -> (Option<i32>, serde_json::Value) {
-    let out = tern_cmd()
+/// `tern instance migrate <socket> --to <to> -o json <extra…>`.
+fn migrate(socket: &Path, to: &str, extra: &[&str]) -> Migrated {
+    let out = tern()
+        .command()
         .args(["instance", "migrate"])
         .arg(socket)
         .args(["--to", to, "-o", "json"])
         .args(extra)
         .output()
         .expect("tern runs");
-    let report = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
-    (out.status.code(), report)
+    Migrated::of(&out)
 }
 
-fn reference(case: &Case<'_>, work: &Path) -> Result {
+/// The unmoved run, with the files it leaves in a directory of its own (an empty one if the
+/// program is granted none).
+fn reference(case: &Case<'_>, work: &Path) -> Ending {
     let dir = work.join("reference");
-    std::fs::create_dir_all(&dir).expect("mkdir");
-    let mut c = tern_cmd();
-    c.arg("run");
-    if let Some(g) = case.dir {
-        c.arg("--dir").arg(format!("{}::{g}", dir.display()));
-    }
-    let out = c
-        .arg(fixture(case.fixture))
-        .arg("--")
-        .args(case.args)
-        .output()
-        .expect("tern runs");
-    Result {
-        stdout: out.stdout,
-        stderr: out.stderr,
-        code: out.status.code(),
-        files: files_in(&dir),
+    match case.dir {
+        Some(guest) => tern().unmoved_in(&dir, guest, case.fixture, case.args),
+        None => {
+            std::fs::create_dir_all(&dir).expect("mkdir");
+            tern().unmoved(case.fixture, case.args).with_files_in(&dir)
+        }
     }
 }
 
@@ -127,7 +122,7 @@ fn moved(
     every: Duration,
     extra: &[&str],
     dirs: Dirs,
-) -> (Result, usize) {
+) -> (Ending, usize) {
     let dir_of = |n: usize| {
         let d = match dirs {
             Dirs::Shared => work.join("moved"),
@@ -148,7 +143,7 @@ fn moved(
         wait_for(&port);
         let addr = std::fs::read_to_string(&port).expect("port");
         let from = places.last().expect("place").socket.clone();
-        let (code, report) = migrate(&from, addr.trim(), extra);
+        let Migrated { code, report, .. } = migrate(&from, addr.trim(), extra);
         if code == Some(0) {
             assert_eq!(report["outcome"], "committed", "{report}");
             wait_for(&next.socket);
@@ -182,152 +177,87 @@ fn moved(
         stdout.extend(std::fs::read(&p.out).expect("out"));
         stderr.extend(std::fs::read(&p.err).expect("err"));
     }
-    (
-        Result {
-            stdout,
-            stderr,
-            code,
-            files: files_in(&final_dir),
-        },
-        committed,
-    )
+    let ending = Ending {
+        code,
+        stdout: Some(stdout),
+        stderr: Some(stderr),
+        files: None,
+    };
+    (ending.with_files_in(&final_dir), committed)
 }
 
-fn check(case: Case<'_>, hops: usize, every: Duration, extra: &[&str]) {
-    check_with(case, hops, every, extra, Dirs::Shared)
+/// Move `case` `hops` times, `every_ms` apart: it ends like an unmoved run.
+fn check(case: Case<'_>, hops: usize, every_ms: u64, extra: &[&str]) {
+    check_with(case, hops, every_ms, extra, Dirs::Shared)
 }
 
-fn check_with(case: Case<'_>, hops: usize, every: Duration, extra: &[&str], dirs: Dirs) {
+fn check_with(case: Case<'_>, hops: usize, every_ms: u64, extra: &[&str], dirs: Dirs) {
+    let every = Duration::from_millis(every_ms);
     let work = tempfile::tempdir().expect("tempdir");
     let want = reference(&case, work.path());
-    assert!(want.code.is_some(), "{}", text(&want.stderr));
     let (got, committed) = moved(&case, work.path(), hops, every, extra, dirs);
     assert!(committed >= 1, "{}: no move was committed", case.fixture);
-    assert_eq!(
-        text(&got.stdout),
-        text(&want.stdout),
-        "{} stdout",
-        case.fixture
+    assert_ends_alike(
+        &format!("{} moved {committed} times", case.fixture),
+        &got,
+        &want,
     );
-    assert_eq!(
-        text(&got.stderr),
-        text(&want.stderr),
-        "{} stderr",
-        case.fixture
-    );
-    assert_eq!(got.code, want.code, "{} exit code", case.fixture);
-    assert!(got.files == want.files, "{} files differ", case.fixture);
 }
 
 #[test]
 fn a_compute_loop_moves_three_times() {
-    check(
-        Case {
-            fixture: "compute",
-            args: &["400000000"],
-            dir: None,
-        },
-        3,
-        Duration::from_millis(150),
-        &[],
-    );
+    check(case("compute", &["400000000"]), 3, 150, &[]);
 }
 
 #[test]
 fn a_printer_moves_without_losing_or_repeating_a_line() {
-    check(
-        Case {
-            fixture: "printer",
-            args: &["8000"],
-            dir: None,
-        },
-        4,
-        Duration::from_millis(100),
-        &[],
-    );
+    check(case("printer", &["8000"]), 4, 100, &[]);
+}
+
+/// The file writer, in a directory granted as `/data`.
+fn writer() -> Case<'static> {
+    Case {
+        dir: Some("/data"),
+        ..case("files", &["/data", "60000"])
+    }
 }
 
 #[test]
 fn a_file_writer_moves_with_its_open_descriptors() {
-    check(
-        Case {
-            fixture: "files",
-            args: &["/data", "60000"],
-            dir: Some("/data"),
-        },
-        3,
-        Duration::from_millis(100),
-        &[],
-    );
+    check(writer(), 3, 100, &[]);
 }
 
 #[test]
 fn files_move_with_the_program_to_a_directory_of_its_own() {
-    check_with(
-        Case {
-            fixture: "files",
-            args: &["/data", "60000"],
-            dir: Some("/data"),
-        },
-        3,
-        Duration::from_millis(100),
-        &[],
-        Dirs::Own,
-    );
+    check_with(writer(), 3, 100, &[], Dirs::Own);
 }
 
 #[test]
 fn a_large_memory_that_keeps_changing_moves() {
-    check(
-        Case {
-            fixture: "bigmem",
-            args: &["64", "200"],
-            dir: None,
-        },
-        2,
-        Duration::from_millis(300),
-        &[],
-    );
+    check(case("bigmem", &["64", "200"]), 2, 300, &[]);
 }
 
 #[test]
 fn page_hashing_finds_written_pages_too() {
-    check(
-        Case {
-            fixture: "bigmem",
-            args: &["32", "200"],
-            dir: None,
-        },
-        2,
-        Duration::from_millis(200),
-        &["--hashing"],
-    );
+    check(case("bigmem", &["32", "200"]), 2, 200, &["--hashing"]);
 }
 
 #[test]
 fn a_failed_migration_leaves_the_program_running_where_it_was() {
-    let case = Case {
-        fixture: "bigmem",
-        args: &["128", "150"],
-        dir: None,
-    };
+    let big = case("bigmem", &["128", "150"]);
     let work = tempfile::tempdir().expect("tempdir");
-    let want = reference(&case, work.path());
+    let want = reference(&big, work.path());
     let dir = work.path().join("moved");
     std::fs::create_dir_all(&dir).expect("mkdir");
-    let (mut src, _) = spawn(&case, work.path(), &dir, 0, false);
+    let (mut src, _) = spawn(&big, work.path(), &dir, 0, false);
     wait_for(&src.socket);
 
     // A destination prepared for another module is refused before anything moves.
-    let wrong = Case {
-        fixture: "compute",
-        args: &[],
-        dir: None,
-    };
+    let wrong = case("compute", &[]);
     let (mut other, port) = spawn(&wrong, work.path(), &dir, 1, true);
     wait_for(&port);
     let addr = std::fs::read_to_string(&port).expect("port");
-    let (code, report) = migrate(&src.socket, addr.trim(), &[]);
+    let Migrated { code, report, .. } = migrate(&src.socket, addr.trim(), &[]);
     assert_eq!(code, Some(1));
     assert_eq!(report["outcome"], "failed", "{report}");
     assert_eq!(report["failed_step"], "prepare", "{report}");
@@ -338,10 +268,11 @@ fn a_failed_migration_leaves_the_program_running_where_it_was() {
     assert_ne!(other.child.wait().expect("wait").code(), Some(0));
 
     // A destination that dies in the middle of the transfer.
-    let (mut dying, port) = spawn(&case, work.path(), &dir, 2, true);
+    let (mut dying, port) = spawn(&big, work.path(), &dir, 2, true);
     wait_for(&port);
     let addr = std::fs::read_to_string(&port).expect("port");
-    let migrating = tern_cmd()
+    let migrating = tern()
+        .command()
         .args(["instance", "migrate"])
         .arg(&src.socket)
         .args(["--to", addr.trim(), "-o", "json", "--bandwidth", "200MiB"])
@@ -351,18 +282,16 @@ fn a_failed_migration_leaves_the_program_running_where_it_was() {
     std::thread::sleep(Duration::from_millis(100));
     dying.child.kill().expect("kill");
     let _ = dying.child.wait();
-    let out = migrating.wait_with_output().expect("wait");
-    let code = out.status.code();
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let Migrated { code, report, .. } = Migrated::of(&migrating.wait_with_output().expect("wait"));
     assert_eq!(code, Some(1), "{report}");
     assert_eq!(report["outcome"], "failed", "{report}");
 
     // The program never stopped: its output is whole and the same as an unmoved run's.
     let status = src.child.wait().expect("wait");
-    assert_eq!(status.code(), want.code);
-    assert_eq!(
-        text(&std::fs::read(&src.out).expect("out")),
-        text(&want.stdout)
-    );
-    let _ = std::fs::read(&src.err);
+    let got = Ending {
+        code: status.code(),
+        stdout: Some(std::fs::read(&src.out).expect("out")),
+        ..Ending::default()
+    };
+    assert_ends_alike("bigmem after two failed migrations", &got, &want);
 }

@@ -6,10 +6,11 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::fleet::{cluster, deploy_running, fixture_profile, http_to, Cluster};
-use crate::harness::text;
+use tern_testkit::{http, Gateway};
+
+use crate::harness::{cluster, counter, deploy_service, once, tern, text, Cluster};
 
 /// Write a delay table; its path, as the `--delays` flags take it.
 fn delays(dir: &Path, toml: &str) -> String {
@@ -20,27 +21,16 @@ fn delays(dir: &Path, toml: &str) -> String {
 
 /// Wait up to `secs` for `cond`.
 fn wait_for(c: &Cluster, secs: u64, what: &str, cond: impl Fn(&Cluster) -> bool) {
-    let started = Instant::now();
-    while !cond(c) {
-        assert!(
-            started.elapsed() < Duration::from_secs(secs),
-            "timed out waiting for {what}; migrations: {}; controller log: {}",
-            c.ok(&["migrations"]),
-            std::fs::read_to_string(c.dir.path().join("controller.log")).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    c.wait_for(Duration::from_secs(secs), what, cond);
 }
 
+/// The node workload `w` is on ("" if none).
 fn node_of(c: &Cluster, w: &str) -> String {
-    c.workload(w)["node"].as_str().unwrap_or("").to_string()
+    c.node_of(w).unwrap_or_default()
 }
 
 fn auto_migrations(c: &Cluster) -> Vec<serde_json::Value> {
-    c.json(&["migrations", "-o", "json"])
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
+    c.migrations()
         .into_iter()
         .filter(|m| m["auto"] == true)
         .collect()
@@ -49,8 +39,7 @@ fn auto_migrations(c: &Cluster) -> Vec<serde_json::Value> {
 /// Move `w` to `node` by hand (placement is paused) unless it is there.
 fn put_on(c: &Cluster, w: &str, node: &str) {
     if node_of(c, w) != node {
-        let m = c.json(&["migrate", w, "--to", node, "-o", "json"]);
-        assert_eq!(m["outcome"], "committed", "{m}");
+        c.migrate_committed(w, node);
     }
     assert_eq!(node_of(c, w), node);
 }
@@ -71,7 +60,8 @@ impl Clients {
             let mut conn = std::net::TcpStream::connect(&addr).expect("connect");
             let mut next = first;
             while !s.load(Ordering::SeqCst) {
-                let (status, body, _) = http_to(&mut conn, "counter.example", "POST", "/inc/k");
+                let (status, body, _) =
+                    http::request(&mut conn, "counter.example", "POST", "/inc/k");
                 assert_eq!((status, body), (200, format!("{next}\n")));
                 next += 1;
             }
@@ -112,10 +102,9 @@ fn a_service_moves_to_the_region_its_demand_comes_from() {
         .node("ap", "region=ap-south")
         .agent_args("eu", &["--delays", &d])
         .agent_args("ap", &["--delays", &d])
-        .controller_arg("--rebalance-every")
-        .controller_arg("500ms")
+        .controller_args(&["--rebalance-every", "500ms"])
         .start();
-    deploy_counter(&c, work.path(), "");
+    deploy_counter(&c, "");
     put_on(&c, "counter", "eu");
     // The probes see the made-up distance.
     wait_for(&c, 20, "a measured link", |c| {
@@ -125,8 +114,8 @@ fn a_service_moves_to_the_region_its_demand_comes_from() {
             .and_then(|l| l["rtt_ms"].as_f64())
             .is_some_and(|rtt| rtt >= 120.0)
     });
-    let (_gw, addr) = start_gateway_with(&c, "ap-south", &d);
-    let clients = Clients::start(&addr, 1);
+    let gw = start_gateway_with(&c, "ap-south", &d);
+    let clients = Clients::start(gw.addr(), 1);
     std::thread::sleep(Duration::from_secs(1));
     assert!(auto_migrations(&c).is_empty(), "nothing moves while paused");
     assert!(c
@@ -167,93 +156,41 @@ fn a_service_moves_to_the_region_its_demand_comes_from() {
 
 /// Deploy the counter service (host `counter.example`) with `extra` profile lines; a short
 /// cooldown, since moves by hand count too.
-fn deploy_counter(c: &Cluster, work: &Path, extra: &str) {
-    let dir = work.join("counter");
-    std::fs::create_dir_all(&dir).expect("mkdir");
-    std::fs::copy(crate::harness::fixture("counter"), dir.join("counter.wasm")).expect("copy");
-    let p = dir.join("tern.toml");
+fn deploy_counter(c: &Cluster, extra: &str) {
     let extra = if extra.contains("[migration]") {
         extra.replace("[migration]\n", "[migration]\ncooldown = \"1s\"\n")
     } else {
         format!("{extra}[migration]\ncooldown = \"1s\"\n")
     };
-    std::fs::write(
-        &p,
-        format!(
-            "name = \"counter\"\nmodule = \"counter.wasm\"\nports = [8080]\n\
-             [http]\nhost = \"counter.example\"\n{extra}"
-        ),
-    )
-    .expect("write");
-    deploy_running(c, &p, "counter");
-    c.wait(
-        |c| c.workload("counter")["endpoints"][0]["address"].is_string(),
-        "the counter's endpoint",
-    );
+    deploy_service(c, &counter().toml(&extra));
 }
 
-fn start_gateway_with(c: &Cluster, region: &str, delays: &str) -> (crate::fleet::Reaped, String) {
-    use crate::fleet::Reap;
-    let addr_file = c.dir.path().join(format!("gateway-{region}.addr"));
-    let child = crate::fleet::tern_cmd()
-        .args(["gateway", "--listen", "127.0.0.1:0", "--region", region])
-        .args([
-            "--controller",
-            &c.url,
-            "--token",
-            &c.token,
-            "--delays",
-            delays,
-        ])
-        .arg("--addr-file")
-        .arg(&addr_file)
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("gateway starts")
-        .reaped();
-    c.wait(|_| addr_file.exists(), "the gateway");
+/// A gateway for `region` that applies the delay table at `delays` to its clients.
+fn start_gateway_with(c: &Cluster, region: &str, delays: &str) -> Gateway {
+    let g = c.start_gateway(region, &["--delays", delays]);
     std::thread::sleep(Duration::from_millis(50));
-    let addr = std::fs::read_to_string(&addr_file).expect("addr");
-    (child, addr.trim().to_string())
+    g
 }
 
 #[test]
 fn workloads_leave_an_overloaded_node_for_idle_ones() {
-    let work = tempfile::tempdir().expect("tempdir");
     let c = cluster()
         .node("a", "region=eu-west")
         .node("b", "region=eu-west")
         .node("c", "region=eu-west")
-        .controller_arg("--rebalance-every")
-        .controller_arg("500ms")
+        .controller_args(&["--rebalance-every", "500ms"])
         .start();
     // The injected contention: a busy program that must stay on b.
-    let hog = fixture_profile(
-        work.path(),
-        "hog",
-        "compute",
-        &["100000000000"],
-        "[placement]\nexclude_nodes = [\"a\", \"c\"]\n[migration]\nlive = false\n",
-    );
-    deploy_running(&c, &hog, "hog");
+    let hog = once("hog", "compute", &["100000000000"])
+        .toml("[placement]\nexclude_nodes = [\"a\", \"c\"]\n[migration]\nlive = false\n");
+    c.deploy_running(&hog);
     // A short cooldown: being put on b by hand counts as a move.
-    let busy = fixture_profile(
-        work.path(),
-        "busy",
-        "compute",
-        &["100000000000"],
-        "[migration]\ncooldown = \"1s\"\n",
-    );
-    deploy_running(&c, &busy, "busy");
+    let busy = once("busy", "compute", &["100000000000"]).toml("[migration]\ncooldown = \"1s\"\n");
+    c.deploy_running(&busy);
     put_on(&c, "busy", "b");
-    let light = fixture_profile(
-        work.path(),
-        "light",
-        "ticker",
-        &["1000000", "50", "1"],
-        "[migration]\ncooldown = \"1s\"\n",
-    );
-    deploy_running(&c, &light, "light");
+    let light =
+        once("light", "ticker", &["1000000", "50", "1"]).toml("[migration]\ncooldown = \"1s\"\n");
+    c.deploy_running(&light);
     put_on(&c, "light", "b");
     wait_for(&c, 20, "b measured busy", |c| {
         c.json(&["inspect", "b"])["usage"]["cpu_busy"]
@@ -284,39 +221,26 @@ fn workloads_leave_an_overloaded_node_for_idle_ones() {
 
 /// Deploy `filler`: 200 MiB promised, kept off `other` and unmovable, so that the node with
 /// 256 MiB has no room for another 128 MiB until it is removed.
-fn fill(c: &Cluster, work: &Path, other: &str) {
-    let filler = fixture_profile(
-        work,
-        "filler",
-        "ticker",
-        &["1000000", "200", "1"],
-        &format!(
-            "[limits]\nmemory = \"200MiB\"\n[placement]\nexclude_nodes = [\"{other}\"]\n\
+fn fill(c: &Cluster, other: &str) {
+    let filler = once("filler", "ticker", &["1000000", "200", "1"]).toml(&format!(
+        "[limits]\nmemory = \"200MiB\"\n[placement]\nexclude_nodes = [\"{other}\"]\n\
              [migration]\nlive = false\n"
-        ),
-    );
-    deploy_running(c, &filler, "filler");
+    ));
+    c.deploy_running(&filler);
 }
 
 #[test]
 fn a_workload_that_weighs_cost_moves_to_a_cheaper_node_once_it_has_room() {
-    let work = tempfile::tempdir().expect("tempdir");
     let c = cluster()
         .node("cheap", "region=eu-west,cost=1")
         .node("dear", "region=eu-west,cost=10")
         .agent_args("cheap", &["--memory", "256MiB"])
-        .controller_arg("--rebalance-every")
-        .controller_arg("500ms")
+        .controller_args(&["--rebalance-every", "500ms"])
         .start();
-    fill(&c, work.path(), "dear");
-    let thrifty = fixture_profile(
-        work.path(),
-        "thrifty",
-        "ticker",
-        &["1000000", "200", "1"],
-        "[limits]\nmemory = \"128MiB\"\n[migration]\nweights = { cost = 1.0 }\n",
-    );
-    deploy_running(&c, &thrifty, "thrifty");
+    fill(&c, "dear");
+    let thrifty = once("thrifty", "ticker", &["1000000", "200", "1"])
+        .toml("[limits]\nmemory = \"128MiB\"\n[migration]\nweights = { cost = 1.0 }\n");
+    c.deploy_running(&thrifty);
     assert_eq!(node_of(&c, "thrifty"), "dear", "the cheap node has no room");
     c.ok(&["placement", "resume"]);
     std::thread::sleep(Duration::from_secs(3));
@@ -333,7 +257,7 @@ fn a_workload_that_weighs_cost_moves_to_a_cheaper_node_once_it_has_room() {
     let why = moves[0]["why"].as_str().unwrap_or("");
     assert!(why.contains("cost"), "{why}");
     // Its ticks went on across the move: the state moved, it did not restart.
-    let out = text(&c.tern(&["logs", "thrifty"]).stdout);
+    let out = c.logs("thrifty");
     let ticks: Vec<&str> = out.lines().collect();
     for (i, l) in ticks.iter().enumerate() {
         assert!(l.starts_with(&format!("tick {i} ")), "line {i}: {l}");
@@ -343,48 +267,30 @@ fn a_workload_that_weighs_cost_moves_to_a_cheaper_node_once_it_has_room() {
 
 #[test]
 fn noise_of_ten_percent_on_every_metric_moves_nothing() {
-    let work = tempfile::tempdir().expect("tempdir");
     let c = cluster()
         .node("a", "region=eu-west")
         .node("b", "region=eu-west")
         .node("c", "region=eu-west")
-        .controller_arg("--rebalance-every")
-        .controller_arg("300ms")
-        .controller_arg("--metric-noise")
-        .controller_arg("0.1")
+        .controller_args(&["--rebalance-every", "300ms", "--metric-noise", "0.1"])
         .start();
     // A short cooldown (being put in place by hand counts as a move), so that only the
     // scheduler's judgement keeps them where they are.
     let cooldown = "[migration]\ncooldown = \"1s\"\n";
-    let busy = fixture_profile(work.path(), "busy", "compute", &["100000000000"], cooldown);
-    deploy_running(&c, &busy, "busy");
+    let busy = once("busy", "compute", &["100000000000"]).toml(cooldown);
+    c.deploy_running(&busy);
     put_on(&c, "busy", "a");
     for (name, node) in [("tick-b", "b"), ("tick-c", "c")] {
-        let p = fixture_profile(
-            work.path(),
-            name,
-            "ticker",
-            &["1000000", "50", "4"],
-            cooldown,
-        );
-        deploy_running(&c, &p, name);
+        let p = once(name, "ticker", &["1000000", "50", "4"]).toml(cooldown);
+        c.deploy_running(&p);
         put_on(&c, name, node);
     }
-    let hand_moves = c
-        .json(&["migrations", "-o", "json"])
-        .as_array()
-        .map_or(0, |a| a.len());
+    let hand_moves = c.migrations().len();
     c.ok(&["placement", "resume"]);
     std::thread::sleep(Duration::from_secs(12));
     let st = c.ok(&["placement", "status"]);
     assert!(st.contains("last pass"), "{st}");
     assert!(auto_migrations(&c).is_empty(), "{}", c.ok(&["migrations"]));
-    assert_eq!(
-        c.json(&["migrations", "-o", "json"])
-            .as_array()
-            .map_or(0, |a| a.len()),
-        hand_moves
-    );
+    assert_eq!(c.migrations().len(), hand_moves);
     for w in ["busy", "tick-b", "tick-c"] {
         let e = c.json(&["explain", w, "-o", "json"]);
         assert_eq!(e["explanation"]["verdict"]["kind"], "stay", "{e}");
@@ -408,18 +314,16 @@ fn a_move_that_made_latency_worse_is_taken_back() {
         .node("b", "region=eu-west,cost=1")
         .agent_args("a", &["--delays", &d])
         .agent_args("b", &["--delays", &d, "--memory", "256MiB"])
-        .controller_arg("--rebalance-every")
-        .controller_arg("500ms")
+        .controller_args(&["--rebalance-every", "500ms"])
         .start();
-    fill(&c, work.path(), "a");
+    fill(&c, "a");
     deploy_counter(
         &c,
-        work.path(),
         "[limits]\nmemory = \"128MiB\"\n[migration]\nweights = { cost = 1.0 }\n",
     );
     assert_eq!(node_of(&c, "counter"), "a");
-    let (_gw, addr) = start_gateway_with(&c, "eu-west", &d);
-    let clients = Clients::start(&addr, 1);
+    let gw = start_gateway_with(&c, "eu-west", &d);
+    let clients = Clients::start(gw.addr(), 1);
     c.ok(&["placement", "resume"]);
     // Latency before the move, for the comparison after it.
     std::thread::sleep(Duration::from_secs(3));
@@ -491,40 +395,29 @@ fn placement_commands_refuse_what_they_cannot_do() {
         dir.path(),
         "[[link]]\nbetween = [\"a\", \"b\"]\ndelay = \"soon\"\n",
     );
-    let out = crate::fleet::tern_cmd()
-        .args(["up", "--delays"])
-        .arg(&bad)
-        .env("TERN_HOME", dir.path())
-        .output()
-        .expect("tern up");
+    let out = tern().with_home(dir.path()).run(&["up", "--delays", &bad]);
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
     assert!(
         err.contains("delays.toml:3") && err.contains("delay"),
         "{err}"
     );
-    let out = crate::fleet::tern_cmd()
-        .args(["sim", "--nodes", "0"])
-        .output()
-        .expect("tern sim");
+    let out = tern().run(&["sim", "--nodes", "0"]);
     assert_eq!(out.status.code(), Some(1));
 }
 
 #[test]
 fn sim_places_and_rebalances_a_simulated_cluster() {
-    let out = crate::fleet::tern_cmd()
-        .args([
-            "sim",
-            "--nodes",
-            "200",
-            "--workloads",
-            "3000",
-            "--rebalance",
-            "-o",
-            "json",
-        ])
-        .output()
-        .expect("tern sim");
+    let out = tern().run(&[
+        "sim",
+        "--nodes",
+        "200",
+        "--workloads",
+        "3000",
+        "--rebalance",
+        "-o",
+        "json",
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert!(
@@ -543,11 +436,7 @@ fn sim_places_and_rebalances_a_simulated_cluster() {
 #[test]
 fn the_demo_runs_and_every_check_in_it_passes() {
     let home = tempfile::tempdir().expect("home");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tern"))
-        .arg("demo")
-        .env("TERN_HOME", home.path())
-        .output()
-        .expect("tern demo");
+    let out = tern().with_home(home.path()).run(&["demo"]);
     let stdout = text(&out.stdout);
     assert_eq!(
         out.status.code(),

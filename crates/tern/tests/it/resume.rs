@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::harness::{files_in, fixture, tern, text, Result};
+use crate::harness::{assert_ends_alike, fixture, tern, text, Ending};
 
 struct Case<'a> {
     fixture: &'a str,
@@ -34,25 +34,19 @@ fn strs(v: &[String]) -> Vec<&str> {
     v.iter().map(|s| s.as_str()).collect()
 }
 
-fn uninterrupted(case: &Case<'_>, work: &Path, name: &str) -> (Result, Duration) {
+fn uninterrupted(case: &Case<'_>, work: &Path, name: &str) -> (Ending, Duration) {
     let dir = work.join(name);
     std::fs::create_dir_all(&dir).expect("mkdir");
     let module = fixture(case.fixture).display().to_string();
     let started = Instant::now();
-    let out = tern(&strs(&run_args(
+    let out = tern().run(&strs(&run_args(
         case,
         &module,
         &dir.display().to_string(),
         &[],
     )));
     let took = started.elapsed();
-    let result = Result {
-        stdout: out.stdout,
-        stderr: out.stderr,
-        code: out.status.code(),
-        files: files_in(&dir),
-    };
-    (result, took)
+    (Ending::of(&out).with_files_in(&dir), took)
 }
 
 /// Run with a checkpoint after `delay_ms`, then resume (re-checkpointing `chain` more times).
@@ -62,15 +56,15 @@ fn interrupted(
     work: &Path,
     delay_ms: u64,
     chain: &[u64],
-    reference: &Result,
-) -> Option<(Result, usize)> {
+    reference: &Ending,
+) -> Option<(Ending, usize)> {
     let dir = work.join(format!("run-{delay_ms}"));
     std::fs::create_dir_all(&dir).expect("mkdir");
     let module = fixture(case.fixture).display().to_string();
     let snap = work.join(format!("snap-{delay_ms}-0"));
     let snap_s = snap.display().to_string();
     let after = format!("{delay_ms}ms");
-    let out = tern(&strs(&run_args(
+    let out = tern().run(&strs(&run_args(
         case,
         &module,
         &dir.display().to_string(),
@@ -117,7 +111,7 @@ fn interrupted(
             args.push("--compress");
         }
         args.push(&current_s);
-        let out = tern(&args);
+        let out = tern().run(&args);
         stdout.extend_from_slice(&out.stdout);
         let mut err = out.stderr;
         if next.exists() {
@@ -129,29 +123,23 @@ fn interrupted(
             captures += 1;
         } else {
             stderr.extend_from_slice(&err);
-            return Some((
-                Result {
-                    stdout,
-                    stderr,
-                    code: out.status.code(),
-                    files: files_in(&dir),
-                },
-                captures,
-            ));
+            return Some((ending(out.status.code(), stdout, stderr, &dir), captures));
         }
     }
-    let out = tern(&["resume", &current.display().to_string()]);
+    let out = tern().run(&["resume", &current.display().to_string()]);
     stdout.extend_from_slice(&out.stdout);
     stderr.extend_from_slice(&out.stderr);
-    Some((
-        Result {
-            stdout,
-            stderr,
-            code: out.status.code(),
-            files: files_in(&dir),
-        },
-        captures,
-    ))
+    Some((ending(out.status.code(), stdout, stderr, &dir), captures))
+}
+
+fn ending(code: Option<i32>, stdout: Vec<u8>, stderr: Vec<u8>, dir: &Path) -> Ending {
+    let e = Ending {
+        code,
+        stdout: Some(stdout),
+        stderr: Some(stderr),
+        files: None,
+    };
+    e.with_files_in(dir)
 }
 
 /// Checkpoint `case` at each of `percent` (of its measured uninterrupted run time), resume,
@@ -162,12 +150,11 @@ fn check(case: Case<'_>, percent: &[u64], chain: &[u64]) {
     // The first run fills the module cache; the second, timed, is the program alone (plus a
     // process start) and must produce the same result.
     let (reference, _) = uninterrupted(&case, work.path(), "reference");
-    assert!(reference.code.is_some(), "{}", text(&reference.stderr));
     let (again, took) = uninterrupted(&case, work.path(), "reference-again");
-    assert!(
-        again == reference,
-        "{}: two uninterrupted runs differ",
-        case.fixture
+    assert_ends_alike(
+        &format!("{}: a second uninterrupted run", case.fixture),
+        &again,
+        &reference,
     );
     let run_ms = took.as_millis() as u64;
     let mut captured = 0;
@@ -175,27 +162,10 @@ fn check(case: Case<'_>, percent: &[u64], chain: &[u64]) {
         let d = (run_ms * p / 100).max(1);
         if let Some((got, n)) = interrupted(&case, work.path(), d, chain, &reference) {
             captured += n;
-            assert_eq!(
-                text(&got.stdout),
-                text(&reference.stdout),
-                "{} stdout after checkpoint at {d} ms",
-                case.fixture
-            );
-            assert_eq!(
-                text(&got.stderr),
-                text(&reference.stderr),
-                "{} stderr after checkpoint at {d} ms",
-                case.fixture
-            );
-            assert_eq!(
-                got.code, reference.code,
-                "{} exit code after checkpoint at {d} ms",
-                case.fixture
-            );
-            assert!(
-                got.files == reference.files,
-                "{} files differ after checkpoint at {d} ms",
-                case.fixture
+            assert_ends_alike(
+                &format!("{} after a checkpoint at {d} ms", case.fixture),
+                &got,
+                &reference,
             );
         }
     }
@@ -290,12 +260,12 @@ fn large_memory() {
 fn sigusr1_checkpoints_at_that_moment() {
     let work = tempfile::tempdir().expect("tempdir");
     let module = fixture("printer").display().to_string();
-    let reference = crate::harness::tern(&["run", &module, "--", "3000"]);
+    let reference = tern().unmoved("printer", &["3000"]);
     let snap = work.path().join("usr1.snap");
     let snap_s = snap.display().to_string();
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_tern"))
+    let child = tern()
+        .command()
         .args(["run", "--checkpoint-to", &snap_s, &module, "--", "3000"])
-        .env("TERN_HOME", crate::harness::tern_home())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -328,20 +298,24 @@ fn sigusr1_checkpoints_at_that_moment() {
     let first_stderr = text(&early);
     assert_eq!(first.status.code(), Some(0), "{first_stderr}");
     assert!(first_stderr.ends_with(&format!("checkpoint: {snap_s}\n")));
-    let second = tern(&["resume", &snap_s]);
+    let second = tern().run(&["resume", &snap_s]);
     let mut stdout = first.stdout;
     stdout.extend_from_slice(&second.stdout);
     assert!(
         !second.stdout.is_empty(),
         "the signal came after the program ended"
     );
-    assert_eq!(text(&stdout), text(&reference.stdout));
     let notice = format!("checkpoint: {snap_s}\n");
     let stderr = format!(
         "{}{}",
         &first_stderr[..first_stderr.len() - notice.len()],
         text(&second.stderr)
     );
-    assert_eq!(stderr, text(&reference.stderr));
-    assert_eq!(second.status.code(), reference.status.code());
+    let got = Ending {
+        code: second.status.code(),
+        stdout: Some(stdout),
+        stderr: Some(stderr.into_bytes()),
+        files: None,
+    };
+    assert_ends_alike("printer checkpointed by SIGUSR1", &got, &reference);
 }
