@@ -89,6 +89,33 @@ impl Output {
     }
 }
 
+/// The flags of a command that shows one thing the controller serves: `-o json` and the
+/// cluster.
+#[derive(clap::Args, Clone, Debug)]
+pub struct Listing {
+    #[command(flatten)]
+    out: Output,
+    #[command(flatten)]
+    cluster: ClusterArgs,
+}
+
+impl Listing {
+    /// GET `path`. With `-o json` it is printed as the controller sent it and None comes
+    /// back (the command is done); else the value, for a table.
+    pub fn fetch<T: serde::de::DeserializeOwned + serde::Serialize>(
+        self,
+        path: &str,
+    ) -> Result<Option<T>> {
+        let json = self.out.json();
+        let value: T = self.cluster.api()?.get(path)?;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&value)?);
+            return Ok(None);
+        }
+        Ok(Some(value))
+    }
+}
+
 pub fn parse_size(s: &str) -> Result<u64, String> {
     tern_profile::parse_size(s).ok_or_else(|| format!("{s:?}: expected a size such as 512MiB"))
 }

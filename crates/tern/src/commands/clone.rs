@@ -6,29 +6,17 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 
-use super::migrate::{request, request_and_follow};
-use crate::args::{parse_size, ClusterArgs, Output};
+use super::migrate::Moving;
 
 #[derive(clap::Args)]
 pub struct Args {
-    workload: String,
-    #[arg(long)]
-    to: String,
+    #[command(flatten)]
+    moving: Moving,
     /// The new workload's name.
     #[arg(long)]
     name: String,
-    #[arg(long, value_parser = parse_size)]
-    bandwidth: Option<u64>,
-    #[arg(long)]
-    no_wait: bool,
-    #[command(flatten)]
-    out: Output,
-    #[command(flatten)]
-    cluster: ClusterArgs,
 }
 
 pub fn execute(a: Args) -> Result<ExitCode> {
-    let api = a.cluster.api()?;
-    let req = request(a.to, a.bandwidth, Some(a.name));
-    request_and_follow(&api, &a.workload, &req, a.no_wait, a.out.json())
+    a.moving.execute(Some(a.name))
 }

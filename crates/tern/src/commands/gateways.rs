@@ -5,23 +5,15 @@ use std::process::ExitCode;
 use anyhow::Result;
 use tern_api::GatewayInfo;
 
-use crate::args::{ClusterArgs, Output};
+use crate::args::Listing;
 use crate::table::table;
 
-#[derive(clap::Args)]
-pub struct Args {
-    #[command(flatten)]
-    out: Output,
-    #[command(flatten)]
-    cluster: ClusterArgs,
-}
+pub type Args = Listing;
 
 pub fn execute(a: Args) -> Result<ExitCode> {
-    let gs: Vec<GatewayInfo> = a.cluster.api()?.get("/v1/gateways")?;
-    if a.out.json() {
-        println!("{}", serde_json::to_string_pretty(&gs)?);
+    let Some(gs) = a.fetch::<Vec<GatewayInfo>>("/v1/gateways")? else {
         return Ok(ExitCode::SUCCESS);
-    }
+    };
     table(
         &["REGION", "ADDRESS", "ID"],
         gs.iter()

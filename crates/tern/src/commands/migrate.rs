@@ -16,6 +16,13 @@ use crate::reports::print_migration;
 
 #[derive(clap::Args)]
 pub struct Args {
+    #[command(flatten)]
+    pub(super) moving: Moving,
+}
+
+/// The flags `migrate` and `clone` share.
+#[derive(clap::Args)]
+pub(super) struct Moving {
     workload: String,
     /// The destination node.
     #[arg(long)]
@@ -32,14 +39,21 @@ pub struct Args {
     cluster: ClusterArgs,
 }
 
+impl Moving {
+    /// Ask for the move (a clone when `name` names the copy), follow it and report.
+    pub(super) fn execute(self, name: Option<String>) -> Result<ExitCode> {
+        let api = self.cluster.api()?;
+        let req = request(self.to, self.bandwidth, name);
+        request_and_follow(&api, &self.workload, &req, self.no_wait, self.out.json())
+    }
+}
+
 pub fn execute(a: Args) -> Result<ExitCode> {
-    let api = a.cluster.api()?;
-    let req = request(a.to, a.bandwidth, None);
-    request_and_follow(&api, &a.workload, &req, a.no_wait, a.out.json())
+    a.moving.execute(None)
 }
 
 /// What `migrate` and `clone` ask the controller for.
-pub(super) fn request(to: String, bandwidth: Option<u64>, name: Option<String>) -> MigrateRequest {
+fn request(to: String, bandwidth: Option<u64>, name: Option<String>) -> MigrateRequest {
     MigrateRequest {
         to,
         options: TransferOptions {
@@ -52,7 +66,7 @@ pub(super) fn request(to: String, bandwidth: Option<u64>, name: Option<String>) 
 
 /// Ask for the move (a clone when `req` names the copy), then (unless `no_wait`) follow it
 /// and print its report. Exits 1 when it did not commit.
-pub(super) fn request_and_follow(
+fn request_and_follow(
     api: &Api,
     workload: &str,
     req: &MigrateRequest,

@@ -6,23 +6,15 @@ use anyhow::Result;
 use tern_api::Migration;
 use tern_profile::format_size;
 
-use crate::args::{ClusterArgs, Output};
+use crate::args::Listing;
 use crate::table::table;
 
-#[derive(clap::Args)]
-pub struct Args {
-    #[command(flatten)]
-    out: Output,
-    #[command(flatten)]
-    cluster: ClusterArgs,
-}
+pub type Args = Listing;
 
 pub fn execute(a: Args) -> Result<ExitCode> {
-    let ms: Vec<Migration> = a.cluster.api()?.get("/v1/migrations")?;
-    if a.out.json() {
-        println!("{}", serde_json::to_string_pretty(&ms)?);
+    let Some(ms) = a.fetch::<Vec<Migration>>("/v1/migrations")? else {
         return Ok(ExitCode::SUCCESS);
-    }
+    };
     table(
         &[
             "ID", "WORKLOAD", "FROM", "TO", "OUTCOME", "PAUSE", "TOTAL", "BYTES", "WHY",

@@ -6,24 +6,15 @@ use std::process::ExitCode;
 use anyhow::Result;
 use tern_api::NetworkReply;
 
-use crate::args::{ClusterArgs, Output};
+use crate::args::Listing;
 use crate::table::table;
 
-#[derive(clap::Args)]
-pub struct Args {
-    #[command(flatten)]
-    out: Output,
-    #[command(flatten)]
-    cluster: ClusterArgs,
-}
+pub type Args = Listing;
 
 pub fn execute(a: Args) -> Result<ExitCode> {
-    let json = a.out.json();
-    let r: NetworkReply = a.cluster.api()?.get("/v1/network")?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&r)?);
+    let Some(r) = a.fetch::<NetworkReply>("/v1/network")? else {
         return Ok(ExitCode::SUCCESS);
-    }
+    };
     let mib = |b: f64| {
         if b > 0.0 {
             format!("{:.0} MiB/s", b / (1u64 << 20) as f64)

@@ -6,23 +6,15 @@ use anyhow::Result;
 use tern_api::Node;
 use tern_profile::format_size;
 
-use crate::args::{ClusterArgs, Output};
+use crate::args::Listing;
 use crate::table::{table, word};
 
-#[derive(clap::Args)]
-pub struct Args {
-    #[command(flatten)]
-    out: Output,
-    #[command(flatten)]
-    cluster: ClusterArgs,
-}
+pub type Args = Listing;
 
 pub fn execute(a: Args) -> Result<ExitCode> {
-    let ns: Vec<Node> = a.cluster.api()?.get("/v1/nodes")?;
-    if a.out.json() {
-        println!("{}", serde_json::to_string_pretty(&ns)?);
+    let Some(ns) = a.fetch::<Vec<Node>>("/v1/nodes")? else {
         return Ok(ExitCode::SUCCESS);
-    }
+    };
     table(
         &[
             "NAME",

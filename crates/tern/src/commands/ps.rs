@@ -5,23 +5,15 @@ use std::process::ExitCode;
 use anyhow::Result;
 use tern_api::Workload;
 
-use crate::args::{ClusterArgs, Output};
+use crate::args::Listing;
 use crate::table::{table, word};
 
-#[derive(clap::Args)]
-pub struct Args {
-    #[command(flatten)]
-    out: Output,
-    #[command(flatten)]
-    cluster: ClusterArgs,
-}
+pub type Args = Listing;
 
 pub fn execute(a: Args) -> Result<ExitCode> {
-    let ws: Vec<Workload> = a.cluster.api()?.get("/v1/workloads")?;
-    if a.out.json() {
-        println!("{}", serde_json::to_string_pretty(&ws)?);
+    let Some(ws) = a.fetch::<Vec<Workload>>("/v1/workloads")? else {
         return Ok(ExitCode::SUCCESS);
-    }
+    };
     table(
         &["NAME", "STATUS", "NODE", "RESTARTS", "REASON"],
         ws.iter()
