@@ -151,14 +151,25 @@ pub fn parse_dirs(dirs: &[String]) -> Result<Vec<tern_wasi::Preopen>> {
         .collect()
 }
 
+/// `--env K=V` sets K; `--env K` passes this process's K, and leaves it unset in the
+/// program when this process has none (as `wasmtime run` does).
 pub fn parse_env(env: &[String]) -> Result<Vec<(String, String)>> {
-    env.iter()
-        .map(|e| match e.split_once('=') {
+    let mut out = Vec::new();
+    for e in env {
+        match e.split_once('=') {
             Some(("", _)) => bail!("--env {e:?}: empty name"),
-            Some((k, v)) => Ok((k.to_string(), v.to_string())),
-            None => Ok((e.clone(), std::env::var(e).unwrap_or_default())),
-        })
-        .collect()
+            Some((k, v)) => out.push((k.to_string(), v.to_string())),
+            None if e.is_empty() => bail!("--env: empty name"),
+            None => match std::env::var_os(e) {
+                None => {}
+                Some(v) => match v.into_string() {
+                    Ok(v) => out.push((e.clone(), v)),
+                    Err(_) => bail!("--env {e}: this process's value is not UTF-8"),
+                },
+            },
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -22,6 +22,9 @@ pub struct Args {
     service: ServiceArgs,
     #[command(flatten)]
     checkpoint: CheckpointArgs,
+    /// The program's argv[0] (default: the module's path as given), as `wasmtime run --argv0`.
+    #[arg(long, value_name = "NAME")]
+    argv0: Option<String>,
     /// The module (.wasm).
     module: PathBuf,
     /// Arguments for the program (after `--`).
@@ -41,7 +44,8 @@ pub fn execute(a: Args) -> Result<ExitCode> {
     } = load(&a.module, &a.checkpoint)?;
     let listeners = bind_service(&a.service)?;
     listen_env(&mut env, preopens.len(), listeners.len());
-    let mut argv = vec![a.module.display().to_string()];
+    let argv0 = a.argv0.unwrap_or_else(|| a.module.display().to_string());
+    let mut argv = vec![argv0];
     argv.extend(a.args);
     let config = WasiConfig {
         args: argv,

@@ -10,3 +10,4 @@ mod migrate;
 mod placement;
 mod real_programs;
 mod resume;
+mod wasmtime_habits;
