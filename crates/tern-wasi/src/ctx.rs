@@ -98,6 +98,18 @@ impl Entry {
     }
 }
 
+/// A `poll_oneoff` given up for a capture: the guest calls it again, with the same
+/// subscriptions, once it runs again (here, or resumed elsewhere). Its relative timers keep
+/// the deadlines they had, on the guest's monotonic clock, so a sleep keeps its remaining time
+/// instead of starting over.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct InterruptedWait {
+    /// The subscriptions as the guest wrote them, byte for byte.
+    pub subscriptions: Vec<u8>,
+    /// For each subscription, the deadline of a relative timer (guest monotonic ns).
+    pub deadlines: Vec<Option<u64>>,
+}
+
 /// The complete host-side state of one guest's WASI world.
 #[derive(Debug)]
 pub struct WasiCtx {
@@ -113,6 +125,8 @@ pub struct WasiCtx {
     pub(crate) exit_code: Option<i32>,
     /// The directories granted, so that a snapshot can say which host paths it had.
     pub(crate) preopens: Vec<Preopen>,
+    /// The wait a capture interrupted, until the guest calls it again.
+    pub(crate) interrupted_wait: Option<InterruptedWait>,
 }
 
 pub(crate) fn open_preopen(p: &Preopen) -> Result<Dir, Error> {
@@ -186,6 +200,7 @@ impl WasiCtx {
             tty: probe_tty(),
             exit_code: None,
             preopens: Vec::new(),
+            interrupted_wait: None,
         }
     }
 

@@ -31,7 +31,7 @@ mod state;
 
 use std::fmt;
 
-pub use ctx::{Preopen, WasiConfig, WasiCtx};
+pub use ctx::{InterruptedWait, Preopen, WasiConfig, WasiCtx};
 pub use embedder::{BlockingHooks, WasiView};
 pub use linker::add_to_linker;
 pub use state::{FdKindState, FdState, WasiState};

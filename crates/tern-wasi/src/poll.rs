@@ -4,7 +4,7 @@
 
 use crate::abi::*;
 use crate::clock::{far_future, realtime};
-use crate::ctx::Kind;
+use crate::ctx::{InterruptedWait, Kind};
 use crate::embedder::{BlockingHooks, WasiView};
 use crate::errno::{Errno, WasiResult};
 use crate::mem::Mem;
@@ -131,6 +131,8 @@ enum What {
 struct Sub {
     userdata: u64,
     what: What,
+    /// A relative timer's deadline on the guest's monotonic clock (kept across a capture).
+    deadline: Option<u64>,
 }
 
 /// A fired subscription: (index, nbytes, eventrwflags).
@@ -144,7 +146,15 @@ fn check_fd(ctx: &WasiCtx, fd: u32, write: bool) -> WasiResult<()> {
     }
 }
 
-fn parse(ctx: &WasiCtx, mem: &Mem<'_>, ptr: u32, n: u32) -> WasiResult<Vec<Sub>> {
+/// The subscriptions at `ptr`. `resumed` holds the deadlines of the same wait given up for a
+/// capture, if this is that wait called again: its relative timers keep them.
+fn parse(
+    ctx: &WasiCtx,
+    mem: &Mem<'_>,
+    ptr: u32,
+    n: u32,
+    resumed: Option<&[Option<u64>]>,
+) -> WasiResult<Vec<Sub>> {
     if n == 0 || n > MAX_SUBSCRIPTIONS {
         return Err(Errno::INVAL);
     }
@@ -154,6 +164,7 @@ fn parse(ctx: &WasiCtx, mem: &Mem<'_>, ptr: u32, n: u32) -> WasiResult<Vec<Sub>>
     for i in 0..n {
         let at = ptr + i * SUBSCRIPTION_SIZE;
         let userdata = mem.read_u64(at)?;
+        let mut deadline = None;
         let what = match mem.read_u8(at + 8)? {
             EVENTTYPE_CLOCK => {
                 let id = mem.read_u32(at + 16)?;
@@ -163,18 +174,22 @@ fn parse(ctx: &WasiCtx, mem: &Mem<'_>, ptr: u32, n: u32) -> WasiResult<Vec<Sub>>
                     return Err(Errno::INVAL);
                 }
                 let absolute = flags & SUBCLOCK_ABSTIME != 0;
-                let deadline = match (id, absolute) {
+                let instant = match (id, absolute) {
                     (CLOCK_MONOTONIC, true) => ctx.clocks.instant_at(timeout),
                     (CLOCK_REALTIME, true) => far_future(
                         now,
                         Duration::from_nanos(timeout.saturating_sub(realtime()?)),
                     ),
                     (CLOCK_MONOTONIC | CLOCK_REALTIME, false) => {
-                        far_future(now, Duration::from_nanos(timeout))
+                        let kept = resumed.and_then(|d| d.get(i as usize).copied().flatten());
+                        let at =
+                            kept.unwrap_or_else(|| ctx.clocks.monotonic().saturating_add(timeout));
+                        deadline = Some(at);
+                        ctx.clocks.instant_at(at)
                     }
                     _ => return Err(Errno::INVAL),
                 };
-                What::Clock(deadline)
+                What::Clock(instant)
             }
             t @ (EVENTTYPE_FD_READ | EVENTTYPE_FD_WRITE) => {
                 let fd = mem.read_u32(at + 16)?;
@@ -188,7 +203,11 @@ fn parse(ctx: &WasiCtx, mem: &Mem<'_>, ptr: u32, n: u32) -> WasiResult<Vec<Sub>>
             }
             _ => return Err(Errno::INVAL),
         };
-        subs.push(Sub { userdata, what });
+        subs.push(Sub {
+            userdata,
+            what,
+            deadline,
+        });
     }
     Ok(subs)
 }
@@ -284,16 +303,24 @@ pub(crate) fn poll_oneoff<T: WasiView>(
     n: u32,
     ret: u32,
 ) -> wasmtime::Result<WasiResult<()>> {
-    let subs = {
+    let (subs, raw) = {
         let (bytes, data) = memory.data_and_store_mut(&mut *caller);
         let mem = Mem::new(bytes);
-        let checked = parse(data.wasi(), &mem, subs_ptr, n).and_then(|subs| {
+        let ctx = data.wasi();
+        // Only the very next call can be the interrupted one, called again.
+        let interrupted = ctx.interrupted_wait.take();
+        let checked = parse_raw(&mem, subs_ptr, n).and_then(|raw| {
+            let resumed = interrupted
+                .as_ref()
+                .filter(|w| w.subscriptions == raw)
+                .map(|w| w.deadlines.as_slice());
+            let subs = parse(ctx, &mem, subs_ptr, n, resumed)?;
             mem.check(events_ptr, n.saturating_mul(EVENT_SIZE))?;
             mem.check(ret, 4)?;
-            Ok(subs)
+            Ok((subs, raw))
         });
         match checked {
-            Ok(subs) => subs,
+            Ok(parsed) => parsed,
             Err(e) => return Ok(Err(e)),
         }
     };
@@ -312,5 +339,22 @@ pub(crate) fn poll_oneoff<T: WasiView>(
         mem.write_u32(ret, count)?;
         Ok(Some(()))
     })?;
-    Ok(done.unwrap_or(Ok(())))
+    match done {
+        Some(result) => Ok(result),
+        None => {
+            caller.data_mut().wasi().interrupted_wait = Some(InterruptedWait {
+                subscriptions: raw,
+                deadlines: subs.iter().map(|s| s.deadline).collect(),
+            });
+            Ok(Ok(()))
+        }
+    }
+}
+
+/// The subscriptions' bytes, after the same bounds checks `parse` makes.
+fn parse_raw(mem: &Mem<'_>, ptr: u32, n: u32) -> WasiResult<Vec<u8>> {
+    if n == 0 || n > MAX_SUBSCRIPTIONS {
+        return Err(Errno::INVAL);
+    }
+    Ok(mem.bytes(ptr, n * SUBSCRIPTION_SIZE)?.to_vec())
 }

@@ -2,7 +2,9 @@
 //! code that rebuilds one from it in another process.
 
 use crate::clock::Clocks;
-use crate::ctx::{listener_entry, open_preopen, preopen_entry, DirFd, Entry, FileFd, Kind};
+use crate::ctx::{
+    listener_entry, open_preopen, preopen_entry, DirFd, Entry, FileFd, InterruptedWait, Kind,
+};
 use crate::path::file_options;
 use crate::{Error, Preopen, WasiCtx};
 use cap_fs_ext::{FollowSymlinks, OpenOptionsFollowExt};
@@ -31,6 +33,9 @@ pub struct WasiState {
     /// same machine can grant them again without being told.
     #[serde(default)]
     pub preopens: Vec<Preopen>,
+    /// A `poll_oneoff` the capture interrupted, whose timers keep their deadlines.
+    #[serde(default)]
+    pub interrupted_wait: Option<InterruptedWait>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -129,6 +134,7 @@ impl WasiCtx {
             cputime_ns: self.clocks.cputime(),
             exit_code: self.exit_code,
             preopens: self.preopens.clone(),
+            interrupted_wait: self.interrupted_wait.clone(),
         })
     }
 
@@ -167,6 +173,7 @@ impl WasiCtx {
         let mut ctx = WasiCtx::empty(state.args.clone(), state.env.clone(), clocks);
         ctx.preopens = preopens.to_vec();
         ctx.exit_code = state.exit_code;
+        ctx.interrupted_wait = state.interrupted_wait.clone();
         ctx.free = state.free_fds.iter().copied().collect();
         for s in &state.fds {
             let mut entry = match &s.kind {

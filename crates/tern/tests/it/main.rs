@@ -3,6 +3,7 @@
 //! every kind of bad input is refused with a clear message and the documented exit code.
 
 mod bad_input;
+mod blocked;
 mod faults;
 mod fleet;
 mod harness;
