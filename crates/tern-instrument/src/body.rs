@@ -1039,7 +1039,9 @@ impl<'a> Emitter<'a> {
                 merged = false;
             } else {
                 let then_poll = match (self.form, item, items.get(j + 1)) {
-                    (Form::Running, Item::Call { .. }, Some(&next)) if next == ix + 1 => {
+                    (Form::Running, Item::Call { .. }, Some(&next))
+                        if next == ix + 1 && !self.results_wait(item) =>
+                    {
                         match item_of(&nodes[next])? {
                             p @ Item::Poll {
                                 kind: PollKind::AfterCall,
@@ -1195,6 +1197,36 @@ impl<'a> Emitter<'a> {
         mark
     }
 
+    /// Whether a call's results stay on the operand stack until its unwind check, spilled only
+    /// after it: results go to the slots of the call's first inputs, and a rewind calls a
+    /// blocking import again with all its arguments (an indirect call needs its table index),
+    /// so an unwind must save the inputs, not the results over them. (Spilled first, the
+    /// result of an interrupted `sock_accept(3, ..)`, 0, became its descriptor: resumed, it
+    /// accepted on stdin.)
+    fn results_wait(&self, item: &Item) -> bool {
+        let Item::Call {
+            op,
+            inputs,
+            outputs,
+            ..
+        } = item
+        else {
+            return false;
+        };
+        if outputs.is_empty() || *inputs == 0 {
+            return false;
+        }
+        match self.ops[*op] {
+            Operator::Call { function_index: f } => {
+                let f = f as usize;
+                self.facts.rewind_entry.get(f) == Some(&(f as u32))
+                    && self.facts.unwinds.get(f).copied().unwrap_or(false)
+            }
+            // The index is the last input: below the results only if there are fewer.
+            _ => outputs.len() >= *inputs,
+        }
+    }
+
     /// Emit one item. `then_poll`, in the running form, is the poll right after a call item:
     /// one load of the flag serves both (see `PollKind::AfterCall`).
     fn item(
@@ -1242,7 +1274,10 @@ impl<'a> Emitter<'a> {
                     }
                     _ => self.call(*op, depth, &stack[under..], under)?,
                 }
-                self.spill(depth, outputs, under);
+                let wait = self.results_wait(item);
+                if !wait {
+                    self.spill(depth, outputs, under);
+                }
                 match then_poll {
                     Some(Item::Poll {
                         rp: poll_rp,
@@ -1282,6 +1317,9 @@ impl<'a> Emitter<'a> {
                         self.live_slots.truncate(held);
                         self.end_synth();
                     }
+                }
+                if wait {
+                    self.spill(depth, outputs, under);
                 }
                 self.guard_close(skip);
             }

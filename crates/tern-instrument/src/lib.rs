@@ -33,7 +33,7 @@ pub use module::instrument;
 
 /// Bumped whenever the frame layout or the host contract changes: a snapshot taken under one
 /// version cannot be resumed under another.
-pub const TRANSFORM_VERSION: u32 = 20;
+pub const TRANSFORM_VERSION: u32 = 21;
 
 pub const STATE_EXPORT: &str = "__tern_state";
 pub const SP_EXPORT: &str = "__tern_sp";
