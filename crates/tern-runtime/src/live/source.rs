@@ -289,25 +289,7 @@ impl<S: Read + Write> Source<'_, S> {
         let mut sizes = Vec::new();
         loop {
             let t = Instant::now();
-            let (mut raw, mut wire) = (0, 0);
-            for m in &mut self.mems {
-                if !self.control.running() {
-                    return Err(MigrationCause::ProgramEnded);
-                }
-                let memories = &self.control.memories;
-                let ranges = m.changed(memories, self.round == 0)?;
-                let compress = self.options.compress;
-                let (r, w) = send_ranges(
-                    &mut self.fw,
-                    memories,
-                    m,
-                    &ranges,
-                    compress,
-                    &mut self.pages,
-                )?;
-                raw += r;
-                wire += w;
-            }
+            let (raw, mut wire) = self.send_changed(self.round == 0, true)?;
             wire += self
                 .fw
                 .frame(kind::ROUND_END, &[&self.round.to_le_bytes()])
@@ -395,22 +377,7 @@ impl<S: Read + Write> Source<'_, S> {
             self.cut();
         }
         let t = Instant::now();
-        let (mut raw, mut wire) = (0, 0);
-        for m in &mut self.mems {
-            let memories = &self.control.memories;
-            let ranges = m.changed(memories, false)?;
-            let compress = self.options.compress;
-            let (r, w) = send_ranges(
-                &mut self.fw,
-                memories,
-                m,
-                &ranges,
-                compress,
-                &mut self.pages,
-            )?;
-            raw += r;
-            wire += w;
-        }
+        let (mut raw, mut wire) = self.send_changed(false, false)?;
         let (r, w) = self.send_files()?;
         raw += r;
         wire += w;
@@ -430,6 +397,32 @@ impl<S: Read + Write> Source<'_, S> {
     }
 
     /// Tell the destination the program stays here (best effort: it may be gone).
+    /// Send every memory's pages written since the last round (all of them with `all`);
+    /// returns the raw and wire bytes. While the program runs (`running`), its end fails the
+    /// migration.
+    fn send_changed(&mut self, all: bool, running: bool) -> Caused<(u64, u64)> {
+        let (mut raw, mut wire) = (0, 0);
+        for m in &mut self.mems {
+            if running && !self.control.running() {
+                return Err(MigrationCause::ProgramEnded);
+            }
+            let memories = &self.control.memories;
+            let ranges = m.changed(memories, all)?;
+            let compress = self.options.compress;
+            let (r, w) = send_ranges(
+                &mut self.fw,
+                memories,
+                m,
+                &ranges,
+                compress,
+                &mut self.pages,
+            )?;
+            raw += r;
+            wire += w;
+        }
+        Ok((raw, wire))
+    }
+
     fn abort(&mut self, reason: &str) {
         let _ = self.fw.send(kind::ABORT, &[&Reason::encode(reason)]);
     }
